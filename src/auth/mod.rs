@@ -1,0 +1,194 @@
+//! Accounts: registration and login. The tick only checks the request's shape and queues it; argon2 and
+//! every query run on [`worker`] threads, and their outcome is applied here on a later tick. A
+//! connection with a request in flight is [`Authenticating`] and may not start another.
+
+pub mod password;
+pub mod worker;
+
+use bevy::prelude::*;
+use bevy_renet::RenetServer;
+
+use crate::config::Config;
+use crate::db::Database;
+use crate::net::{self, AwaitingLogin, Connection, Inbound};
+use crate::players::{OnlineAccounts, Player};
+use crate::protocol::{self, ClientMessage, Request, ServerMessage};
+use crate::shutdown::ServerStopping;
+use worker::{AuthJob, AuthOutcome, AuthRequest, AuthWorkers, LOGIN_FAILED};
+
+/// The reason given to the older session when its account logs in again elsewhere.
+pub const LOGGED_IN_ELSEWHERE: &str = "Logged in from another location";
+
+pub(crate) fn plugin(app: &mut App) {
+    let config = app.world().resource::<Config>();
+    let (workers, queue) = (usize::from(config.auth_workers), config.auth_queue as usize);
+    let pool = app.world().resource::<Database>().0.clone();
+    app.insert_resource(AuthWorkers::start(pool, workers, queue))
+        .add_systems(Update, (queue_requests, apply_results).chain())
+        .add_observer(stop_workers);
+}
+
+/// A register or login request of this connection is with the workers.
+#[derive(Component, Debug)]
+pub struct Authenticating;
+
+fn deny(server: &mut RenetServer, client_id: u64, request: Request, reason: &str) {
+    net::send(
+        server,
+        client_id,
+        &ServerMessage::Denied {
+            request,
+            reason: reason.to_owned(),
+        },
+    );
+}
+
+fn queue_requests(
+    mut commands: Commands,
+    mut inbound: MessageReader<Inbound>,
+    mut server: ResMut<RenetServer>,
+    workers: Res<AuthWorkers>,
+    states: Query<(Has<AwaitingLogin>, Has<Authenticating>)>,
+) {
+    for Inbound {
+        entity,
+        client_id,
+        message,
+    } in inbound.read()
+    {
+        let (request, job) = match message {
+            ClientMessage::Register { username, password } => {
+                let valid = protocol::validate_username(username)
+                    .and(protocol::validate_password(password));
+                if let Err(reason) = valid {
+                    deny(&mut server, *client_id, Request::Register, reason);
+                    continue;
+                }
+                let job = AuthRequest::Register {
+                    username: username.clone(),
+                    password: password.clone(),
+                };
+                (Request::Register, job)
+            }
+            ClientMessage::Login { username, password } => {
+                // A name or password no account can have fails at once, with the usual answer.
+                if protocol::validate_username(username).is_err() || password.chars().count() > 1024
+                {
+                    deny(&mut server, *client_id, Request::Login, LOGIN_FAILED);
+                    continue;
+                }
+                let job = AuthRequest::Login {
+                    username: username.clone(),
+                    password: password.clone(),
+                };
+                (Request::Login, job)
+            }
+            ClientMessage::Chat { .. } => continue,
+        };
+        let Ok((awaiting_login, authenticating)) = states.get(*entity) else {
+            continue;
+        };
+        if authenticating {
+            deny(
+                &mut server,
+                *client_id,
+                request,
+                "Please wait for the answer to your last request",
+            );
+        } else if !awaiting_login {
+            deny(
+                &mut server,
+                *client_id,
+                request,
+                "You are already logged in",
+            );
+        } else if workers
+            .submit(AuthJob {
+                entity: *entity,
+                client_id: *client_id,
+                request: job,
+            })
+            .is_err()
+        {
+            warn!(client_id, ?request, "auth queue full");
+            deny(&mut server, *client_id, request, "Server busy, try again");
+        } else {
+            commands.entity(*entity).insert(Authenticating);
+        }
+    }
+}
+
+fn apply_results(
+    mut commands: Commands,
+    mut server: ResMut<RenetServer>,
+    workers: Res<AuthWorkers>,
+    online: Res<OnlineAccounts>,
+    connections: Query<&Connection, With<Authenticating>>,
+    all_connections: Query<&Connection>,
+    mut logged_in_this_tick: Local<Vec<(i32, Entity, u64)>>,
+) {
+    logged_in_this_tick.clear();
+    for result in workers.results.try_iter() {
+        let client_id = result.client_id;
+        // The connection may have left (or been kicked) while the job ran: then nobody is told.
+        let Ok(connection) = connections.get(result.entity) else {
+            debug!(client_id, outcome = ?result.outcome, "auth result for a connection that is gone");
+            continue;
+        };
+        if connection.client_id != client_id {
+            continue;
+        }
+        commands.entity(result.entity).remove::<Authenticating>();
+        match result.outcome {
+            AuthOutcome::Registered { username } => {
+                net::send(
+                    &mut server,
+                    client_id,
+                    &ServerMessage::Registered { username },
+                );
+            }
+            AuthOutcome::RegisterDenied(reason) => {
+                deny(&mut server, client_id, Request::Register, reason)
+            }
+            AuthOutcome::LoginDenied(reason) => {
+                info!(client_id, "login failed");
+                deny(&mut server, client_id, Request::Login, reason);
+            }
+            AuthOutcome::LoggedIn { account_id, name } => {
+                // One session per account: the older one is told why and closed.
+                let earlier = logged_in_this_tick
+                    .iter()
+                    .find(|(id, ..)| *id == account_id)
+                    .map(|&(_, e, c)| (e, c));
+                let older = earlier.or_else(|| {
+                    let entity = online.entity(account_id)?;
+                    Some((entity, all_connections.get(entity).ok()?.client_id))
+                });
+                if let Some((old_entity, old_client)) = older {
+                    net::kick(
+                        &mut commands,
+                        &mut server,
+                        old_entity,
+                        old_client,
+                        LOGGED_IN_ELSEWHERE,
+                    );
+                }
+                logged_in_this_tick.retain(|(id, ..)| *id != account_id);
+                logged_in_this_tick.push((account_id, result.entity, client_id));
+                net::send(
+                    &mut server,
+                    client_id,
+                    &ServerMessage::LoggedIn { name: name.clone() },
+                );
+                commands
+                    .entity(result.entity)
+                    .remove::<AwaitingLogin>()
+                    .insert(Player { account_id, name });
+            }
+        }
+    }
+}
+
+fn stop_workers(_: On<ServerStopping>, mut workers: ResMut<AuthWorkers>) {
+    workers.stop();
+}

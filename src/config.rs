@@ -1,0 +1,92 @@
+//! Server configuration: command-line flags, each with an environment variable twin, and their checks.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bevy::prelude::Resource;
+use clap::Parser;
+
+/// netcode refuses more clients than this (it panics above it), so neither do we.
+pub const MAX_CLIENTS_LIMIT: u16 = 1024;
+
+/// mmo: a headless, authoritative MMO server with accounts and chat.
+///
+/// Every flag can also be set by the environment variable shown beside it.
+#[derive(Parser, Resource, Debug, Clone)]
+#[command(name = "mmo", version, about, long_about = None)]
+pub struct Config {
+    /// UDP address to listen on. In-band login sends passwords over unsecure netcode, so keep it on
+    /// loopback or a trusted LAN.
+    #[arg(long, env = "MMO_BIND", default_value = "127.0.0.1:5000")]
+    pub bind: SocketAddr,
+
+    /// SQLite database file; created and migrated at start if needed.
+    #[arg(long, env = "MMO_DB", default_value = "mmo.sqlite3")]
+    pub db: PathBuf,
+
+    /// Most clients connected at once (logged in or not), 1 to 1024.
+    #[arg(long, env = "MMO_MAX_CLIENTS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u16).range(1..=MAX_CLIENTS_LIMIT as i64))]
+    pub max_clients: u16,
+
+    /// Server ticks per second: how often it reads the network, runs game systems and sends.
+    #[arg(long, env = "MMO_TICK_HZ", default_value_t = 60,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub tick_hz: u16,
+
+    /// Threads that hash passwords and run account queries, off the tick.
+    #[arg(long, env = "MMO_AUTH_WORKERS", default_value_t = default_workers(),
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub auth_workers: u16,
+
+    /// Register/login requests that may wait for a worker; beyond it, "Server busy, try again".
+    #[arg(long, env = "MMO_AUTH_QUEUE", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub auth_queue: u32,
+
+    /// Chat lines kept in memory and sent to each player after login.
+    #[arg(long, env = "MMO_CHAT_HISTORY", default_value_t = 50,
+          value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub chat_history: u16,
+}
+
+fn default_workers() -> u16 {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(8) as u16)
+}
+
+impl Config {
+    /// The defaults, with another address and database (what tests and embedders start from).
+    pub fn new(bind: SocketAddr, db: impl Into<PathBuf>) -> Self {
+        let mut config = Self::parse_from(["mmo"]);
+        config.bind = bind;
+        config.db = db.into();
+        config
+    }
+
+    /// The time between two ticks.
+    pub fn tick(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / f64::from(self.tick_hz))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_just_work() {
+        let config = Config::try_parse_from(["mmo"]).unwrap();
+        assert_eq!(config.bind, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(config.db, PathBuf::from("mmo.sqlite3"));
+        assert_eq!(config.max_clients, 1024);
+        assert_eq!(config.tick_hz, 60);
+    }
+
+    #[test]
+    fn max_clients_beyond_netcode_is_a_clear_error() {
+        let err = Config::try_parse_from(["mmo", "--max-clients", "1025"]).unwrap_err();
+        assert!(err.to_string().contains("1..=1024"), "{err}");
+        assert!(Config::try_parse_from(["mmo", "--max-clients", "0"]).is_err());
+    }
+}

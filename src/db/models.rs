@@ -1,0 +1,36 @@
+//! Rows of the tables in [`super::schema`], as diesel reads and writes them.
+
+use diesel::prelude::*;
+
+use super::schema::{accounts, chat_messages};
+
+/// An account row.
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = accounts)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct Account {
+    pub id: i32,
+    pub username: String,
+    pub password_hash: String,
+}
+
+/// A new account row; `username_key` is the lowercase form that carries the UNIQUE index.
+#[derive(Insertable)]
+#[diesel(table_name = accounts)]
+pub struct NewAccount<'a> {
+    pub username: &'a str,
+    pub username_key: &'a str,
+    pub password_hash: &'a str,
+    pub created_at_ms: i64,
+}
+
+/// A chat line, as stored for history.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq, Eq)]
+#[diesel(table_name = chat_messages)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct ChatMessage {
+    pub account_id: i32,
+    pub sender: String,
+    pub body: String,
+    pub sent_at_ms: i64,
+}

@@ -1,0 +1,25 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    accounts (id) {
+        id -> Integer,
+        username -> Text,
+        username_key -> Text,
+        password_hash -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    chat_messages (id) {
+        id -> Integer,
+        account_id -> Integer,
+        sender -> Text,
+        body -> Text,
+        sent_at_ms -> BigInt,
+    }
+}
+
+diesel::joinable!(chat_messages -> accounts (account_id));
+
+diesel::allow_tables_to_appear_in_same_query!(accounts, chat_messages,);

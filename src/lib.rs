@@ -1,0 +1,28 @@
+//! mmo: a headless, authoritative MMO server foundation on Bevy ECS.
+//!
+//! [`protocol`] is the wire, shared with every client and always compiled. With the default `server`
+//! feature the crate is also the server: one Bevy plugin per module ([`net`] connections and messages,
+//! [`auth`] registration and login on worker threads, [`players`] the PLAY state, [`chat`], [`shutdown`]),
+//! assembled by [`server::build`]. New gameplay is one more plugin beside `chat`: read [`net::Inbound`]
+//! messages, query [`players::Player`] entities, send with [`net::send`].
+
+pub mod protocol;
+
+#[cfg(feature = "server")]
+pub mod auth;
+#[cfg(feature = "server")]
+pub mod chat;
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod db;
+#[cfg(feature = "server")]
+pub mod net;
+#[cfg(feature = "server")]
+pub mod players;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod shutdown;
+#[cfg(feature = "server")]
+mod time;

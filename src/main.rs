@@ -1,0 +1,36 @@
+//! The server binary: parse the configuration, build the app, stop gracefully on Ctrl-C or SIGTERM.
+
+use std::process::ExitCode;
+
+use bevy::log::LogPlugin;
+use bevy::prelude::*;
+use clap::Parser;
+use mmo::config::Config;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    let mut app = App::new();
+    app.add_plugins(LogPlugin::default());
+    let started = match mmo::server::build(&mut app, config) {
+        Ok(started) => started,
+        Err(error) => {
+            error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = started.shutdown;
+    let handler = ctrlc::set_handler(move || {
+        if shutdown.is_requested() {
+            // A second signal: the user wants out now. Acknowledged registrations are already committed.
+            std::process::exit(130);
+        }
+        shutdown.request();
+    });
+    if let Err(error) = handler {
+        warn!(%error, "cannot install the Ctrl-C/SIGTERM handler");
+    }
+    match app.run() {
+        AppExit::Success => ExitCode::SUCCESS,
+        AppExit::Error(code) => ExitCode::from(code.get()),
+    }
+}

@@ -1,0 +1,202 @@
+//! Networking: the UDP socket and netcode transport (through bevy_renet), one entity per connection,
+//! inbound decoding with limits, and the helpers every other plugin uses to send and to kick.
+//!
+//! A connection's life: renet reports it connected → an entity `(Connection, AwaitingLogin)` is spawned
+//! and indexed by client id; each tick its messages are decoded and handed on as [`Inbound`] messages
+//! (bad bytes disconnect it); a kick sends [`ServerMessage::Kicked`] and marks it [`Closing`] until the
+//! reason is acknowledged; renet reports it gone → the entity is despawned.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant, SystemTime};
+
+use bevy::prelude::*;
+use bevy_renet::netcode::{
+    NetcodeErrorEvent, NetcodeServerPlugin, NetcodeServerTransport, ServerAuthentication,
+    ServerConfig,
+};
+use bevy_renet::renet::{Bytes, ClientId, ServerEvent};
+use bevy_renet::{RenetReceive, RenetServer, RenetServerEvent, RenetServerPlugin};
+
+use crate::config::Config;
+use crate::protocol::{self, CHANNEL, ClientMessage, ServerMessage};
+
+/// How long a kicked connection is kept open for its reason to be acknowledged.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+pub(crate) fn plugin(app: &mut App) {
+    app.add_plugins((RenetServerPlugin, NetcodeServerPlugin))
+        .init_resource::<Connections>()
+        .add_message::<Inbound>()
+        .add_observer(on_server_event)
+        .add_observer(on_netcode_error)
+        .add_systems(PreUpdate, receive_messages.after(RenetReceive))
+        .add_systems(PostUpdate, close_kicked_connections);
+}
+
+/// Binds the socket and creates the renet server and its netcode transport (unsecure, in-band mode).
+pub(crate) fn bind(
+    config: &Config,
+) -> std::io::Result<(RenetServer, NetcodeServerTransport, SocketAddr)> {
+    let socket = UdpSocket::bind(config.bind)?;
+    let addr = socket.local_addr()?;
+    let current_time = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let server_config = ServerConfig {
+        current_time,
+        max_clients: usize::from(config.max_clients),
+        protocol_id: protocol::PROTOCOL_ID,
+        public_addresses: vec![addr],
+        authentication: ServerAuthentication::Unsecure,
+    };
+    let transport = NetcodeServerTransport::new(server_config, socket)?;
+    Ok((
+        RenetServer::new(protocol::connection_config()),
+        transport,
+        addr,
+    ))
+}
+
+/// One network connection, logged in or not. Despawned when the connection closes.
+#[derive(Component, Debug, Clone, Copy)]
+pub struct Connection {
+    pub client_id: ClientId,
+}
+
+/// A connection that has not logged in yet (the LOGIN state): it may register and log in, nothing else.
+#[derive(Component, Debug, Default)]
+pub struct AwaitingLogin;
+
+/// A connection that is being closed: it was sent a reason and is disconnected once that is acknowledged
+/// (or after [`CLOSE_GRACE`]). Nothing it sends is read any more.
+#[derive(Component, Debug)]
+pub struct Closing {
+    deadline: Instant,
+}
+
+/// Which entity holds each connected client.
+#[derive(Resource, Default, Debug)]
+pub struct Connections(HashMap<ClientId, Entity>);
+
+impl Connections {
+    pub fn entity(&self, client_id: ClientId) -> Option<Entity> {
+        self.0.get(&client_id).copied()
+    }
+}
+
+/// A decoded message from a connection that is not closing. Systems of every plugin read these.
+#[derive(Message, Debug, Clone)]
+pub struct Inbound {
+    pub entity: Entity,
+    pub client_id: ClientId,
+    pub message: ClientMessage,
+}
+
+/// Encodes a message once, to be sent to one or many clients (the bytes are shared, not copied).
+pub fn encode(message: &ServerMessage) -> Bytes {
+    Bytes::from(message.encode())
+}
+
+/// Sends one message to one client.
+pub fn send(server: &mut RenetServer, client_id: ClientId, message: &ServerMessage) {
+    server.send_message(client_id, CHANNEL, encode(message));
+}
+
+/// Tells a client why and closes its connection once that is delivered. Removing its state components
+/// (`AwaitingLogin`, `Player`, …) lets the plugins that own them react (for example "NAME left").
+pub fn kick(
+    commands: &mut Commands,
+    server: &mut RenetServer,
+    entity: Entity,
+    client_id: ClientId,
+    reason: &str,
+) {
+    info!(client_id, reason, "kicking");
+    send(
+        server,
+        client_id,
+        &ServerMessage::Kicked {
+            reason: reason.to_owned(),
+        },
+    );
+    if let Ok(mut entity) = commands.get_entity(entity) {
+        entity.retain::<(Connection, Closing)>().insert(Closing {
+            deadline: Instant::now() + CLOSE_GRACE,
+        });
+    }
+}
+
+fn on_server_event(
+    event: On<RenetServerEvent>,
+    mut commands: Commands,
+    mut connections: ResMut<Connections>,
+    transport: Res<NetcodeServerTransport>,
+) {
+    match **event {
+        ServerEvent::ClientConnected { client_id } => {
+            let entity = commands
+                .spawn((Connection { client_id }, AwaitingLogin))
+                .id();
+            connections.0.insert(client_id, entity);
+            let addr = transport.client_addr(client_id);
+            info!(client_id, ?addr, ?entity, "connected");
+        }
+        ServerEvent::ClientDisconnected { client_id, reason } => {
+            if let Some(entity) = connections.0.remove(&client_id) {
+                commands.entity(entity).despawn();
+            }
+            info!(client_id, %reason, "disconnected");
+        }
+    }
+}
+
+fn on_netcode_error(error: On<NetcodeErrorEvent>) {
+    error!(error = %*error, "netcode transport error");
+}
+
+/// Drains every client's channel, decoding with the protocol's limits. A message that does not decode
+/// disconnects its sender: a well-behaved client never sends one, so the rest of its stream is suspect.
+fn receive_messages(
+    mut server: ResMut<RenetServer>,
+    connections: Res<Connections>,
+    closing: Query<(), With<Closing>>,
+    mut inbound: MessageWriter<Inbound>,
+) {
+    for (&client_id, &entity) in &connections.0 {
+        while let Some(bytes) = server.receive_message(client_id, CHANNEL) {
+            if closing.contains(entity) {
+                continue;
+            }
+            match ClientMessage::decode(&bytes) {
+                Ok(message) => {
+                    inbound.write(Inbound {
+                        entity,
+                        client_id,
+                        message,
+                    });
+                }
+                Err(error) => {
+                    warn!(client_id, %error, len = bytes.len(), "undecodable message; disconnecting");
+                    server.disconnect(client_id);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Disconnects kicked connections once everything sent to them has been acknowledged, or at the deadline.
+fn close_kicked_connections(
+    mut server: ResMut<RenetServer>,
+    closing: Query<(&Connection, &Closing)>,
+) {
+    let now = Instant::now();
+    for (connection, closing) in &closing {
+        let delivered = server.channel_available_memory(connection.client_id, CHANNEL)
+            == protocol::SERVER_CHANNEL_MEMORY;
+        if delivered || now >= closing.deadline {
+            server.disconnect(connection.client_id);
+        }
+    }
+}

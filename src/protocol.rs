@@ -1,0 +1,304 @@
+//! The wire: every message the client and the server exchange, the renet channel they travel on, the
+//! netcode protocol id, the account rules both sides check, and bounded encode/decode.
+//!
+//! This module is compiled without the `server` feature, so the bundled client, the load generator and
+//! any third-party client share exactly these types. Every message is one bincode 2 value (standard
+//! config, varint integers) in one reliable-ordered renet message. Decoding always runs with a byte limit
+//! and rejects trailing bytes, so a hostile peer cannot make the other side allocate more than the limit.
+
+use std::time::Duration;
+
+use renet::{ChannelConfig, ConnectionConfig, SendType};
+use serde::{Deserialize, Serialize};
+
+/// Version of the wire format. Bump it whenever a message, a field or a channel changes: it is part of
+/// [`PROTOCOL_ID`], so clients built against an older wire are refused by netcode before they can send
+/// anything. The `wire_format_is_pinned` test fails when the encoding changes without a bump.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The netcode protocol id: the ASCII bytes `mmo` followed by [`PROTOCOL_VERSION`].
+pub const PROTOCOL_ID: u64 = 0x006d_6d6f_0000_0000 | PROTOCOL_VERSION as u64;
+
+/// The one renet channel each direction uses: reliable and ordered, so chat lines arrive exactly once
+/// and in the order the server sent them.
+pub const CHANNEL: u8 = 0;
+
+/// Bytes a side may have sent on [`CHANNEL`] and not yet had acknowledged before renet disconnects it.
+/// The server's is large (the chat history and online list after login); a client's is small, so a
+/// client that floods is disconnected by renet itself before it can make the server buffer much.
+pub const SERVER_CHANNEL_MEMORY: usize = 4 * 1024 * 1024;
+/// See [`SERVER_CHANNEL_MEMORY`].
+pub const CLIENT_CHANNEL_MEMORY: usize = 256 * 1024;
+
+/// Largest encoded [`ClientMessage`] the server accepts. The largest legal message, a chat line of
+/// [`MAX_CHAT_CHARS`] four-byte characters, is a little over 1 KiB.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 2 * 1024;
+
+/// Largest encoded [`ServerMessage`] a client accepts (the online list of 1024 players and the chat
+/// history are the large ones).
+pub const MAX_SERVER_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Usernames are 3 to 20 characters of `[A-Za-z0-9_]`.
+pub const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=20;
+/// Passwords are 8 to 128 characters.
+pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=128;
+/// A chat line holds at most this many characters after trimming.
+pub const MAX_CHAT_CHARS: usize = 256;
+
+/// What a client asks of the server.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum ClientMessage {
+    /// Create an account. Answered by [`ServerMessage::Registered`] once the account is stored, or a
+    /// [`ServerMessage::Denied`] for [`Request::Register`].
+    Register { username: String, password: String },
+    /// Log in and enter the world (the PLAY state). Answered by [`ServerMessage::LoggedIn`] or a
+    /// [`ServerMessage::Denied`] for [`Request::Login`].
+    Login { username: String, password: String },
+    /// Say something to every player online. The server adds the sender's name and the time.
+    Chat { text: String },
+}
+
+/// Which request a [`ServerMessage::Denied`] answers.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Request {
+    Register,
+    Login,
+    Chat,
+}
+
+/// One line of chat as the server stamped it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ChatLine {
+    /// The display name of the account that said it, set by the server from the session.
+    pub sender: String,
+    /// The trimmed text.
+    pub text: String,
+    /// Server time when the line was accepted, in milliseconds since the Unix epoch.
+    pub sent_at_ms: u64,
+}
+
+/// What the server tells a client.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum ServerMessage {
+    /// The account is created and committed to the database; the client may now log in.
+    Registered { username: String },
+    /// Login accepted: the connection is now a player. `name` is the account's display name.
+    /// [`ServerMessage::OnlinePlayers`] and [`ServerMessage::ChatHistory`] follow.
+    LoggedIn { name: String },
+    /// A request was refused; `reason` is meant to be shown to the player as it is.
+    Denied { request: Request, reason: String },
+    /// A chat line, sent to every logged-in player (the sender included).
+    Chat(ChatLine),
+    /// The most recent chat lines, oldest first, sent once after login.
+    ChatHistory { lines: Vec<ChatLine> },
+    /// Everyone online at the moment of login, the new player included.
+    OnlinePlayers { names: Vec<String> },
+    /// Another player logged in.
+    PlayerJoined { name: String },
+    /// Another player logged out or was disconnected.
+    PlayerLeft { name: String },
+    /// The server is about to close this connection, for this reason.
+    Kicked { reason: String },
+}
+
+/// Why bytes from the network could not be turned into a message.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message is {len} bytes, more than the {limit}-byte limit")]
+    TooLarge { len: usize, limit: usize },
+    #[error("malformed message: {0}")]
+    Malformed(#[from] bincode::error::DecodeError),
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+}
+
+fn config<const LIMIT: usize>() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<LIMIT>()
+}
+
+fn decode<T: serde::de::DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<T, DecodeError> {
+    if bytes.len() > LIMIT {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            limit: LIMIT,
+        });
+    }
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config::<LIMIT>())?;
+    match bytes.len() - used {
+        0 => Ok(value),
+        extra => Err(DecodeError::TrailingBytes(extra)),
+    }
+}
+
+impl ClientMessage {
+    /// Encodes the message for [`CHANNEL`].
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .expect("encoding into a Vec cannot fail")
+    }
+
+    /// Decodes one message, refusing anything over [`MAX_CLIENT_MESSAGE_BYTES`] or with bytes left over.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode::<Self, MAX_CLIENT_MESSAGE_BYTES>(bytes)
+    }
+}
+
+impl ServerMessage {
+    /// Encodes the message for [`CHANNEL`].
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .expect("encoding into a Vec cannot fail")
+    }
+
+    /// Decodes one message, refusing anything over [`MAX_SERVER_MESSAGE_BYTES`] or with bytes left over.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode::<Self, MAX_SERVER_MESSAGE_BYTES>(bytes)
+    }
+}
+
+/// The renet configuration both sides must share: one reliable-ordered channel each way.
+pub fn connection_config() -> ConnectionConfig {
+    let channel = |max_memory_usage_bytes| {
+        vec![ChannelConfig {
+            channel_id: CHANNEL,
+            max_memory_usage_bytes,
+            send_type: SendType::ReliableOrdered {
+                resend_time: Duration::from_millis(200),
+            },
+        }]
+    };
+    ConnectionConfig {
+        available_bytes_per_tick: 60_000,
+        server_channels_config: channel(SERVER_CHANNEL_MEMORY),
+        client_channels_config: channel(CLIENT_CHANNEL_MEMORY),
+    }
+}
+
+/// Checks a username against the account rules; the error is the text shown to the player.
+pub fn validate_username(username: &str) -> Result<(), &'static str> {
+    if !USERNAME_CHARS.contains(&username.chars().count()) {
+        return Err("Username must be 3 to 20 characters");
+    }
+    if !username
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err("Username may contain only letters, digits and _");
+    }
+    Ok(())
+}
+
+/// Checks a password against the account rules; the error is the text shown to the player.
+pub fn validate_password(password: &str) -> Result<(), &'static str> {
+    if !PASSWORD_CHARS.contains(&password.chars().count()) {
+        return Err("Password must be 8 to 128 characters");
+    }
+    Ok(())
+}
+
+/// Trims a chat line and checks it; returns the text to broadcast or the reason it is refused.
+pub fn clean_chat_text(text: &str) -> Result<&str, &'static str> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("Message is empty");
+    }
+    if text.chars().count() > MAX_CHAT_CHARS {
+        return Err("Message is too long (at most 256 characters)");
+    }
+    if text.chars().any(char::is_control) {
+        return Err("Message contains control characters");
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let messages = [
+            ClientMessage::Register {
+                username: "alice".into(),
+                password: "correct horse".into(),
+            },
+            ClientMessage::Login {
+                username: "alice".into(),
+                password: "correct horse".into(),
+            },
+            ClientMessage::Chat {
+                text: "héllo, мир, κόσμε".into(),
+            },
+        ];
+        for message in messages {
+            assert_eq!(ClientMessage::decode(&message.encode()).unwrap(), message);
+        }
+        let reply = ServerMessage::Chat(ChatLine {
+            sender: "bob".into(),
+            text: "hi".into(),
+            sent_at_ms: 1,
+        });
+        assert_eq!(ServerMessage::decode(&reply.encode()).unwrap(), reply);
+    }
+
+    /// If this fails, the wire changed: bump [`PROTOCOL_VERSION`] and update the expected bytes.
+    #[test]
+    fn wire_format_is_pinned() {
+        assert_eq!(PROTOCOL_ID, 0x006d_6d6f_0000_0001);
+        let chat = ClientMessage::Chat { text: "hi".into() }.encode();
+        assert_eq!(chat, [2, 2, b'h', b'i']);
+        let denied = ServerMessage::Denied {
+            request: Request::Login,
+            reason: "no".into(),
+        }
+        .encode();
+        assert_eq!(denied, [2, 1, 2, b'n', b'o']);
+        let line = ServerMessage::Chat(ChatLine {
+            sender: "a".into(),
+            text: "b".into(),
+            sent_at_ms: 300,
+        });
+        assert_eq!(line.encode(), [3, 1, b'a', 1, b'b', 251, 44, 1]);
+    }
+
+    #[test]
+    fn decode_refuses_garbage_oversize_and_trailing_bytes() {
+        assert!(ClientMessage::decode(&[]).is_err());
+        assert!(ClientMessage::decode(&[9, 9, 9]).is_err());
+        assert!(matches!(
+            ClientMessage::decode(&vec![2u8; MAX_CLIENT_MESSAGE_BYTES + 1]),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        // A string that claims to be 1 GB long must fail on the limit, not try to allocate it.
+        assert!(ClientMessage::decode(&[2, 252, 0, 0, 0, 64]).is_err());
+        let mut bytes = ClientMessage::Chat { text: "hi".into() }.encode();
+        bytes.push(0);
+        assert!(matches!(
+            ClientMessage::decode(&bytes),
+            Err(DecodeError::TrailingBytes(1))
+        ));
+    }
+
+    #[test]
+    fn account_rules() {
+        assert!(validate_username("al").is_err());
+        assert!(validate_username("alice_01").is_ok());
+        assert!(validate_username("a".repeat(21).as_str()).is_err());
+        assert!(validate_username("alice!").is_err());
+        assert!(validate_username("ålice").is_err());
+        assert!(validate_password("1234567").is_err());
+        assert!(validate_password("12345678").is_ok());
+        assert!(validate_password(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn chat_rules() {
+        assert_eq!(clean_chat_text("  hi there \n"), Ok("hi there"));
+        assert!(clean_chat_text("   ").is_err());
+        assert!(clean_chat_text("a\u{7}b").is_err());
+        assert!(clean_chat_text(&"é".repeat(256)).is_ok());
+        assert!(clean_chat_text(&"é".repeat(257)).is_err());
+    }
+}

@@ -1,0 +1,134 @@
+//! Assembling the server: opening the database, binding the socket and adding every plugin to a Bevy
+//! app; and [`ServerHandle`], which runs that app on a thread of its own (for tests and embedding).
+
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+
+use bevy::app::ScheduleRunnerPlugin;
+use bevy::prelude::*;
+
+use crate::chat::ChatHistory;
+use crate::config::Config;
+use crate::shutdown::ShutdownHandle;
+use crate::{auth, chat, db, net, players, shutdown};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Database(#[from] db::OpenError),
+    #[error("cannot load chat history: {0}")]
+    History(Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What a built server tells its runner.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The address the server listens on (the real port when the config asked for port 0).
+    pub addr: SocketAddr,
+    /// Stops the server gracefully.
+    pub shutdown: ShutdownHandle,
+}
+
+/// Adds the whole server to `app`: the headless loop at the configured tick, networking, accounts,
+/// players and chat. Slow start-up work (opening and migrating the database, loading chat history,
+/// binding) happens here, before the first tick. Logging is the caller's choice (see `main.rs`).
+pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
+    // Workers, the chat writer and one spare for start-up.
+    let pool = db::open(&config.db, u32::from(config.auth_workers) + 2)?;
+    let history =
+        ChatHistory::load(&pool, usize::from(config.chat_history)).map_err(StartError::History)?;
+    let (server, transport, addr) = net::bind(&config).map_err(|source| StartError::Bind {
+        addr: config.bind,
+        source,
+    })?;
+    if !addr.ip().is_loopback() {
+        warn!(
+            %addr,
+            "in-band login over unsecure netcode: passwords cross the network readable by anyone on the \
+             path. Use this only on a trusted LAN"
+        );
+    }
+    info!(%addr, db = %config.db.display(), tick_hz = config.tick_hz, max_clients = config.max_clients, "listening");
+
+    let shutdown = ShutdownHandle::default();
+    app.add_plugins(MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(config.tick())))
+        .insert_resource(config)
+        .insert_resource(db::Database(pool))
+        .insert_resource(history)
+        .insert_resource(server)
+        .insert_resource(transport)
+        .insert_resource(shutdown.clone())
+        .add_plugins((
+            net::plugin,
+            players::plugin,
+            auth::plugin,
+            chat::plugin,
+            shutdown::plugin,
+        ));
+    Ok(Started { addr, shutdown })
+}
+
+/// A server running on its own thread.
+pub struct ServerHandle {
+    started: Started,
+    thread: JoinHandle<AppExit>,
+}
+
+impl ServerHandle {
+    /// Builds the server on a new thread and runs it there; returns once it listens.
+    pub fn spawn(config: Config) -> Result<Self, StartError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("mmo-server".into())
+            .spawn(move || {
+                let mut app = App::new();
+                match build(&mut app, config) {
+                    Ok(started) => {
+                        let _ = tx.send(Ok(started));
+                        app.run()
+                    }
+                    Err(error) => {
+                        let _ = tx.send(Err(error));
+                        AppExit::error()
+                    }
+                }
+            })
+            .expect("spawning the server thread");
+        match rx.recv() {
+            Ok(Ok(started)) => Ok(Self { started, thread }),
+            Ok(Err(error)) => Err(error),
+            Err(_) => panic!(
+                "the server thread panicked while starting: {:?}",
+                thread.join().err()
+            ),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.started.addr
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.started.shutdown.clone()
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub fn stop(self) -> AppExit {
+        self.started.shutdown.request();
+        self.wait()
+    }
+
+    /// Waits for the server to stop by itself.
+    pub fn wait(self) -> AppExit {
+        match self.thread.join() {
+            Ok(exit) => exit,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
