@@ -159,7 +159,7 @@ fn handle_chat(
             sent_at_ms: now_ms(),
         };
         let bytes = net::encode(&ServerMessage::Chat(line.clone()));
-        players::broadcast(&mut server, &players, &bytes, None);
+        players::broadcast(&mut server, players, &bytes, None);
         writer.write(ChatMessage {
             account_id: player.account_id,
             sender: line.sender.clone(),

@@ -5,6 +5,8 @@
 pub mod password;
 pub mod worker;
 
+use std::collections::HashSet;
+
 use bevy::prelude::*;
 use bevy_renet::RenetServer;
 
@@ -49,7 +51,10 @@ fn queue_requests(
     mut server: ResMut<RenetServer>,
     workers: Res<AuthWorkers>,
     states: Query<(Has<AwaitingLogin>, Has<Authenticating>)>,
+    mut queued_this_tick: Local<HashSet<Entity>>,
 ) {
+    // `Authenticating` is inserted by a command, seen by the query only next tick: remember this tick's.
+    queued_this_tick.clear();
     for Inbound {
         entity,
         client_id,
@@ -88,7 +93,7 @@ fn queue_requests(
         let Ok((awaiting_login, authenticating)) = states.get(*entity) else {
             continue;
         };
-        if authenticating {
+        if authenticating || queued_this_tick.contains(entity) {
             deny(
                 &mut server,
                 *client_id,
@@ -114,6 +119,7 @@ fn queue_requests(
             deny(&mut server, *client_id, request, "Server busy, try again");
         } else {
             commands.entity(*entity).insert(Authenticating);
+            queued_this_tick.insert(*entity);
         }
     }
 }
