@@ -1,11 +1,13 @@
 //! mmo: a headless, authoritative MMO server foundation on Bevy ECS.
 //!
-//! [`protocol`] is the wire, shared with every client and always compiled. With the default `server`
+//! [`protocol`] is the wire, shared with every client and always compiled, as is [`client`], a small
+//! Bevy-free client for tools and tests. With the default `server`
 //! feature the crate is also the server: one Bevy plugin per module ([`net`] connections and messages,
 //! [`auth`] registration and login on worker threads, [`players`] the PLAY state, [`chat`], [`shutdown`]),
 //! assembled by [`server::build`]. New gameplay is one more plugin beside `chat`: read [`net::Inbound`]
 //! messages, query [`players::Player`] entities, send with [`net::send`].
 
+pub mod client;
 pub mod protocol;
 
 #[cfg(feature = "server")]

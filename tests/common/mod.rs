@@ -3,16 +3,14 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::hash::{BuildHasher, Hasher, RandomState};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use mmo::client::NetClient;
 use mmo::config::Config;
-use mmo::protocol::{self, CHANNEL, ChatLine, ClientMessage, Request, ServerMessage};
+use mmo::protocol::{ChatLine, ClientMessage, Request, ServerMessage};
 use mmo::server::ServerHandle;
-use renet::RenetClient;
-use renet_netcode::{ClientAuthentication, NetcodeClientTransport};
 
 /// How long any single expectation may take before the test fails (generous: CI is 2 shared cores).
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -96,29 +94,9 @@ fn config(db: &std::path::Path) -> Config {
 
 pub const PASSWORD: &str = "correct horse battery";
 
-/// A client id nobody else uses (netcode silently ignores a second connection with a connected id).
-pub fn random_client_id() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    hasher.finish()
-}
-
-/// How often a client sends its packets when it has nothing new to say: a game client's frame rate.
-/// (renet queues an ack packet on every flush, so flushing on every pump would flood the server.)
-const FRAME: Duration = Duration::from_millis(16);
-
-/// A real renet/netcode client over UDP, pumped by hand like a game client's frame loop.
+/// A real renet/netcode client over UDP ([`NetClient`]), with what it received kept for assertions.
 pub struct TestClient {
-    client: RenetClient,
-    transport: NetcodeClientTransport,
-    last_update: Instant,
-    last_flush: Instant,
-    flush_now: bool,
+    net: NetClient,
     /// Every message received, in order.
     pub received: Vec<ServerMessage>,
     /// How many of `received` the expectations have consumed.
@@ -129,12 +107,12 @@ impl TestClient {
     pub fn connect(addr: SocketAddr) -> Self {
         let mut client = Self::start_connecting(addr);
         let deadline = Instant::now() + PATIENCE;
-        while !client.client.is_connected() {
+        while !client.net.is_connected() {
             assert!(Instant::now() < deadline, "could not connect to {addr}");
             assert!(
-                !client.client.is_disconnected(),
+                !client.net.is_disconnected(),
                 "refused: {:?}",
-                client.transport.disconnect_reason()
+                client.net.disconnect_reason()
             );
             client.pump();
             std::thread::sleep(Duration::from_millis(1));
@@ -144,56 +122,28 @@ impl TestClient {
 
     /// Creates the client without waiting for the connection.
     pub fn start_connecting(addr: SocketAddr) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("client socket");
-        let authentication = ClientAuthentication::Unsecure {
-            protocol_id: protocol::PROTOCOL_ID,
-            client_id: random_client_id(),
-            server_addr: addr,
-            user_data: None,
-        };
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap();
-        let transport =
-            NetcodeClientTransport::new(now, authentication, socket).expect("transport");
         Self {
-            client: RenetClient::new(protocol::connection_config()),
-            transport,
-            last_update: Instant::now(),
-            last_flush: Instant::now(),
-            flush_now: true,
+            net: NetClient::connect(addr, 60).expect("client"),
             received: Vec::new(),
             read: 0,
         }
     }
 
-    /// Receives and decodes whatever arrived; sends at the frame rate, or at once after a new message.
+    /// One pass of the client's loop.
     pub fn pump(&mut self) {
-        let now = Instant::now();
-        let delta = now - self.last_update;
-        self.last_update = now;
-        self.client.update(delta);
-        let _ = self.transport.update(delta, &mut self.client);
-        while let Some(bytes) = self.client.receive_message(CHANNEL) {
-            let message =
-                ServerMessage::decode(&bytes).expect("the server sent an undecodable message");
-            self.received.push(message);
-        }
-        if self.flush_now || now - self.last_flush >= FRAME {
-            let _ = self.transport.send_packets(&mut self.client);
-            self.last_flush = now;
-            self.flush_now = false;
-        }
+        self.net
+            .pump(&mut self.received)
+            .expect("the server sent an undecodable message");
     }
 
     pub fn send(&mut self, message: &ClientMessage) {
-        self.send_raw(message.encode());
+        self.net.send(message);
+        self.pump();
     }
 
     /// Sends arbitrary bytes as one message on the protocol's channel.
     pub fn send_raw(&mut self, bytes: Vec<u8>) {
-        self.client.send_message(CHANNEL, bytes);
-        self.flush_now = true;
+        self.net.send_raw(bytes);
         self.pump();
     }
 
@@ -215,7 +165,7 @@ impl TestClient {
                 Instant::now() < deadline,
                 "timed out waiting for {what}; received {:#?}; disconnected: {:?}",
                 self.received,
-                self.transport.disconnect_reason()
+                self.net.disconnect_reason()
             );
             self.pump();
             std::thread::sleep(Duration::from_millis(1));
@@ -285,13 +235,13 @@ impl TestClient {
     }
 
     pub fn is_connected(&self) -> bool {
-        self.client.is_connected()
+        self.net.is_connected()
     }
 
     /// Pumps until the server closes the connection.
     pub fn expect_disconnected(&mut self) {
         let deadline = Instant::now() + PATIENCE;
-        while !self.client.is_disconnected() {
+        while !self.net.is_disconnected() {
             assert!(
                 Instant::now() < deadline,
                 "still connected; received {:#?}",
@@ -300,12 +250,5 @@ impl TestClient {
             self.pump();
             std::thread::sleep(Duration::from_millis(1));
         }
-    }
-}
-
-/// Closing the game: netcode sends its disconnect packet, so the server sees the player leave at once.
-impl Drop for TestClient {
-    fn drop(&mut self) {
-        self.transport.disconnect();
     }
 }

@@ -1,0 +1,125 @@
+//! A terminal chat client for the mmo server, built on `mmo::client` and `mmo::protocol` only.
+//!
+//! ```text
+//! cargo run --example terminal_chat -- 127.0.0.1:5000
+//! /register NAME PASSWORD    create an account
+//! /login NAME PASSWORD       log in
+//! /quit                      leave (so does end of input)
+//! anything else              say it in chat
+//! ```
+//!
+//! Input may be piped: each /register or /login waits for its answer before the next line is read.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mmo::client::NetClient;
+use mmo::protocol::{ClientMessage, ServerMessage};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let server: SocketAddr = std::env::args()
+        .nth(1)
+        .as_deref()
+        .unwrap_or("127.0.0.1:5000")
+        .parse()?;
+    let mut net = NetClient::connect(server, 60)?;
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    let started = Instant::now();
+    let mut inbox = Vec::new();
+    let mut waiting_for_answer = false;
+    let mut input_done_at: Option<Instant> = None;
+    loop {
+        net.pump(&mut inbox)?;
+        for message in inbox.drain(..) {
+            waiting_for_answer &= !matches!(
+                message,
+                ServerMessage::Registered { .. }
+                    | ServerMessage::LoggedIn { .. }
+                    | ServerMessage::Denied { .. }
+            );
+            print_message(message);
+        }
+        if net.is_disconnected() {
+            println!(
+                "* disconnected: {}",
+                net.disconnect_reason().unwrap_or_default()
+            );
+            return Ok(());
+        }
+        if !net.is_connected() {
+            if started.elapsed() > Duration::from_secs(5) {
+                println!("* cannot reach {server}");
+                return Ok(());
+            }
+        } else if !waiting_for_answer && input_done_at.is_none() {
+            match lines.try_recv() {
+                Ok(line) => match parse(&line) {
+                    Some(Some(message)) => {
+                        waiting_for_answer = !matches!(message, ClientMessage::Chat { .. });
+                        net.send(&message);
+                    }
+                    Some(None) => input_done_at = Some(Instant::now()),
+                    None => println!(
+                        "* usage: /register NAME PASSWORD | /login NAME PASSWORD | /quit | text"
+                    ),
+                },
+                Err(mpsc::TryRecvError::Disconnected) => input_done_at = Some(Instant::now()),
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+        }
+        // After the last line, stay a moment to hear the answers, then leave cleanly.
+        if input_done_at.is_some_and(|at| at.elapsed() > Duration::from_millis(500)) {
+            net.disconnect();
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `Some(Some(message))` to send, `Some(None)` to quit, `None` for a command it does not know.
+fn parse(line: &str) -> Option<Option<ClientMessage>> {
+    let mut words = line.split_whitespace();
+    let credentials = |mut words: std::str::SplitWhitespace| {
+        let (username, password) = (words.next()?.to_owned(), words.next()?.to_owned());
+        Some((username, password))
+    };
+    match words.next() {
+        Some("/quit") => Some(None),
+        Some("/register") => credentials(words)
+            .map(|(username, password)| Some(ClientMessage::Register { username, password })),
+        Some("/login") => credentials(words)
+            .map(|(username, password)| Some(ClientMessage::Login { username, password })),
+        Some(word) if word.starts_with('/') => None,
+        _ => Some(Some(ClientMessage::Chat {
+            text: line.to_owned(),
+        })),
+    }
+}
+
+fn print_message(message: ServerMessage) {
+    match message {
+        ServerMessage::Registered { username } => println!("* Registration successful: {username}"),
+        ServerMessage::LoggedIn { name } => println!("* Logged in as {name}"),
+        ServerMessage::Denied { request, reason } => println!("* {request:?} denied: {reason}"),
+        ServerMessage::Chat(line) => println!("{} says: \"{}\"", line.sender, line.text),
+        ServerMessage::ChatHistory { lines } => {
+            for line in lines {
+                println!("{} said: \"{}\"", line.sender, line.text);
+            }
+        }
+        ServerMessage::OnlinePlayers { names } => println!("* Online: {}", names.join(", ")),
+        ServerMessage::PlayerJoined { name } => println!("* {name} joined"),
+        ServerMessage::PlayerLeft { name } => println!("* {name} left"),
+        ServerMessage::Kicked { reason } => println!("* Kicked: {reason}"),
+    }
+}

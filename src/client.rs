@@ -1,0 +1,140 @@
+//! A small renet/netcode client for the mmo protocol without Bevy, pumped by its owner's loop: for
+//! tools, tests, load generators and terminal clients. (The Bevy client uses bevy_renet instead.)
+//!
+//! It behaves like a game client: it receives on every [`NetClient::pump`] but sends its packets at a
+//! frame rate (and at once after a new message), because renet queues an ack packet on every flush and a
+//! client that flushes in a tight loop floods the server.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant, SystemTime};
+
+use renet::RenetClient;
+use renet_netcode::{ClientAuthentication, NetcodeClientTransport, NetcodeError};
+
+use crate::protocol::{self, CHANNEL, ClientMessage, DecodeError, ServerMessage};
+
+/// What can go wrong with a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot open a socket: {0}")]
+    Socket(#[from] std::io::Error),
+    #[error("cannot start netcode: {0}")]
+    Netcode(#[from] NetcodeError),
+    #[error("the server sent a message that does not decode: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// A connection to an mmo server in netcode's unsecure (in-band login) mode.
+pub struct NetClient {
+    client: RenetClient,
+    transport: NetcodeClientTransport,
+    frame: Duration,
+    last_update: Instant,
+    last_flush: Instant,
+    flush_now: bool,
+}
+
+impl NetClient {
+    /// Starts connecting to `server` with a random client id, flushing at `frame_hz` frames a second.
+    pub fn connect(server: SocketAddr, frame_hz: u32) -> Result<Self, ClientError> {
+        let local: SocketAddr = match server {
+            SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
+            SocketAddr::V6(_) => ([0u16; 8], 0).into(),
+        };
+        let socket = UdpSocket::bind(local)?;
+        let authentication = ClientAuthentication::Unsecure {
+            protocol_id: protocol::PROTOCOL_ID,
+            client_id: random_client_id(),
+            server_addr: server,
+            user_data: None,
+        };
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let transport = NetcodeClientTransport::new(now, authentication, socket)?;
+        Ok(Self {
+            client: RenetClient::new(protocol::connection_config()),
+            transport,
+            frame: Duration::from_secs_f64(1.0 / f64::from(frame_hz.max(1))),
+            last_update: Instant::now(),
+            last_flush: Instant::now(),
+            flush_now: true,
+        })
+    }
+
+    /// Receives whatever arrived and appends the decoded messages to `inbox`; sends queued packets if a
+    /// frame has passed or a message was just queued.
+    pub fn pump(&mut self, inbox: &mut Vec<ServerMessage>) -> Result<(), ClientError> {
+        let now = Instant::now();
+        let delta = now - self.last_update;
+        self.last_update = now;
+        self.client.update(delta);
+        // Transport errors end the connection; `disconnect_reason` reports them.
+        let _ = self.transport.update(delta, &mut self.client);
+        while let Some(bytes) = self.client.receive_message(CHANNEL) {
+            inbox.push(ServerMessage::decode(&bytes)?);
+        }
+        if self.flush_now || now - self.last_flush >= self.frame {
+            let _ = self.transport.send_packets(&mut self.client);
+            self.last_flush = now;
+            self.flush_now = false;
+        }
+        Ok(())
+    }
+
+    /// Queues a message; it leaves on this or the next pump.
+    pub fn send(&mut self, message: &ClientMessage) {
+        self.send_raw(message.encode());
+    }
+
+    /// Queues arbitrary bytes as one message on the protocol's channel (for tests of hostile input).
+    pub fn send_raw(&mut self, bytes: Vec<u8>) {
+        self.client.send_message(CHANNEL, bytes);
+        self.flush_now = true;
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.is_connected()
+    }
+
+    pub fn is_connecting(&self) -> bool {
+        self.client.is_connecting()
+    }
+
+    pub fn is_disconnected(&self) -> bool {
+        self.client.is_disconnected()
+    }
+
+    /// Why the connection ended, in words, if it has.
+    pub fn disconnect_reason(&self) -> Option<String> {
+        if let Some(reason) = self.transport.disconnect_reason() {
+            return Some(reason.to_string());
+        }
+        self.client
+            .disconnect_reason()
+            .map(|reason| reason.to_string())
+    }
+
+    /// Closes the connection now (netcode sends its disconnect packet).
+    pub fn disconnect(&mut self) {
+        self.transport.disconnect();
+    }
+}
+
+impl Drop for NetClient {
+    fn drop(&mut self) {
+        self.transport.disconnect();
+    }
+}
+
+/// A random netcode client id: netcode silently ignores a connection whose id is already connected.
+pub fn random_client_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher, RandomState};
+    let mut hasher = RandomState::new().build_hasher();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    hasher.write_u128(nanos);
+    hasher.finish()
+}
