@@ -1,0 +1,231 @@
+//! The connection to the server: connects through bevy_renet's netcode client, sends [`ToServer`]
+//! messages (connecting first, and holding them, if needed), decodes what arrives into [`FromServer`]
+//! messages, and reports [`LinkEvent`]s: connected, could not connect, connection lost.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant, SystemTime};
+
+use bevy::prelude::*;
+use bevy_renet::netcode::{ClientAuthentication, NetcodeClientPlugin, NetcodeClientTransport};
+use bevy_renet::{RenetClient, RenetClientPlugin, RenetReceive, RenetSend};
+use mmo::client::random_client_id;
+use mmo::protocol::{self, CHANNEL, ClientMessage, ServerMessage};
+
+/// How long a connection attempt may take before the player is told the server cannot be reached.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+
+pub(crate) fn plugin(app: &mut App) {
+    app.add_plugins((RenetClientPlugin, NetcodeClientPlugin))
+        .init_resource::<Link>()
+        .add_message::<ToServer>()
+        .add_message::<FromServer>()
+        .add_message::<LinkEvent>()
+        .add_systems(Startup, connect_at_start)
+        .add_systems(PreUpdate, (watch_link, receive).chain().after(RenetReceive))
+        .add_systems(PostUpdate, send.before(RenetSend));
+}
+
+/// The server this client talks to.
+#[derive(Resource, Debug, Clone, Copy)]
+pub struct ServerAddress(pub SocketAddr);
+
+/// A message for the server. Written by the screens; sent by this plugin.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct ToServer(pub ClientMessage);
+
+/// A message from the server, decoded.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct FromServer(pub ServerMessage);
+
+/// What happened to the connection.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    Connected,
+    /// Could not connect; the text is for the player.
+    Unreachable(String),
+    /// The connection was closed; the text is for the player (the server's reason when it gave one).
+    Lost(String),
+}
+
+/// Where the connection stands.
+#[derive(Resource, Debug, Default)]
+pub enum Link {
+    #[default]
+    Offline,
+    Connecting {
+        since: Instant,
+        /// Messages written while connecting, sent in order once connected.
+        pending: Vec<ClientMessage>,
+    },
+    Online {
+        /// The reason the server gave in its last `Kicked`, reported when the connection closes.
+        kick_reason: Option<String>,
+    },
+}
+
+impl Link {
+    pub fn is_online(&self) -> bool {
+        matches!(self, Link::Online { .. })
+    }
+}
+
+fn connect_at_start(mut commands: Commands, address: Res<ServerAddress>, mut link: ResMut<Link>) {
+    start_connecting(&mut commands, address.0, &mut link, Vec::new());
+}
+
+fn start_connecting(
+    commands: &mut Commands,
+    server: SocketAddr,
+    link: &mut Link,
+    pending: Vec<ClientMessage>,
+) {
+    let local: SocketAddr = if server.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let transport = UdpSocket::bind(local)
+        .map_err(|e| e.to_string())
+        .and_then(|socket| {
+            let authentication = ClientAuthentication::Unsecure {
+                protocol_id: protocol::PROTOCOL_ID,
+                client_id: random_client_id(),
+                server_addr: server,
+                user_data: None,
+            };
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            NetcodeClientTransport::new(now, authentication, socket).map_err(|e| e.to_string())
+        });
+    match transport {
+        Ok(transport) => {
+            info!(%server, "connecting");
+            commands.insert_resource(RenetClient::new(protocol::connection_config()));
+            commands.insert_resource(transport);
+            *link = Link::Connecting {
+                since: Instant::now(),
+                pending,
+            };
+        }
+        Err(error) => {
+            // Reported by `watch_link` as unreachable on the next frame.
+            warn!(%error, "cannot open a socket");
+            let expired = Instant::now()
+                .checked_sub(CONNECT_TIMEOUT)
+                .unwrap_or_else(Instant::now);
+            *link = Link::Connecting {
+                since: expired,
+                pending,
+            };
+        }
+    }
+}
+
+fn tear_down(commands: &mut Commands, link: &mut Link) {
+    commands.remove_resource::<RenetClient>();
+    commands.remove_resource::<NetcodeClientTransport>();
+    *link = Link::Offline;
+}
+
+fn watch_link(
+    mut commands: Commands,
+    mut link: ResMut<Link>,
+    address: Res<ServerAddress>,
+    mut client: Option<ResMut<RenetClient>>,
+    transport: Option<Res<NetcodeClientTransport>>,
+    mut events: MessageWriter<LinkEvent>,
+) {
+    let connected = client.as_ref().is_some_and(|c| c.is_connected());
+    let disconnected = client.as_ref().is_none_or(|c| c.is_disconnected());
+    match &mut *link {
+        Link::Offline => {}
+        Link::Connecting { since, pending } => {
+            if connected && let Some(client) = client.as_mut() {
+                info!(server = %address.0, "connected");
+                for message in pending.drain(..) {
+                    client.send_message(CHANNEL, message.encode());
+                }
+                *link = Link::Online { kick_reason: None };
+                events.write(LinkEvent::Connected);
+            } else if disconnected || since.elapsed() >= CONNECT_TIMEOUT {
+                let reason = transport
+                    .and_then(|t| t.disconnect_reason())
+                    .map(|r| format!(" ({r})"));
+                warn!(server = %address.0, reason = ?reason, "cannot reach the server");
+                tear_down(&mut commands, &mut link);
+                let text = format!(
+                    "Cannot reach the server at {}{}",
+                    address.0,
+                    reason.unwrap_or_default()
+                );
+                events.write(LinkEvent::Unreachable(text));
+            }
+        }
+        Link::Online { kick_reason } => {
+            if disconnected {
+                let text = match kick_reason.take() {
+                    Some(reason) => reason,
+                    None => "Connection to the server was lost".to_owned(),
+                };
+                warn!(reason = %text, "disconnected");
+                tear_down(&mut commands, &mut link);
+                events.write(LinkEvent::Lost(text));
+            }
+        }
+    }
+}
+
+fn receive(
+    mut commands: Commands,
+    mut link: ResMut<Link>,
+    client: Option<ResMut<RenetClient>>,
+    mut inbox: MessageWriter<FromServer>,
+    mut events: MessageWriter<LinkEvent>,
+) {
+    let Some(mut client) = client else { return };
+    while let Some(bytes) = client.receive_message(CHANNEL) {
+        match ServerMessage::decode(&bytes) {
+            Ok(message) => {
+                if let (ServerMessage::Kicked { reason }, Link::Online { kick_reason }) =
+                    (&message, &mut *link)
+                {
+                    *kick_reason = Some(reason.clone());
+                }
+                inbox.write(FromServer(message));
+            }
+            Err(error) => {
+                error!(%error, "the server sent a message that does not decode");
+                client.disconnect();
+                tear_down(&mut commands, &mut link);
+                events.write(LinkEvent::Lost(
+                    "The server sent something this client does not understand".into(),
+                ));
+                return;
+            }
+        }
+    }
+}
+
+fn send(
+    mut commands: Commands,
+    mut outbox: MessageReader<ToServer>,
+    mut link: ResMut<Link>,
+    address: Res<ServerAddress>,
+    client: Option<ResMut<RenetClient>>,
+) {
+    let mut client = client;
+    for ToServer(message) in outbox.read() {
+        match &mut *link {
+            Link::Online { .. } => {
+                if let Some(client) = client.as_mut() {
+                    client.send_message(CHANNEL, message.encode());
+                }
+            }
+            Link::Connecting { pending, .. } => pending.push(message.clone()),
+            Link::Offline => {
+                start_connecting(&mut commands, address.0, &mut link, vec![message.clone()])
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! A headless client app (MinimalPlugins, no window) and helpers that act like a player on it.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+use bevy::state::app::StatesPlugin;
+use bevy_simple_text_input::{TextInputSubmitMessage, TextInputValue};
+use mmo::protocol::ClientMessage;
+use mmo_client::alert::Alerts;
+use mmo_client::config::ClientConfig;
+use mmo_client::net::ToServer;
+use mmo_client::screens::Screen;
+
+/// Everything the client asked the network plugin to send, in order.
+#[derive(Resource, Default, Debug)]
+pub struct Sent(pub Vec<ClientMessage>);
+
+fn record_sent(mut outbox: MessageReader<ToServer>, mut sent: ResMut<Sent>) {
+    sent.0.extend(outbox.read().map(|m| m.0.clone()));
+}
+
+/// The client's logic with no window, talking to `server`.
+pub fn headless_client(server: SocketAddr) -> App {
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, StatesPlugin))
+        .add_plugins(mmo_client::logic(ClientConfig::new(server)))
+        .init_resource::<Sent>()
+        .add_systems(Last, record_sent);
+    app.finish();
+    app.cleanup();
+    app.update();
+    app
+}
+
+/// An address where nothing listens.
+pub fn nowhere() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap()
+}
+
+pub fn entity_with<C: Component>(app: &mut App) -> Entity {
+    let world = app.world_mut();
+    world
+        .query_filtered::<Entity, With<C>>()
+        .single(world)
+        .expect("exactly one such entity")
+}
+
+/// Types into a text field (the way the widget stores what the player typed).
+pub fn type_into<C: Component>(app: &mut App, text: &str) {
+    let entity = entity_with::<C>(app);
+    app.world_mut().get_mut::<TextInputValue>(entity).unwrap().0 = text.to_owned();
+}
+
+/// Presses Enter in a text field.
+pub fn press_enter<C: Component>(app: &mut App) {
+    let entity = entity_with::<C>(app);
+    let value = app.world().get::<TextInputValue>(entity).unwrap().0.clone();
+    app.world_mut()
+        .write_message(TextInputSubmitMessage { entity, value });
+    app.update();
+}
+
+/// Clicks a button: pressed for one frame, then released.
+pub fn click<C: Component>(app: &mut App) {
+    let entity = entity_with::<C>(app);
+    *app.world_mut().get_mut::<Interaction>(entity).unwrap() = Interaction::Pressed;
+    app.update();
+    *app.world_mut().get_mut::<Interaction>(entity).unwrap() = Interaction::None;
+    app.update();
+}
+
+pub fn screen(app: &App) -> Screen {
+    *app.world().resource::<State<Screen>>().get()
+}
+
+pub fn alert(app: &App) -> Option<String> {
+    app.world()
+        .resource::<Alerts>()
+        .current()
+        .map(str::to_owned)
+}
+
+/// Runs frames (and `also`, e.g. another player's loop) until `done` holds, for at most 20 s.
+pub fn run_until(
+    app: &mut App,
+    what: &str,
+    mut also: impl FnMut(),
+    mut done: impl FnMut(&mut App) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done(app) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; alert: {:?}",
+            alert(app)
+        );
+        app.update();
+        also();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The texts of the given component's `Text` entities.
+pub fn texts_of<C: Component>(app: &mut App) -> Vec<String> {
+    let world = app.world_mut();
+    world
+        .query_filtered::<&Text, With<C>>()
+        .iter(world)
+        .map(|t| t.0.clone())
+        .collect()
+}
