@@ -49,6 +49,10 @@ pub struct Config {
     #[arg(long, env = "MMO_CHAT_HISTORY", default_value_t = 50,
           value_parser = clap::value_parser!(u16).range(0..=1000))]
     pub chat_history: u16,
+
+    /// Seconds between "tick stats" log lines (tick duration p50/p99/max, connections, players); 0 = off.
+    #[arg(long, env = "MMO_STATS_INTERVAL", default_value_t = 60)]
+    pub stats_interval: u32,
 }
 
 fn default_workers() -> u16 {

@@ -27,4 +27,6 @@ pub mod server;
 #[cfg(feature = "server")]
 pub mod shutdown;
 #[cfg(feature = "server")]
+pub mod stats;
+#[cfg(feature = "server")]
 mod time;

@@ -10,7 +10,7 @@ use bevy::prelude::*;
 use crate::chat::ChatHistory;
 use crate::config::Config;
 use crate::shutdown::ShutdownHandle;
-use crate::{auth, chat, db, net, players, shutdown};
+use crate::{auth, chat, db, net, players, shutdown, stats};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +70,7 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
             auth::plugin,
             chat::plugin,
             shutdown::plugin,
+            stats::plugin,
         ));
     Ok(Started { addr, shutdown })
 }

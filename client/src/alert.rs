@@ -18,9 +18,15 @@ pub(crate) fn plugin(app: &mut App) {
             Update,
             (queue_alerts, dismiss_alerts, show_front_alert)
                 .chain()
+                .in_set(AlertSystems)
                 .after(TextInputSystem),
         );
 }
+
+/// The alert systems: screens that raise alerts run before them, so an alert opens in the frame it is
+/// raised; the scripted mode runs after them.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AlertSystems;
 
 /// Show this text in an alert.
 #[derive(Message, Debug, Clone)]

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 
+use bevy::input::mouse::{MouseScrollUnit, MouseWheel};
 use bevy::prelude::*;
 use bevy_simple_text_input::{
     TextInput, TextInputInactive, TextInputSettings, TextInputSubmitMessage, TextInputSystem,
@@ -275,6 +276,39 @@ fn show_new_lines(
     if added {
         // Layout clamps this to the real bottom.
         scroll.y = f32::MAX;
+    }
+}
+
+/// Mouse-wheel scrolling of the log (windowed only: it needs the input and layout plugins).
+pub(crate) fn wheel_plugin(app: &mut App) {
+    app.add_systems(Update, scroll_with_wheel.run_if(in_state(Screen::Chat)))
+        .add_systems(PostUpdate, sync_scroll.after(bevy::ui::UiSystems::Layout));
+}
+
+fn scroll_with_wheel(
+    mut wheel: MessageReader<MouseWheel>,
+    mut view: Query<&mut ScrollPosition, With<LogView>>,
+) {
+    let Ok(mut scroll) = view.single_mut() else {
+        return;
+    };
+    for event in wheel.read() {
+        let lines = match event.unit {
+            MouseScrollUnit::Line => event.y * 24.0,
+            MouseScrollUnit::Pixel => event.y,
+        };
+        scroll.y -= lines;
+    }
+}
+
+/// Layout clamps the scroll offset without writing it back; do that, so the wheel moves from where the
+/// view really is (after "jump to the bottom" asked for `f32::MAX`).
+fn sync_scroll(mut view: Query<(&mut ScrollPosition, &ComputedNode), With<LogView>>) {
+    for (mut scroll, node) in &mut view {
+        let real = node.scroll_position * node.inverse_scale_factor;
+        if scroll.0 != real {
+            scroll.0 = real;
+        }
     }
 }
 

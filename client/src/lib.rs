@@ -60,7 +60,7 @@ pub fn windowed(config: ClientConfig) -> App {
     )
     .add_plugins(TextInputPlugin)
     .add_plugins(logic(config))
-    .add_plugins(screenshot::plugin)
+    .add_plugins((chat::wheel_plugin, screenshot::plugin))
     .add_systems(Startup, |mut commands: Commands| {
         commands.spawn(Camera2d);
     });

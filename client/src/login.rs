@@ -10,7 +10,7 @@ use bevy_simple_text_input::{
 };
 use mmo::protocol::{ClientMessage, Request, ServerMessage};
 
-use crate::alert::ShowAlert;
+use crate::alert::{AlertSystems, ShowAlert};
 use crate::focus::{Focus, TabOrder};
 use crate::net::{FromServer, LinkEvent, ServerAddress, ToServer};
 use crate::screens::Screen;
@@ -30,6 +30,7 @@ pub(crate) fn plugin(app: &mut App) {
                 show_status,
             )
                 .chain()
+                .before(AlertSystems)
                 .run_if(in_state(Screen::Login)),
         );
 }

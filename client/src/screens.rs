@@ -3,12 +3,12 @@
 
 use bevy::prelude::*;
 
-use crate::alert::ShowAlert;
+use crate::alert::{AlertSystems, ShowAlert};
 use crate::net::LinkEvent;
 
 pub(crate) fn plugin(app: &mut App) {
     app.init_state::<Screen>()
-        .add_systems(Update, back_to_login_when_lost);
+        .add_systems(Update, back_to_login_when_lost.before(AlertSystems));
 }
 
 #[derive(States, Default, Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -7,15 +7,17 @@ use bevy::prelude::*;
 use bevy_simple_text_input::TextInputValue;
 use mmo::protocol::{ClientMessage, Request, ServerMessage};
 
-use crate::alert::{Alerts, DismissAlert};
+use crate::alert::{AlertSystems, Alerts, DismissAlert};
 use crate::config::ClientConfig;
 use crate::login::{LoginIntent, PasswordField, UsernameField};
 use crate::net::{FromServer, ToServer};
 use crate::screens::Screen;
 
 pub(crate) fn plugin(app: &mut App) {
-    app.init_resource::<Script>()
-        .add_systems(Update, (fill_fields, auto_login, say_lines, exit_after));
+    app.init_resource::<Script>().add_systems(
+        Update,
+        (fill_fields, auto_login, say_lines, exit_after).after(AlertSystems),
+    );
 }
 
 /// Where the script is.

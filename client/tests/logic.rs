@@ -286,3 +286,43 @@ fn an_unreachable_server_is_reported_and_the_form_stays_usable() {
     assert_eq!(app.world().resource::<common::Sent>().0.len(), 2);
     assert_eq!(status(&mut app), "Logging in…");
 }
+
+#[test]
+fn tab_moves_between_the_fields() {
+    let mut app = headless_client(nowhere());
+    app.init_resource::<ButtonInput<KeyCode>>();
+    let username = entity_with::<UsernameField>(&mut app);
+    let password = entity_with::<PasswordField>(&mut app);
+    let focus = |app: &App| app.world().resource::<mmo_client::focus::Focus>().0;
+    let active = |app: &App, e: Entity| {
+        !app.world()
+            .get::<bevy_simple_text_input::TextInputInactive>(e)
+            .unwrap()
+            .0
+    };
+    assert_eq!(
+        focus(&app),
+        Some(username),
+        "the username field starts focused"
+    );
+    app.update();
+    assert!(
+        active(&app, username) && !active(&app, password),
+        "only the focused field takes keys"
+    );
+
+    let tab = |app: &mut App| {
+        app.world_mut()
+            .resource_mut::<ButtonInput<KeyCode>>()
+            .press(KeyCode::Tab);
+        app.update();
+        let mut keys = app.world_mut().resource_mut::<ButtonInput<KeyCode>>();
+        keys.release(KeyCode::Tab);
+        keys.clear();
+    };
+    tab(&mut app);
+    assert_eq!(focus(&app), Some(password));
+    assert!(active(&app, password) && !active(&app, username));
+    tab(&mut app);
+    assert_eq!(focus(&app), Some(username), "Tab wraps around");
+}

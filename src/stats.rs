@@ -1,0 +1,98 @@
+//! Tick statistics: how long each tick's work takes (from the start of `First` to the end of `Last`),
+//! reported as p50, p99 and max every `--stats-interval` seconds in a log line that operators and the
+//! load generator read: `tick stats ticks=… p50_us=… p99_us=… max_us=… connections=… players=…`.
+
+use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+
+use crate::config::Config;
+use crate::net::Connection;
+use crate::players::Player;
+
+pub(crate) fn plugin(app: &mut App) {
+    let interval = app.world().resource::<Config>().stats_interval;
+    if interval == 0 {
+        return;
+    }
+    app.insert_resource(TickStats::new(Duration::from_secs(u64::from(interval))))
+        .add_systems(First, start_tick)
+        .add_systems(Last, (end_tick, report).chain());
+}
+
+/// Tick durations since the last report.
+#[derive(Resource, Debug)]
+pub struct TickStats {
+    interval: Duration,
+    since: Instant,
+    tick_started: Option<Instant>,
+    durations_us: Vec<u32>,
+}
+
+impl TickStats {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            since: Instant::now(),
+            tick_started: None,
+            durations_us: Vec::new(),
+        }
+    }
+}
+
+/// The `q`-quantile (0..=1) of sorted values, nearest rank.
+pub fn quantile(sorted: &[u32], q: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn start_tick(mut stats: ResMut<TickStats>) {
+    stats.tick_started = Some(Instant::now());
+}
+
+fn end_tick(mut stats: ResMut<TickStats>) {
+    if let Some(started) = stats.tick_started.take() {
+        let us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        stats.durations_us.push(us);
+    }
+}
+
+fn report(
+    mut stats: ResMut<TickStats>,
+    connections: Query<(), With<Connection>>,
+    players: Query<(), With<Player>>,
+) {
+    if stats.since.elapsed() < stats.interval {
+        return;
+    }
+    let mut durations = std::mem::take(&mut stats.durations_us);
+    durations.sort_unstable();
+    info!(
+        ticks = durations.len(),
+        p50_us = quantile(&durations, 0.50),
+        p99_us = quantile(&durations, 0.99),
+        max_us = durations.last().copied().unwrap_or(0),
+        connections = connections.iter().count(),
+        players = players.iter().count(),
+        "tick stats"
+    );
+    stats.since = Instant::now();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn nearest_rank_quantiles() {
+        let values: Vec<u32> = (1..=100).collect();
+        assert_eq!(quantile(&values, 0.5), 50);
+        assert_eq!(quantile(&values, 0.99), 99);
+        assert_eq!(quantile(&values, 1.0), 100);
+        assert_eq!(quantile(&[7], 0.99), 7);
+        assert_eq!(quantile(&[], 0.5), 0);
+    }
+}
