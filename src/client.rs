@@ -65,6 +65,17 @@ impl NetClient {
     /// Receives whatever arrived and appends the decoded messages to `inbox`; sends queued packets if a
     /// frame has passed or a message was just queued.
     pub fn pump(&mut self, inbox: &mut Vec<ServerMessage>) -> Result<(), ClientError> {
+        let mut result = Ok(());
+        self.pump_raw(|bytes| match ServerMessage::decode(bytes) {
+            Ok(message) => inbox.push(message),
+            Err(error) => result = Err(error.into()),
+        });
+        result
+    }
+
+    /// [`NetClient::pump`], handing each message's bytes to `on_message` undecoded (for peers that
+    /// are not an mmo server, such as the load generator's bare relay).
+    pub fn pump_raw(&mut self, mut on_message: impl FnMut(&[u8])) {
         let now = Instant::now();
         let delta = now - self.last_update;
         self.last_update = now;
@@ -72,14 +83,13 @@ impl NetClient {
         // Transport errors end the connection; `disconnect_reason` reports them.
         let _ = self.transport.update(delta, &mut self.client);
         while let Some(bytes) = self.client.receive_message(CHANNEL) {
-            inbox.push(ServerMessage::decode(&bytes)?);
+            on_message(&bytes);
         }
         if self.flush_now || now - self.last_flush >= self.frame {
             let _ = self.transport.send_packets(&mut self.client);
             self.last_flush = now;
             self.flush_now = false;
         }
-        Ok(())
     }
 
     /// Queues a message; it leaves on this or the next pump.

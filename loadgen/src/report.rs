@@ -1,0 +1,86 @@
+//! One run's figures: printed as a table row and as one JSON line.
+
+use serde::Serialize;
+
+use crate::target::Kind;
+
+/// Everything a run measured; `None` where it does not apply or could not be read.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub target: Option<Kind>,
+    pub clients: usize,
+    pub rate: f64,
+    pub duration_s: f64,
+    pub client_hz: u32,
+    /// Chat lines sent, deliveries expected (each line to every other player) and seen.
+    pub sent: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    /// Delivery latency at the receivers, send to receive.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    /// Server CPU during the measured phase, in cores (1.0 = one core busy).
+    pub server_cpu_core: Option<f64>,
+    pub server_rss_mb: Option<f64>,
+    pub server_peak_rss_mb: Option<f64>,
+    /// The server's own tick durations during the measured phase (mmo only).
+    pub tick_p50_ms: Option<f64>,
+    pub tick_p99_ms: Option<f64>,
+    pub tick_max_ms: Option<f64>,
+    /// login-storm only.
+    pub logins_per_s: Option<f64>,
+    pub login_p50_ms: Option<f64>,
+    pub login_p99_ms: Option<f64>,
+}
+
+/// Nearest-rank quantile of sorted microsecond samples, in milliseconds.
+pub fn quantile_ms(sorted_us: &[u64], q: f64) -> Option<f64> {
+    if sorted_us.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted_us.len() as f64).ceil() as usize).clamp(1, sorted_us.len());
+    Some(sorted_us[rank - 1] as f64 / 1000.0)
+}
+
+fn cell(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+}
+
+impl Report {
+    pub fn set_latencies(&mut self, mut latencies_us: Vec<u64>) {
+        latencies_us.sort_unstable();
+        self.p50_ms = quantile_ms(&latencies_us, 0.50);
+        self.p99_ms = quantile_ms(&latencies_us, 0.99);
+        self.max_ms = latencies_us.last().map(|&us| us as f64 / 1000.0);
+    }
+
+    pub const HEADER: &'static str = "scenario     target  clients  sent     lost  p50_ms  p99_ms  max_ms  cpu_core  rss_mb  tick_p99_ms  logins/s  login_p99_ms";
+
+    pub fn row(&self) -> String {
+        format!(
+            "{:<12} {:<7} {:>7}  {:>7}  {:>4}  {:>6}  {:>6}  {:>6}  {:>8}  {:>6}  {:>11}  {:>8}  {:>12}",
+            self.scenario,
+            self.target
+                .map_or("-", |k| if k == Kind::Mmo { "mmo" } else { "floor" }),
+            self.clients,
+            self.sent,
+            self.lost,
+            cell(self.p50_ms),
+            cell(self.p99_ms),
+            cell(self.max_ms),
+            self.server_cpu_core
+                .map_or_else(|| "-".to_owned(), |c| format!("{c:.3}")),
+            cell(self.server_rss_mb),
+            cell(self.tick_p99_ms),
+            cell(self.logins_per_s),
+            cell(self.login_p99_ms),
+        )
+    }
+
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).expect("a report always serialises")
+    }
+}

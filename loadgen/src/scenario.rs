@@ -1,0 +1,383 @@
+//! The scenarios and the simulated players that run them. Each player is a real renet client with its
+//! own UDP socket ([`mmo::client::NetClient`]); all are driven from one loop that receives on every
+//! pass and lets each client flush at its own frame rate, as a game client would.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use mmo::client::NetClient;
+use mmo::protocol::{ClientMessage, Request, ServerMessage};
+
+use crate::report::{Report, quantile_ms};
+use crate::target::{Kind, Target};
+
+/// What every scenario is given.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub clients: usize,
+    /// Chat lines per second per player.
+    pub rate: f64,
+    pub duration: Duration,
+    /// Frames per second of each simulated client.
+    pub client_hz: u32,
+}
+
+/// Longest a setup step (connecting and logging everyone in) may take.
+const SETUP_LIMIT: Duration = Duration::from_secs(300);
+/// How long to wait for lines still in flight after the last one was sent.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+const PASSWORD: &str = "loadgen password";
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Connecting,
+    Registering,
+    LoggingIn,
+    Ready,
+}
+
+/// One simulated player.
+struct Sim {
+    net: NetClient,
+    name: String,
+    stage: Stage,
+    /// When the current register/login request was sent (retries after "Server busy").
+    asked_at: Instant,
+    login_sent_at: Option<Instant>,
+    logged_in_after: Option<Duration>,
+    created: Instant,
+}
+
+impl Sim {
+    fn new(addr: SocketAddr, name: String, client_hz: u32) -> Self {
+        let net = NetClient::connect(addr, client_hz).expect("a client socket");
+        let now = Instant::now();
+        Self {
+            net,
+            name,
+            stage: Stage::Connecting,
+            asked_at: now,
+            login_sent_at: None,
+            logged_in_after: None,
+            created: now,
+        }
+    }
+
+    fn ask(&mut self, request: Request) {
+        let (username, password) = (self.name.clone(), PASSWORD.to_owned());
+        let message = match request {
+            Request::Register => ClientMessage::Register { username, password },
+            _ => ClientMessage::Login { username, password },
+        };
+        self.net.send(&message);
+        self.asked_at = Instant::now();
+        if request == Request::Login {
+            self.login_sent_at = Some(self.asked_at);
+        }
+    }
+
+    /// One pass: receive (chat lines go to `on_line` as (sent_us, from_me)), advance the login steps.
+    fn pump(&mut self, kind: Kind, mut on_line: impl FnMut(u64, bool)) {
+        let mut answers = Vec::new();
+        let name = &self.name;
+        self.net.pump_raw(|bytes| match kind {
+            Kind::Mmo => match ServerMessage::decode(bytes) {
+                Ok(ServerMessage::Chat(line)) => {
+                    if let Some(sent) = sent_us(&line.text) {
+                        on_line(sent, &line.sender == name);
+                    }
+                }
+                Ok(other) => answers.push(other),
+                Err(_) => {}
+            },
+            Kind::Floor => {
+                if let Ok(ClientMessage::Chat { text }) = ClientMessage::decode(bytes)
+                    && let Some(sent) = sent_us(&text)
+                {
+                    on_line(sent, false);
+                }
+            }
+        });
+        match self.stage {
+            Stage::Connecting if self.net.is_connected() => match kind {
+                Kind::Floor => self.ready(),
+                Kind::Mmo => {
+                    self.ask(Request::Register);
+                    self.stage = Stage::Registering;
+                }
+            },
+            Stage::Registering | Stage::LoggingIn => {
+                for answer in answers {
+                    match answer {
+                        ServerMessage::Registered { .. } => {
+                            self.ask(Request::Login);
+                            self.stage = Stage::LoggingIn;
+                        }
+                        ServerMessage::LoggedIn { .. } => self.ready(),
+                        ServerMessage::Denied { request, reason } if reason.contains("busy") => {
+                            std::thread::sleep(Duration::from_millis(1));
+                            self.ask(request);
+                        }
+                        ServerMessage::Denied {
+                            request: Request::Register,
+                            reason,
+                        } if reason.contains("taken") => {
+                            self.ask(Request::Login);
+                            self.stage = Stage::LoggingIn;
+                        }
+                        ServerMessage::Denied { request, reason } => {
+                            panic!("{} was refused {request:?}: {reason}", self.name)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn ready(&mut self) {
+        self.stage = Stage::Ready;
+        self.logged_in_after = Some(match self.login_sent_at {
+            Some(sent) => sent.elapsed(),
+            None => self.created.elapsed(),
+        });
+    }
+
+    fn say(&mut self, seq: u64) {
+        self.net.send(&ClientMessage::Chat {
+            text: format!("{} {} {seq}", now_us(), self.name),
+        });
+    }
+}
+
+/// The send time a line carries as its first word.
+fn sent_us(text: &str) -> Option<u64> {
+    text.split(' ').next()?.parse().ok()
+}
+
+fn idle_pass() {
+    std::thread::sleep(Duration::from_micros(500));
+}
+
+/// Creates `count` players named `{prefix}{i}` and runs them until all are logged in (or, on the floor,
+/// connected).
+fn join(target: &Target, prefix: &str, count: usize, client_hz: u32) -> Vec<Sim> {
+    let mut sims: Vec<Sim> = (0..count)
+        .map(|i| Sim::new(target.addr, format!("{prefix}{i}"), client_hz))
+        .collect();
+    run_until_ready(&mut sims, target.kind, |_| {});
+    sims
+}
+
+fn run_until_ready(sims: &mut [Sim], kind: Kind, mut between_passes: impl FnMut(&mut [Sim])) {
+    let deadline = Instant::now() + SETUP_LIMIT;
+    while sims.iter().any(|s| s.stage != Stage::Ready) {
+        assert!(
+            Instant::now() < deadline,
+            "players did not all log in within {SETUP_LIMIT:?}"
+        );
+        for sim in sims.iter_mut() {
+            sim.pump(kind, |_, _| {});
+            if sim.net.is_disconnected() {
+                panic!(
+                    "{} was disconnected: {:?}",
+                    sim.name,
+                    sim.net.disconnect_reason()
+                );
+            }
+        }
+        between_passes(sims);
+        idle_pass();
+    }
+}
+
+/// Measures the server's CPU between `start` and `finish`.
+struct CpuMeter {
+    cpu: Option<Duration>,
+    at: Instant,
+}
+
+impl CpuMeter {
+    fn start(target: &Target) -> Self {
+        Self {
+            cpu: target.cpu_time(),
+            at: Instant::now(),
+        }
+    }
+
+    fn cores(&self, target: &Target) -> Option<f64> {
+        let used = target.cpu_time()?.checked_sub(self.cpu?)?;
+        Some(used.as_secs_f64() / self.at.elapsed().as_secs_f64())
+    }
+}
+
+fn base_report(name: &str, target: &Target, options: &Options) -> Report {
+    Report {
+        scenario: name.to_owned(),
+        target: Some(target.kind),
+        clients: options.clients,
+        rate: options.rate,
+        duration_s: options.duration.as_secs_f64(),
+        client_hz: options.client_hz,
+        ..Report::default()
+    }
+}
+
+fn finish(report: &mut Report, target: &Target, meter: &CpuMeter, mark: usize) {
+    report.server_cpu_core = meter.cores(target);
+    if let Some((rss, peak)) = target.rss_mb() {
+        report.server_rss_mb = Some(rss);
+        report.server_peak_rss_mb = Some(peak);
+    }
+    if let Some((p50, p99, max)) = target.tick_stats_since(mark) {
+        (report.tick_p50_ms, report.tick_p99_ms, report.tick_max_ms) =
+            (Some(p50), Some(p99), Some(max));
+    }
+}
+
+/// Sends lines from `talkers` at `rate` each (spread evenly) until `until` returns true, then drains.
+/// Returns (sent, expected deliveries, delivered, latencies in µs).
+struct ChatTally {
+    sent: u64,
+    expected: u64,
+    delivered: u64,
+    latencies_us: Vec<u64>,
+}
+
+fn chat_between(
+    sims: &mut [Sim],
+    kind: Kind,
+    rate: f64,
+    mut keep_going: impl FnMut(&mut [Sim]) -> bool,
+    mut also: impl FnMut(),
+) -> ChatTally {
+    let listeners = sims.len().saturating_sub(1) as u64;
+    let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    let start = Instant::now();
+    let mut next: Vec<Instant> = (0..sims.len())
+        .map(|i| start + interval.mul_f64(i as f64 / sims.len().max(1) as f64))
+        .collect();
+    let mut tally = ChatTally {
+        sent: 0,
+        expected: 0,
+        delivered: 0,
+        latencies_us: Vec::new(),
+    };
+    let receive = |sims: &mut [Sim], tally: &mut ChatTally| {
+        for sim in sims.iter_mut() {
+            sim.pump(kind, |sent, mine| {
+                if !mine {
+                    tally.delivered += 1;
+                    tally.latencies_us.push(now_us().saturating_sub(sent));
+                }
+            });
+        }
+    };
+    while keep_going(sims) {
+        receive(sims, &mut tally);
+        let now = Instant::now();
+        for (sim, next) in sims.iter_mut().zip(&mut next) {
+            if now >= *next {
+                sim.say(tally.sent);
+                tally.sent += 1;
+                tally.expected += listeners;
+                *next += interval;
+            }
+        }
+        also();
+        idle_pass();
+    }
+    let drain_until = Instant::now() + DRAIN_LIMIT;
+    while tally.delivered < tally.expected && Instant::now() < drain_until {
+        receive(sims, &mut tally);
+        idle_pass();
+    }
+    tally
+}
+
+/// `chat`: N players log in, then each sends `rate` lines a second for `duration`.
+pub fn chat(target: &Target, options: &Options) -> Report {
+    let mut sims = join(target, "chat_", options.clients, options.client_hz);
+    let (mark, meter) = (target.log_mark(), CpuMeter::start(target));
+    let end = Instant::now() + options.duration;
+    let tally = chat_between(
+        &mut sims,
+        target.kind,
+        options.rate,
+        |_| Instant::now() < end,
+        || {},
+    );
+    let mut report = base_report("chat", target, options);
+    (report.sent, report.expected, report.delivered) =
+        (tally.sent, tally.expected, tally.delivered);
+    report.lost = tally.expected.saturating_sub(tally.delivered);
+    report.set_latencies(tally.latencies_us);
+    finish(&mut report, target, &meter, mark);
+    report
+}
+
+/// `login-storm`: a pair already online chats at `rate` while N new accounts register and log in at
+/// once (on the floor: connect at once).
+pub fn login_storm(target: &Target, options: &Options) -> Report {
+    let mut pair = join(target, "pair_", 2, options.client_hz);
+    let (mark, meter) = (target.log_mark(), CpuMeter::start(target));
+    let storm_start = Instant::now();
+    let mut storm: Vec<Sim> = (0..options.clients)
+        .map(|i| Sim::new(target.addr, format!("storm_{i}"), options.client_hz))
+        .collect();
+    let mut storm_done_at = None;
+    let deadline = storm_start + SETUP_LIMIT;
+    let storm_running = |_: &mut [Sim]| {
+        for sim in storm.iter_mut() {
+            sim.pump(target.kind, |_, _| {});
+        }
+        if storm_done_at.is_none() && storm.iter().all(|s| s.stage == Stage::Ready) {
+            storm_done_at = Some(storm_start.elapsed());
+        }
+        storm_done_at.is_none() && Instant::now() < deadline
+    };
+    let tally = chat_between(&mut pair, target.kind, options.rate, storm_running, || {});
+    let mut report = base_report("login-storm", target, options);
+    (report.sent, report.expected, report.delivered) =
+        (tally.sent, tally.expected, tally.delivered);
+    report.lost = tally.expected.saturating_sub(tally.delivered);
+    report.set_latencies(tally.latencies_us);
+    let mut logins: Vec<u64> = storm
+        .iter()
+        .filter_map(|s| s.logged_in_after)
+        .map(|d| d.as_micros() as u64)
+        .collect();
+    logins.sort_unstable();
+    report.login_p50_ms = quantile_ms(&logins, 0.50);
+    report.login_p99_ms = quantile_ms(&logins, 0.99);
+    report.logins_per_s = storm_done_at.map(|d| options.clients as f64 / d.as_secs_f64());
+    finish(&mut report, target, &meter, mark);
+    report
+}
+
+/// `idle`: N players online doing nothing for `duration`.
+pub fn idle(target: &Target, options: &Options) -> Report {
+    let mut sims = join(target, "idle_", options.clients, options.client_hz);
+    // Let start-up work (joins, history) settle before measuring.
+    let settle = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < settle {
+        sims.iter_mut().for_each(|s| s.pump(target.kind, |_, _| {}));
+        idle_pass();
+    }
+    let (mark, meter) = (target.log_mark(), CpuMeter::start(target));
+    let end = Instant::now() + options.duration;
+    while Instant::now() < end {
+        sims.iter_mut().for_each(|s| s.pump(target.kind, |_, _| {}));
+        idle_pass();
+    }
+    let mut report = base_report("idle", target, options);
+    finish(&mut report, target, &meter, mark);
+    report
+}

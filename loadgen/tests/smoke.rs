@@ -1,0 +1,87 @@
+//! The load generator's scenarios run and count correctly (a few clients, a few seconds; no timing
+//! assertions: figures are for BENCHMARKS.md, measured in release builds).
+
+use std::time::Duration;
+
+use mmo::config::Config;
+use mmo::server::ServerHandle;
+use mmo_loadgen::relay::Relay;
+use mmo_loadgen::scenario::{self, Options};
+use mmo_loadgen::target::{Kind, Target};
+
+fn options(clients: usize) -> Options {
+    Options {
+        clients,
+        rate: 5.0,
+        duration: Duration::from_secs(1),
+        client_hz: 60,
+    }
+}
+
+#[test]
+fn chat_and_login_storm_count_every_line_against_mmo() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerHandle::spawn(Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().join("db.sqlite3"),
+    ))
+    .expect("server starts");
+    let target = Target::external(Kind::Mmo, server.addr(), Some(std::process::id()));
+
+    let report = scenario::chat(&target, &options(3));
+    assert!(report.sent >= 3, "{report:?}");
+    assert_eq!(
+        report.expected,
+        report.sent * 2,
+        "each line is expected at the two other players"
+    );
+    assert_eq!(report.delivered, report.expected, "{report:?}");
+    assert_eq!(report.lost, 0);
+    assert!(
+        report.p50_ms.is_some()
+            && report.server_cpu_core.is_some()
+            && report.server_rss_mb.is_some()
+    );
+
+    let storm = scenario::login_storm(&target, &options(4));
+    assert_eq!(storm.lost, 0, "{storm:?}");
+    assert!(
+        storm.logins_per_s.is_some() && storm.login_p99_ms.is_some(),
+        "{storm:?}"
+    );
+
+    let idle = scenario::idle(
+        &target,
+        &Options {
+            duration: Duration::from_millis(300),
+            ..options(2)
+        },
+    );
+    assert_eq!(idle.sent, 0);
+    let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+    for key in [
+        "lost",
+        "p50_ms",
+        "p99_ms",
+        "max_ms",
+        "server_cpu_core",
+        "server_rss_mb",
+    ] {
+        assert!(json.get(key).is_some(), "{key} missing from {json}");
+    }
+    server.stop();
+}
+
+#[test]
+fn chat_counts_every_line_on_the_floor_relay() {
+    let relay = Relay::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let target = Target::external(Kind::Floor, relay.addr, None);
+    std::thread::spawn(move || relay.run(60));
+    let report = scenario::chat(&target, &options(3));
+    assert!(report.sent >= 3);
+    assert_eq!(
+        (report.delivered, report.lost),
+        (report.expected, 0),
+        "{report:?}"
+    );
+}
