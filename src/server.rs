@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
 use bevy::app::ScheduleRunnerPlugin;
+use bevy::ecs::schedule::SingleThreadedExecutor;
 use bevy::prelude::*;
 
 use crate::chat::ChatHistory;
@@ -72,6 +73,11 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
             shutdown::plugin,
             stats::plugin,
         ));
+    // Every system here needs the renet server or the world in turn, so the multi-threaded executor
+    // only adds wake-ups (idle, 0 players: 2.6 % of a core with it). One thread runs the whole tick.
+    for (_, schedule) in app.world_mut().resource_mut::<Schedules>().iter_mut() {
+        schedule.set_executor(SingleThreadedExecutor::new());
+    }
     Ok(Started { addr, shutdown })
 }
 

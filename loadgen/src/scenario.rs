@@ -106,7 +106,15 @@ impl Sim {
         });
         match self.stage {
             Stage::Connecting if self.net.is_connected() => match kind {
-                Kind::Floor => self.ready(),
+                // One message, as a login is: after any exchange, renet keeps acknowledging every
+                // packet (an ack packet per flush each way), so a floor whose clients never spoke
+                // would skip the cost every mmo player pays.
+                Kind::Floor => {
+                    self.net.send(&ClientMessage::Chat {
+                        text: format!("hello from {}", self.name),
+                    });
+                    self.ready();
+                }
                 Kind::Mmo => {
                     self.ask(Request::Register);
                     self.stage = Stage::Registering;

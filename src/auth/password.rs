@@ -41,6 +41,33 @@ pub fn verify_nothing(password: &str) {
     let _ = verify(password, &DUMMY_HASH);
 }
 
+/// Makes freed argon2 buffers go back to the operating system.
+///
+/// Each hash allocates m = 19 MiB. glibc raises its mmap threshold to the size of the last freed mmapped
+/// chunk, so from the second hash on these buffers come from a thread's heap arena and stay resident
+/// after they are freed: measured with `mmo-loadgen chat --clients 10`, RSS went from 12 MB to 107 MB.
+/// Pinning the threshold keeps every large buffer mmapped and unmapped on free (RSS stays at 12 MB).
+pub fn return_buffers_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; any value is valid for M_MMAP_THRESHOLD.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (nice 10), so that when hashes keep every core busy
+/// the tick thread still gets the CPU it needs: a login storm on 2 cores with 2 workers at normal
+/// priority pushed chat p99 to 129 ms (`mmo-loadgen login-storm --clients 200 --rate 10`).
+pub fn yield_cpu_to_the_tick() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on the calling thread (who = 0 with PRIO_PROCESS means "this thread" for a
+    // Linux thread id) only changes its niceness; failure is harmless and ignored.
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}
+
 /// Computes the dummy hash now (at start) rather than on the first unknown-user login.
 pub fn warm_up() {
     LazyLock::force(&DUMMY_HASH);

@@ -68,6 +68,7 @@ pub struct AuthWorkers {
 impl AuthWorkers {
     /// Starts `count` workers sharing a queue of at most `queue` waiting jobs.
     pub fn start(pool: DbPool, count: usize, queue: usize) -> Self {
+        password::return_buffers_to_the_os();
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<AuthJob>(queue);
         let (results_tx, results_rx) = crossbeam_channel::unbounded();
         let threads = (0..count)
@@ -114,6 +115,7 @@ impl Drop for AuthWorkers {
 }
 
 fn work(pool: &DbPool, jobs: &Receiver<AuthJob>, results: &Sender<AuthResult>) {
+    password::yield_cpu_to_the_tick();
     password::warm_up();
     for job in jobs {
         let outcome = run(pool, job.request);
