@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod protocol;
+pub mod udp;
 
 #[cfg(feature = "server")]
 pub mod auth;

@@ -38,51 +38,13 @@ pub(crate) fn plugin(app: &mut App) {
 /// login storm of 200 clients and every dropped packet cost its sender a 200 ms resend. Ask for more.
 const RECEIVE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
-/// Asks the kernel for a receive buffer of `bytes` (it grants at most `net.core.rmem_max`); returns the
-/// size it reports back.
-fn enlarge_receive_buffer(socket: &UdpSocket, bytes: usize) -> usize {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        let fd = socket.as_raw_fd();
-        let wanted = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        let mut granted: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: fd is a valid socket for the life of `socket`; the option values point to live
-        // c_ints of the size passed.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&raw const wanted).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&raw mut granted).cast(),
-                &mut len,
-            );
-        }
-        // Linux reports twice what it grants, for its own bookkeeping.
-        usize::try_from(granted).unwrap_or(0) / 2
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (socket, bytes);
-        bytes
-    }
-}
-
 /// Binds the socket and creates the renet server and its netcode transport (unsecure, in-band mode).
 pub(crate) fn bind(
     config: &Config,
 ) -> std::io::Result<(RenetServer, NetcodeServerTransport, SocketAddr)> {
     let socket = UdpSocket::bind(config.bind)?;
     let addr = socket.local_addr()?;
-    let buffer = enlarge_receive_buffer(&socket, RECEIVE_BUFFER_BYTES);
+    let buffer = crate::udp::enlarge_receive_buffer(&socket, RECEIVE_BUFFER_BYTES);
     if buffer < RECEIVE_BUFFER_BYTES {
         warn!(
             bytes = buffer,

@@ -20,6 +20,8 @@ impl Relay {
     pub fn bind(bind: SocketAddr) -> std::io::Result<Self> {
         let socket = UdpSocket::bind(bind)?;
         let addr = socket.local_addr()?;
+        // The same receive buffer as mmo asks for, so bursts are compared like for like.
+        mmo::udp::enlarge_receive_buffer(&socket, 4 * 1024 * 1024);
         let config = ServerConfig {
             current_time: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
