@@ -4,11 +4,13 @@
 
 use std::collections::VecDeque;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_renet::RenetServer;
 use crossbeam_channel::Sender;
 
+use crate::config::Config;
 use crate::db::models::ChatMessage;
 use crate::db::{Database, DbPool, queries};
 use crate::net::{self, Connection, Inbound};
@@ -22,10 +24,79 @@ const WRITE_BATCH: usize = 512;
 
 pub(crate) fn plugin(app: &mut App) {
     let pool = app.world().resource::<Database>().0.clone();
+    let config = app.world().resource::<Config>();
+    let limit = ChatLimit {
+        burst: config.chat_burst as f32,
+        per_second: config.chat_per_second.max(0.0),
+        kick_after: Duration::from_secs(u64::from(config.chat_kick_after)),
+    };
     app.insert_resource(ChatWriter::start(pool))
+        .insert_resource(limit)
         .add_systems(Update, handle_chat)
         .add_observer(send_history)
         .add_observer(flush_writer);
+}
+
+/// What a player is told when over the chat limit.
+pub const TOO_FAST: &str = "You are sending messages too fast";
+/// Why a player who keeps flooding is disconnected.
+pub const FLOODING: &str = "Kicked for flooding the chat";
+
+/// The per-player chat limit: a token bucket of `burst` lines refilled at `per_second`.
+#[derive(Resource, Debug, Clone, Copy)]
+pub struct ChatLimit {
+    pub burst: f32,
+    pub per_second: f32,
+    /// A player refused continuously (the bucket never refilling) for this long is kicked.
+    pub kick_after: Duration,
+}
+
+/// A player's chat allowance.
+#[derive(Component, Debug)]
+pub struct ChatBucket {
+    tokens: f32,
+    refilled_at: Instant,
+    /// When the player first went over the limit without the bucket having refilled since.
+    over_since: Option<Instant>,
+}
+
+/// What the bucket says about one more line.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Send,
+    Refuse,
+    Kick,
+}
+
+impl ChatBucket {
+    fn full(limit: &ChatLimit, now: Instant) -> Self {
+        Self {
+            tokens: limit.burst,
+            refilled_at: now,
+            over_since: None,
+        }
+    }
+
+    fn take(&mut self, limit: &ChatLimit, now: Instant) -> Verdict {
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f32();
+        self.tokens = (self.tokens + elapsed * limit.per_second).min(limit.burst);
+        self.refilled_at = now;
+        if self.tokens >= limit.burst {
+            self.over_since = None;
+        }
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Verdict::Send;
+        }
+        let since = *self.over_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= limit.kick_after {
+            Verdict::Kick
+        } else {
+            Verdict::Refuse
+        }
+    }
 }
 
 /// The most recent lines, oldest first, as sent to a player after login.
@@ -119,13 +190,16 @@ impl Drop for ChatWriter {
 }
 
 fn handle_chat(
+    mut commands: Commands,
     mut inbound: MessageReader<Inbound>,
     mut server: ResMut<RenetServer>,
     mut history: ResMut<ChatHistory>,
     writer: Res<ChatWriter>,
-    senders: Query<&Player>,
+    limit: Res<ChatLimit>,
+    mut senders: Query<(&Player, &mut ChatBucket)>,
     players: Query<(Entity, &Connection), With<Player>>,
 ) {
+    let now = Instant::now();
     for Inbound {
         entity,
         client_id,
@@ -142,10 +216,22 @@ fn handle_chat(
             };
             net::send(server, *client_id, &message);
         };
-        let Ok(player) = senders.get(*entity) else {
+        let Ok((player, mut bucket)) = senders.get_mut(*entity) else {
             deny(&mut server, "You must log in to chat");
             continue;
         };
+        match bucket.take(&limit, now) {
+            Verdict::Send => {}
+            Verdict::Refuse => {
+                deny(&mut server, TOO_FAST);
+                continue;
+            }
+            Verdict::Kick => {
+                warn!(client_id, name = %player.name, "chat flooding");
+                net::kick(&mut commands, &mut server, *entity, *client_id, FLOODING);
+                continue;
+            }
+        }
         let text = match protocol::clean_chat_text(text) {
             Ok(text) => text.to_owned(),
             Err(reason) => {
@@ -172,10 +258,15 @@ fn handle_chat(
 
 fn send_history(
     add: On<Add, Player>,
+    mut commands: Commands,
     players: Query<&Connection>,
     history: Res<ChatHistory>,
+    limit: Res<ChatLimit>,
     mut server: ResMut<RenetServer>,
 ) {
+    commands
+        .entity(add.entity)
+        .insert(ChatBucket::full(&limit, Instant::now()));
     if let Ok(connection) = players.get(add.entity) {
         let lines = history.lines.iter().cloned().collect();
         net::send(
@@ -188,4 +279,45 @@ fn send_history(
 
 fn flush_writer(_: On<ServerStopping>, mut writer: ResMut<ChatWriter>) {
     writer.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate_then_kicks_a_steady_flooder() {
+        let limit = ChatLimit {
+            burst: 5.0,
+            per_second: 1.0,
+            kick_after: Duration::from_secs(10),
+        };
+        let t0 = Instant::now();
+        let mut bucket = ChatBucket::full(&limit, t0);
+        for _ in 0..5 {
+            assert_eq!(bucket.take(&limit, t0), Verdict::Send);
+        }
+        assert_eq!(bucket.take(&limit, t0), Verdict::Refuse);
+        assert_eq!(
+            bucket.take(&limit, t0 + Duration::from_millis(1000)),
+            Verdict::Send,
+            "one a second"
+        );
+        // Two lines a second: half are refused, and after ten seconds of it the player is kicked.
+        let verdicts: Vec<_> = (0..24)
+            .map(|i| bucket.take(&limit, t0 + Duration::from_millis(1000 + 500 * i)))
+            .collect();
+        assert!(verdicts.contains(&Verdict::Refuse));
+        assert_eq!(verdicts.last(), Some(&Verdict::Kick));
+        // A player who pauses until the bucket is full again starts over.
+        let mut calm = ChatBucket::full(&limit, t0);
+        for _ in 0..6 {
+            calm.take(&limit, t0);
+        }
+        assert_eq!(
+            calm.take(&limit, t0 + Duration::from_secs(20)),
+            Verdict::Send
+        );
+        assert!(calm.over_since.is_none());
+    }
 }

@@ -50,6 +50,27 @@ pub struct Config {
           value_parser = clap::value_parser!(u16).range(0..=1000))]
     pub chat_history: u16,
 
+    /// Chat lines a player may send at once before the per-player limit applies.
+    #[arg(long, env = "MMO_CHAT_BURST", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub chat_burst: u32,
+
+    /// Chat lines a second a player may keep sending; faster lines are refused.
+    #[arg(long, env = "MMO_CHAT_PER_SECOND", default_value_t = 1.0)]
+    pub chat_per_second: f32,
+
+    /// Seconds a player may keep going over the chat limit before being kicked.
+    #[arg(long, env = "MMO_CHAT_KICK_AFTER", default_value_t = 10)]
+    pub chat_kick_after: u32,
+
+    /// Seconds a connection may stay without logging in before it is disconnected.
+    #[arg(long, env = "MMO_LOGIN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_timeout: u32,
+
+    /// Allow in-band login (passwords over unsecure netcode) on a non-loopback address. Only for a LAN
+    /// you trust: anyone on the path can read the passwords.
+    #[arg(long, env = "MMO_ALLOW_INSECURE_REMOTE")]
+    pub allow_insecure_remote: bool,
+
     /// Seconds between "tick stats" log lines (tick duration p50/p99/max, connections, players); 0 = off.
     #[arg(long, env = "MMO_STATS_INTERVAL", default_value_t = 60)]
     pub stats_interval: u32,

@@ -74,6 +74,7 @@ pub(crate) fn bind(
 #[derive(Component, Debug, Clone, Copy)]
 pub struct Connection {
     pub client_id: ClientId,
+    pub connected_at: Instant,
 }
 
 /// A connection that has not logged in yet (the LOGIN state): it may register and log in, nothing else.
@@ -148,7 +149,13 @@ fn on_server_event(
     match **event {
         ServerEvent::ClientConnected { client_id } => {
             let entity = commands
-                .spawn((Connection { client_id }, AwaitingLogin))
+                .spawn((
+                    Connection {
+                        client_id,
+                        connected_at: Instant::now(),
+                    },
+                    AwaitingLogin,
+                ))
                 .id();
             connections.0.insert(client_id, entity);
             let addr = transport.client_addr(client_id);

@@ -27,6 +27,11 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(
+        "refusing to listen on {0}: in-band login sends passwords over unsecure netcode, readable by \
+         anyone on the path. Bind to loopback, or pass --allow-insecure-remote for a LAN you trust"
+    )]
+    InsecureRemote(SocketAddr),
 }
 
 /// What a built server tells its runner.
@@ -42,6 +47,9 @@ pub struct Started {
 /// players and chat. Slow start-up work (opening and migrating the database, loading chat history,
 /// binding) happens here, before the first tick. Logging is the caller's choice (see `main.rs`).
 pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
+    if !config.bind.ip().is_loopback() && !config.allow_insecure_remote {
+        return Err(StartError::InsecureRemote(config.bind));
+    }
     // Workers, the chat writer and one spare for start-up.
     let pool = db::open(&config.db, u32::from(config.auth_workers) + 2)?;
     let history =

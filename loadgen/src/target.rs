@@ -47,13 +47,10 @@ impl Target {
                 "--max-clients",
                 "1024",
             ])
-            .args([
-                "--tick-hz",
-                &tick_hz.to_string(),
-                "--auth-queue",
-                "2048",
-                "--db",
-            ])
+            .args(["--tick-hz", &tick_hz.to_string(), "--auth-queue", "2048"])
+            // Scenarios set their own line rates (the login-storm pair says 10 a second): lift the
+            // per-player chat limit, which is abuse protection, not capacity.
+            .args(["--chat-burst", "1000", "--chat-per-second", "1000", "--db"])
             .arg(dir.path().join("loadgen.sqlite3"))
             .env("NO_COLOR", "1");
         let mut target = Self::spawn(Kind::Mmo, command)?;

@@ -21,11 +21,12 @@ fn options(clients: usize) -> Options {
 #[test]
 fn chat_and_login_storm_count_every_line_against_mmo() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerHandle::spawn(Config::new(
+    let mut config = Config::new(
         "127.0.0.1:0".parse().unwrap(),
         dir.path().join("db.sqlite3"),
-    ))
-    .expect("server starts");
+    );
+    (config.chat_burst, config.chat_per_second) = (1000, 1000.0);
+    let server = ServerHandle::spawn(config).expect("server starts");
     let target = Target::external(Kind::Mmo, server.addr(), Some(std::process::id()));
 
     let report = scenario::chat(&target, &options(3));

@@ -6,6 +6,7 @@ pub mod password;
 pub mod worker;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use bevy::prelude::*;
 use bevy_renet::RenetServer;
@@ -18,15 +19,23 @@ use crate::protocol::{self, ClientMessage, Request, ServerMessage};
 use crate::shutdown::ServerStopping;
 use worker::{AuthJob, AuthOutcome, AuthRequest, AuthWorkers, LOGIN_FAILED};
 
+/// Why a connection that never logged in is closed.
+pub const LOGIN_TIMED_OUT: &str = "Login timed out";
+
 /// The reason given to the older session when its account logs in again elsewhere.
 pub const LOGGED_IN_ELSEWHERE: &str = "Logged in from another location";
 
 pub(crate) fn plugin(app: &mut App) {
     let config = app.world().resource::<Config>();
     let (workers, queue) = (usize::from(config.auth_workers), config.auth_queue as usize);
+    let login_timeout = Duration::from_secs(u64::from(config.login_timeout));
     let pool = app.world().resource::<Database>().0.clone();
     app.insert_resource(AuthWorkers::start(pool, workers, queue))
-        .add_systems(Update, (queue_requests, apply_results).chain())
+        .insert_resource(LoginTimeout(login_timeout))
+        .add_systems(
+            Update,
+            (queue_requests, apply_results, expire_logins).chain(),
+        )
         .add_observer(stop_workers);
 }
 
@@ -191,6 +200,31 @@ fn apply_results(
                     .remove::<AwaitingLogin>()
                     .insert(Player { account_id, name });
             }
+        }
+    }
+}
+
+/// How long a connection may take to log in.
+#[derive(Resource, Debug, Clone, Copy)]
+pub struct LoginTimeout(pub Duration);
+
+/// Closes connections that have not logged in within the timeout (half-open or idle ones hold a netcode
+/// slot each).
+fn expire_logins(
+    mut commands: Commands,
+    mut server: ResMut<RenetServer>,
+    timeout: Res<LoginTimeout>,
+    waiting: Query<(Entity, &Connection), With<AwaitingLogin>>,
+) {
+    for (entity, connection) in &waiting {
+        if connection.connected_at.elapsed() >= timeout.0 {
+            net::kick(
+                &mut commands,
+                &mut server,
+                entity,
+                connection.client_id,
+                LOGIN_TIMED_OUT,
+            );
         }
     }
 }

@@ -20,6 +20,7 @@ pub struct TestServer {
     handle: Option<ServerHandle>,
     pub addr: SocketAddr,
     pub db: PathBuf,
+    config: Config,
     _dir: tempfile::TempDir,
 }
 
@@ -35,15 +36,27 @@ fn init_logging() {
 }
 
 impl TestServer {
+    /// A server with the default settings, but a chat limit no test reaches by accident.
     pub fn start() -> Self {
+        Self::start_with(|config| {
+            config.chat_burst = 1000;
+            config.chat_per_second = 1000.0;
+        })
+    }
+
+    /// A server whose configuration `tweak` adjusts.
+    pub fn start_with(tweak: impl Fn(&mut Config) + 'static) -> Self {
         init_logging();
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("mmo.sqlite3");
-        let handle = ServerHandle::spawn(config(&db)).expect("server starts");
+        let mut config = config(&db);
+        tweak(&mut config);
+        let handle = ServerHandle::spawn(config.clone()).expect("server starts");
         Self {
             addr: handle.addr(),
             handle: Some(handle),
             db,
+            config,
             _dir: dir,
         }
     }
@@ -51,7 +64,7 @@ impl TestServer {
     /// Stops the server gracefully, then starts a new one on the same database (on a new port).
     pub fn restart(&mut self) {
         self.stop();
-        let handle = ServerHandle::spawn(config(&self.db)).expect("server restarts");
+        let handle = ServerHandle::spawn(self.config.clone()).expect("server restarts");
         self.addr = handle.addr();
         self.handle = Some(handle);
     }

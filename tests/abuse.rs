@@ -1,0 +1,124 @@
+//! Abuse that must not bother other players: chat floods, connections that never log in, and an
+//! in-band server exposed beyond loopback by mistake.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{PASSWORD, TestServer};
+use mmo::config::Config;
+use mmo::protocol::ServerMessage;
+use mmo::server::{ServerHandle, StartError};
+
+#[test]
+fn a_chat_flood_is_refused_then_kicked_while_others_chat() {
+    let server = TestServer::start_with(|config| {
+        config.chat_burst = 5;
+        config.chat_per_second = 1.0;
+        config.chat_kick_after = 2;
+    });
+    let mut flooder = server.player("flooder");
+    let mut alice = server.player("alice");
+    let mut bob = server.player("bob");
+
+    for i in 0..6 {
+        flooder.chat(&format!("spam {i}"));
+    }
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        answers.push(flooder.next_chat());
+    }
+    assert_eq!(
+        answers.iter().filter(|a| a.is_ok()).count(),
+        5,
+        "a burst of five goes through: {answers:?}"
+    );
+    assert_eq!(
+        answers.last().unwrap().as_ref().unwrap_err(),
+        "You are sending messages too fast"
+    );
+
+    // Keep flooding for a few seconds: kicked with a reason. Others' lines keep arriving meanwhile.
+    // Keep flooding (4 lines a second) for a few seconds: kicked with a reason. Alice, within the limit
+    // (1 line a second), keeps getting through to bob meanwhile.
+    let mut round = 0;
+    let kicked = loop {
+        flooder.chat("more spam");
+        if round % 4 == 0 {
+            let text = format!("still here {round}");
+            alice.chat(&text);
+            let got = bob.expect("alice's line", |m| match m {
+                ServerMessage::Chat(line) if line.sender == "alice" => Some(line.text.clone()),
+                _ => None,
+            });
+            assert_eq!(got, text);
+        }
+        round += 1;
+        assert!(round < 100, "never kicked: {:?}", flooder.received);
+        std::thread::sleep(Duration::from_millis(250));
+        flooder.pump();
+        let kick = flooder.received.iter().find_map(|m| match m {
+            ServerMessage::Kicked { reason } => Some(reason.clone()),
+            _ => None,
+        });
+        if let Some(reason) = kick {
+            break reason;
+        }
+    };
+    assert_eq!(kicked, "Kicked for flooding the chat");
+    flooder.expect_disconnected();
+    // Nothing refused was broadcast: bob saw exactly the lines the flooder saw accepted (its own echoes).
+    std::thread::sleep(Duration::from_millis(1000));
+    alice.chat("end");
+    bob.expect("the end line", |m| {
+        matches!(m, ServerMessage::Chat(l) if l.text == "end").then_some(())
+    });
+    let from_flooder = |received: &[ServerMessage]| {
+        received
+            .iter()
+            .filter(|m| matches!(m, ServerMessage::Chat(l) if l.sender == "flooder"))
+            .count()
+    };
+    let refused = flooder
+        .received
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::Denied { .. }))
+        .count();
+    assert!(refused >= 5, "{refused} refused");
+    assert_eq!(from_flooder(&bob.received), from_flooder(&flooder.received));
+}
+
+#[test]
+fn a_connection_that_never_logs_in_is_closed() {
+    let server = TestServer::start_with(|config| config.login_timeout = 1);
+    let mut idle = server.client();
+    let mut player = server.client();
+    player.register("alice", PASSWORD).unwrap();
+    player.login("alice", PASSWORD).unwrap();
+    let reason = idle.expect("the timeout", |m| match m {
+        ServerMessage::Kicked { reason } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(reason, "Login timed out");
+    idle.expect_disconnected();
+    // The player who logged in in time stays.
+    std::thread::sleep(Duration::from_millis(1200));
+    player.chat("still here");
+    assert_eq!(player.next_chat().unwrap().text, "still here");
+}
+
+#[test]
+fn in_band_mode_refuses_a_non_loopback_address_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::new("0.0.0.0:0".parse().unwrap(), dir.path().join("db.sqlite3"));
+    match ServerHandle::spawn(config.clone()) {
+        Err(StartError::InsecureRemote(addr)) => assert_eq!(addr, config.bind),
+        other => panic!("expected a refusal, got {:?}", other.map(|h| h.addr())),
+    }
+    let allowed = ServerHandle::spawn(Config {
+        allow_insecure_remote: true,
+        ..config
+    })
+    .expect("starts when allowed");
+    allowed.stop();
+}
