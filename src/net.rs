@@ -79,6 +79,7 @@ pub struct Connection {
 
 /// A connection that has not logged in yet (the LOGIN state): it may register and log in, nothing else.
 #[derive(Component, Debug, Default)]
+#[require(crate::auth::Registrations)]
 pub struct AwaitingLogin;
 
 /// A connection that is being closed: it was sent a reason and is disconnected once that is acknowledged

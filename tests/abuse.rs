@@ -122,3 +122,68 @@ fn in_band_mode_refuses_a_non_loopback_address_unless_allowed() {
     .expect("starts when allowed");
     allowed.stop();
 }
+
+#[test]
+fn password_guessing_is_locked_out_without_revealing_which_names_exist() {
+    let server = TestServer::start();
+    server.player("alice");
+    let locked = "Too many failed logins. Try again in 30 seconds";
+
+    // Per account name: five wrong passwords from five connections lock the name, known or not.
+    for name in ["alice", "nobody_here"] {
+        for _ in 0..5 {
+            let mut guesser = server.client();
+            assert_eq!(
+                guesser.login(name, "wrong password"),
+                Err("Username or password incorrect".into())
+            );
+        }
+        let mut next = server.client();
+        assert_eq!(
+            next.login(name, "wrong password"),
+            Err(locked.into()),
+            "{name}"
+        );
+        if name == "alice" {
+            assert_eq!(
+                next.login(name, PASSWORD),
+                Err(locked.into()),
+                "even the right password waits"
+            );
+        }
+    }
+
+    // Per connection: five failures on different names lock the connection.
+    let mut spray = server.client();
+    for i in 0..5 {
+        assert_eq!(
+            spray.login(&format!("user_{i}"), "wrong password"),
+            Err("Username or password incorrect".into())
+        );
+    }
+    assert_eq!(
+        spray.login("someone_else", "wrong password"),
+        Err(locked.into())
+    );
+    // Other connections and names are unaffected.
+    let mut bob = server.client();
+    bob.register("bob", PASSWORD).unwrap();
+    assert_eq!(bob.login("bob", PASSWORD), Ok("bob".into()));
+}
+
+#[test]
+fn registrations_are_limited_per_connection() {
+    let server = TestServer::start();
+    let mut client = server.client();
+    for i in 0..5 {
+        client.register(&format!("name_{i}"), PASSWORD).unwrap();
+    }
+    assert_eq!(
+        client.register("name_5", PASSWORD),
+        Err("Too many registrations from this connection".into())
+    );
+    assert_eq!(
+        server.client().register("name_5", PASSWORD),
+        Ok("name_5".into())
+    );
+}

@@ -3,10 +3,11 @@
 //! connection with a request in flight is [`Authenticating`] and may not start another.
 
 pub mod password;
+pub mod throttle;
 pub mod worker;
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_renet::RenetServer;
@@ -17,7 +18,17 @@ use crate::net::{self, AwaitingLogin, Connection, Inbound};
 use crate::players::{OnlineAccounts, Player};
 use crate::protocol::{self, ClientMessage, Request, ServerMessage};
 use crate::shutdown::ServerStopping;
+use throttle::{Failures, LOCKED_OUT, NameFailures};
 use worker::{AuthJob, AuthOutcome, AuthRequest, AuthWorkers, LOGIN_FAILED};
+
+/// Accounts one connection may try to register.
+pub const MAX_REGISTRATIONS_PER_CONNECTION: u8 = 5;
+/// What a connection over that is told.
+pub const TOO_MANY_REGISTRATIONS: &str = "Too many registrations from this connection";
+
+/// Registrations this connection has asked for.
+#[derive(Component, Debug, Default)]
+pub struct Registrations(pub u8);
 
 /// Why a connection that never logged in is closed.
 pub const LOGIN_TIMED_OUT: &str = "Login timed out";
@@ -36,6 +47,7 @@ pub(crate) fn plugin(app: &mut App) {
             Update,
             (queue_requests, apply_results, expire_logins).chain(),
         )
+        .init_resource::<NameFailures>()
         .add_observer(stop_workers);
 }
 
@@ -61,7 +73,10 @@ fn queue_requests(
     workers: Res<AuthWorkers>,
     states: Query<(Has<AwaitingLogin>, Has<Authenticating>)>,
     mut queued_this_tick: Local<HashSet<Entity>>,
+    names: Res<NameFailures>,
+    mut limits: Query<(Option<&Failures>, &mut Registrations)>,
 ) {
+    let now = Instant::now();
     // `Authenticating` is inserted by a command, seen by the query only next tick: remember this tick's.
     queued_this_tick.clear();
     for Inbound {
@@ -78,6 +93,18 @@ fn queue_requests(
                     deny(&mut server, *client_id, Request::Register, reason);
                     continue;
                 }
+                if let Ok((_, mut registrations)) = limits.get_mut(*entity) {
+                    if registrations.0 >= MAX_REGISTRATIONS_PER_CONNECTION {
+                        deny(
+                            &mut server,
+                            *client_id,
+                            Request::Register,
+                            TOO_MANY_REGISTRATIONS,
+                        );
+                        continue;
+                    }
+                    registrations.0 += 1;
+                }
                 let job = AuthRequest::Register {
                     username: username.clone(),
                     password: password.clone(),
@@ -89,6 +116,13 @@ fn queue_requests(
                 if protocol::validate_username(username).is_err() || password.chars().count() > 1024
                 {
                     deny(&mut server, *client_id, Request::Login, LOGIN_FAILED);
+                    continue;
+                }
+                let connection_locked = limits
+                    .get(*entity)
+                    .is_ok_and(|(failures, _)| failures.is_some_and(|f| f.is_locked(now)));
+                if connection_locked || names.is_locked(&username.to_ascii_lowercase(), now) {
+                    deny(&mut server, *client_id, Request::Login, LOCKED_OUT);
                     continue;
                 }
                 let job = AuthRequest::Login {
@@ -141,7 +175,9 @@ fn apply_results(
     connections: Query<&Connection, With<Authenticating>>,
     all_connections: Query<&Connection>,
     mut logged_in_this_tick: Local<Vec<(i32, Entity, u64)>>,
+    mut names: ResMut<NameFailures>,
 ) {
+    let now = Instant::now();
     logged_in_this_tick.clear();
     for result in workers.results.try_iter() {
         let client_id = result.client_id;
@@ -165,11 +201,22 @@ fn apply_results(
             AuthOutcome::RegisterDenied(reason) => {
                 deny(&mut server, client_id, Request::Register, reason)
             }
+            AuthOutcome::LoginDenied(reason) if reason == LOGIN_FAILED => {
+                info!(client_id, "login failed");
+                names.record(&result.username_key, now);
+                commands
+                    .entity(result.entity)
+                    .entry::<Failures>()
+                    .or_default()
+                    .and_modify(move |mut f| f.record(now));
+                deny(&mut server, client_id, Request::Login, reason);
+            }
             AuthOutcome::LoginDenied(reason) => {
                 info!(client_id, "login failed");
                 deny(&mut server, client_id, Request::Login, reason);
             }
             AuthOutcome::LoggedIn { account_id, name } => {
+                names.forget(&result.username_key);
                 // One session per account: the older one is told why and closed.
                 let earlier = logged_in_this_tick
                     .iter()

@@ -54,6 +54,8 @@ pub enum AuthOutcome {
 pub struct AuthResult {
     pub entity: Entity,
     pub client_id: ClientId,
+    /// The lowercase name the request was about (for the failed-login throttle).
+    pub username_key: String,
     pub outcome: AuthOutcome,
 }
 
@@ -118,11 +120,17 @@ fn work(pool: &DbPool, jobs: &Receiver<AuthJob>, results: &Sender<AuthResult>) {
     password::yield_cpu_to_the_tick();
     password::warm_up();
     for job in jobs {
+        let username_key = match &job.request {
+            AuthRequest::Register { username, .. } | AuthRequest::Login { username, .. } => {
+                username.to_ascii_lowercase()
+            }
+        };
         let outcome = run(pool, job.request);
         // The receiver is gone only when the app is, and then nobody is waiting for the answer.
         let _ = results.send(AuthResult {
             entity: job.entity,
             client_id: job.client_id,
+            username_key,
             outcome,
         });
     }

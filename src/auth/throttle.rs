@@ -1,0 +1,97 @@
+//! Password-guessing throttle: after [`MAX_FAILURES`] failed logins within [`WINDOW`], further logins
+//! are refused for [`LOCKOUT`], counted per account name (whether or not such an account exists, so the
+//! lockout reveals nothing) and per connection.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+
+pub const MAX_FAILURES: usize = 5;
+pub const WINDOW: Duration = Duration::from_secs(60);
+pub const LOCKOUT: Duration = Duration::from_secs(30);
+/// What a locked-out login is told.
+pub const LOCKED_OUT: &str = "Too many failed logins. Try again in 30 seconds";
+/// Names tracked at most; beyond it, names with no recent failure are forgotten first.
+const MAX_TRACKED_NAMES: usize = 100_000;
+
+/// Recent failures of one name or one connection.
+#[derive(Component, Debug, Default)]
+pub struct Failures {
+    recent: VecDeque<Instant>,
+    locked_until: Option<Instant>,
+}
+
+impl Failures {
+    pub fn is_locked(&self, now: Instant) -> bool {
+        self.locked_until.is_some_and(|until| now < until)
+    }
+
+    pub fn record(&mut self, now: Instant) {
+        self.recent
+            .retain(|at| now.saturating_duration_since(*at) < WINDOW);
+        self.recent.push_back(now);
+        if self.recent.len() >= MAX_FAILURES {
+            self.recent.clear();
+            self.locked_until = Some(now + LOCKOUT);
+        }
+    }
+
+    fn is_stale(&self, now: Instant) -> bool {
+        !self.is_locked(now)
+            && self
+                .recent
+                .back()
+                .is_none_or(|at| now.saturating_duration_since(*at) >= WINDOW)
+    }
+}
+
+/// Failures per account name (lowercase).
+#[derive(Resource, Debug, Default)]
+pub struct NameFailures(HashMap<String, Failures>);
+
+impl NameFailures {
+    pub fn is_locked(&self, key: &str, now: Instant) -> bool {
+        self.0.get(key).is_some_and(|f| f.is_locked(now))
+    }
+
+    pub fn record(&mut self, key: &str, now: Instant) {
+        if self.0.len() >= MAX_TRACKED_NAMES {
+            self.0.retain(|_, failures| !failures.is_stale(now));
+        }
+        self.0.entry(key.to_owned()).or_default().record(now);
+    }
+
+    pub fn forget(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn five_failures_in_a_minute_lock_for_thirty_seconds() {
+        let t0 = Instant::now();
+        let mut names = NameFailures::default();
+        for i in 0..4 {
+            names.record("alice", t0 + Duration::from_secs(i));
+            assert!(!names.is_locked("alice", t0 + Duration::from_secs(i)));
+        }
+        names.record("alice", t0 + Duration::from_secs(4));
+        assert!(names.is_locked("alice", t0 + Duration::from_secs(5)));
+        assert!(!names.is_locked("bob", t0 + Duration::from_secs(5)));
+        assert!(
+            !names.is_locked("alice", t0 + Duration::from_secs(35)),
+            "the lock ends"
+        );
+
+        // Failures spread over more than a minute never lock.
+        let mut slow = Failures::default();
+        for i in 0..10 {
+            slow.record(t0 + Duration::from_secs(20 * i));
+            assert!(!slow.is_locked(t0 + Duration::from_secs(20 * i)));
+        }
+    }
+}
