@@ -4,12 +4,17 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Instant;
+
+use diesel::prelude::*;
 use std::time::Duration;
 
 use common::{PASSWORD, TestClient};
-use mmo::protocol::ServerMessage;
+use mmo::protocol::{ClientMessage, ServerMessage};
 
 /// Removes ANSI colour codes from a log line.
 fn plain(line: &str) -> String {
@@ -25,25 +30,23 @@ fn plain(line: &str) -> String {
     out
 }
 
-#[test]
-fn sigterm_disconnects_everyone_flushes_and_exits_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("fresh.sqlite3");
+/// Starts the server binary on a free port with `db`; returns it, its address and its log lines so far
+/// (later ones keep arriving on the receiver).
+fn start_binary(db: &Path) -> (Child, SocketAddr, Vec<String>, mpsc::Receiver<String>) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_mmo"))
         .args(["--bind", "127.0.0.1:0", "--db"])
-        .arg(&db)
+        .arg(db)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the server binary starts");
-
-    // Log lines from both streams; the "listening" line carries the real port.
     let (tx, logs) = mpsc::channel::<String>();
-    for stream in [
-        Box::new(server.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+    let streams: [Box<dyn std::io::Read + Send>; 2] = [
+        Box::new(server.stdout.take().unwrap()),
         Box::new(server.stderr.take().unwrap()),
-    ] {
+    ];
+    for stream in streams {
         let tx = tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -52,7 +55,7 @@ fn sigterm_disconnects_everyone_flushes_and_exits_zero() {
         });
     }
     let mut seen = Vec::new();
-    let addr: SocketAddr = loop {
+    let addr = loop {
         let line = logs
             .recv_timeout(Duration::from_secs(30))
             .expect("the server logs that it listens");
@@ -65,6 +68,14 @@ fn sigterm_disconnects_everyone_flushes_and_exits_zero() {
             break addr.parse().unwrap();
         }
     };
+    (server, addr, seen, logs)
+}
+
+#[test]
+fn sigterm_disconnects_everyone_flushes_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fresh.sqlite3");
+    let (mut server, addr, mut seen, logs) = start_binary(&db);
     assert!(db.exists(), "the database file was created");
 
     let mut alice = TestClient::connect(addr);
@@ -123,4 +134,107 @@ fn help_documents_every_flag_and_bad_values_are_refused() {
         .unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("1..=1024"));
+}
+
+/// Registers `name` on `client`; `Some(true)` once acknowledged, `Some(false)` if refused, `None` if
+/// `stop` was raised (the server died) before an answer came.
+fn try_register(client: &mut TestClient, name: &str, stop: &AtomicBool) -> Option<bool> {
+    client.send(&ClientMessage::Register {
+        username: name.into(),
+        password: PASSWORD.into(),
+    });
+    loop {
+        client.pump();
+        for message in client.received.drain(..) {
+            match message {
+                ServerMessage::Registered { username } if username == name => return Some(true),
+                ServerMessage::Denied { .. } => return Some(false),
+                _ => {}
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn sigkill_loses_no_acknowledged_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crash.sqlite3");
+    let (mut server, addr, _, _logs) = start_binary(&db);
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // Players chatting, and clients registering accounts back to back, five per connection.
+    let mut chatter = TestClient::connect(addr);
+    chatter.register("chatter", PASSWORD).unwrap();
+    chatter.login("chatter", PASSWORD).unwrap();
+    let registrars: Vec<_> = (0..4)
+        .map(|t| {
+            let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for round in 0.. {
+                    let mut client = TestClient::connect(addr);
+                    for i in 0..5 {
+                        let name = format!("r{t}_{round}_{i}");
+                        match try_register(&mut client, &name, &stop) {
+                            Some(true) => acknowledged.lock().unwrap().push(name),
+                            Some(false) => panic!("{name} refused"),
+                            None => return,
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        chatter.chat("the server is about to die");
+        chatter.pump();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    for registrar in registrars {
+        registrar.join().unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 5,
+        "some registrations went through before the kill: {acknowledged:?}"
+    );
+
+    // The database is intact and every acknowledged account can log in after a restart.
+    let mut conn = SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    let check: Vec<IntegrityCheck> = diesel::sql_query("PRAGMA integrity_check")
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(
+        check
+            .iter()
+            .map(|c| c.integrity_check.as_str())
+            .collect::<Vec<_>>(),
+        ["ok"]
+    );
+    drop(conn);
+    let (mut restarted, addr, _, _logs) = start_binary(&db);
+    for name in &acknowledged {
+        let mut client = TestClient::connect(addr);
+        assert_eq!(
+            client.login(name, PASSWORD),
+            Ok(name.clone()),
+            "{name} was acknowledged"
+        );
+    }
+    restarted.kill().unwrap();
+    restarted.wait().unwrap();
+}
+
+#[derive(QueryableByName)]
+struct IntegrityCheck {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    integrity_check: String,
 }
