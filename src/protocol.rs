@@ -301,4 +301,79 @@ mod tests {
         assert!(clean_chat_text(&"é".repeat(256)).is_ok());
         assert!(clean_chat_text(&"é".repeat(257)).is_err());
     }
+
+    /// A small deterministic generator, so failures reproduce (no dependency for this).
+    pub(crate) struct XorShift(pub u64);
+
+    impl XorShift {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// Random bytes and mutated valid messages never panic the decoders (they decode or are refused).
+    #[test]
+    fn decoders_survive_random_and_mutated_input() {
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let seeds: Vec<Vec<u8>> = vec![
+            ClientMessage::Register {
+                username: "alice".into(),
+                password: "password".into(),
+            }
+            .encode(),
+            ClientMessage::Login {
+                username: "bob".into(),
+                password: "x".repeat(128),
+            }
+            .encode(),
+            ClientMessage::Chat {
+                text: "héllo мир".into(),
+            }
+            .encode(),
+            ServerMessage::ChatHistory {
+                lines: vec![
+                    ChatLine {
+                        sender: "a".into(),
+                        text: "b".into(),
+                        sent_at_ms: u64::MAX
+                    };
+                    3
+                ],
+            }
+            .encode(),
+            ServerMessage::OnlinePlayers {
+                names: vec!["x".into(); 10],
+            }
+            .encode(),
+        ];
+        for _ in 0..50_000 {
+            let bytes = if rng.below(3) == 0 {
+                (0..rng.below(64)).map(|_| rng.next() as u8).collect()
+            } else {
+                let mut bytes = seeds[rng.below(seeds.len())].clone();
+                for _ in 0..=rng.below(4) {
+                    let at = rng.below(bytes.len() + 1);
+                    match rng.below(4) {
+                        0 if at < bytes.len() => bytes[at] ^= 1 << rng.below(8),
+                        1 => bytes.insert(at, rng.next() as u8),
+                        2 => bytes.truncate(at),
+                        _ if at < bytes.len() => {
+                            bytes[at] = [0x00, 0xFB, 0xFC, 0xFD, 0xFF][rng.below(5)]
+                        }
+                        _ => {}
+                    }
+                }
+                bytes
+            };
+            let _ = ClientMessage::decode(&bytes);
+            let _ = ServerMessage::decode(&bytes);
+        }
+    }
 }

@@ -187,3 +187,54 @@ fn registrations_are_limited_per_connection() {
         Ok("name_5".into())
     );
 }
+
+#[test]
+fn random_and_mutated_messages_never_stop_the_server() {
+    let server = TestServer::start();
+    let mut alice = server.player("alice");
+    let mut bob = server.player("bob");
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let valid = [
+        mmo::protocol::ClientMessage::Login {
+            username: "alice".into(),
+            password: "wrong".into(),
+        }
+        .encode(),
+        mmo::protocol::ClientMessage::Chat {
+            text: "hello".into(),
+        }
+        .encode(),
+        mmo::protocol::ClientMessage::Register {
+            username: "mallory".into(),
+            password: PASSWORD.into(),
+        }
+        .encode(),
+    ];
+    for round in 0..24 {
+        let mut vandal = server.client();
+        for _ in 0..3 {
+            let mut bytes = valid[(next() % 3) as usize].clone();
+            let at = (next() as usize) % bytes.len();
+            match round % 3 {
+                0 => bytes[at] ^= 1 << (next() % 8),
+                1 => bytes.truncate(at),
+                _ => bytes = (0..(next() % 40)).map(|_| next() as u8).collect(),
+            }
+            vandal.send_raw(bytes);
+        }
+        // Whatever it sent, the vandal gets answers or is cut off; it never takes the server down.
+        vandal.pump();
+    }
+    alice.chat("still standing");
+    let line = bob.expect("alice's line", |m| match m {
+        ServerMessage::Chat(line) if line.sender == "alice" => Some(line.text.clone()),
+        _ => None,
+    });
+    assert_eq!(line, "still standing");
+}
