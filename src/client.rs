@@ -37,21 +37,7 @@ pub struct NetClient {
 impl NetClient {
     /// Starts connecting to `server` with a random client id, flushing at `frame_hz` frames a second.
     pub fn connect(server: SocketAddr, frame_hz: u32) -> Result<Self, ClientError> {
-        let local: SocketAddr = match server {
-            SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
-            SocketAddr::V6(_) => ([0u16; 8], 0).into(),
-        };
-        let socket = UdpSocket::bind(local)?;
-        let authentication = ClientAuthentication::Unsecure {
-            protocol_id: protocol::PROTOCOL_ID,
-            client_id: random_client_id(),
-            server_addr: server,
-            user_data: None,
-        };
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let transport = NetcodeClientTransport::new(now, authentication, socket)?;
+        let transport = unsecure_transport(server)?;
         Ok(Self {
             client: RenetClient::new(protocol::connection_config()),
             transport,
@@ -135,6 +121,25 @@ impl Drop for NetClient {
     fn drop(&mut self) {
         self.transport.disconnect();
     }
+}
+
+/// A netcode client transport for in-band mode (unsecure netcode, random client id) on a fresh socket.
+pub fn unsecure_transport(server: SocketAddr) -> Result<NetcodeClientTransport, ClientError> {
+    let local: SocketAddr = match server {
+        SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
+        SocketAddr::V6(_) => ([0u16; 8], 0).into(),
+    };
+    let socket = UdpSocket::bind(local)?;
+    let authentication = ClientAuthentication::Unsecure {
+        protocol_id: protocol::PROTOCOL_ID,
+        client_id: random_client_id(),
+        server_addr: server,
+        user_data: None,
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    Ok(NetcodeClientTransport::new(now, authentication, socket)?)
 }
 
 /// A random netcode client id: netcode silently ignores a connection whose id is already connected.

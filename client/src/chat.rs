@@ -7,10 +7,7 @@ use std::collections::VecDeque;
 
 use bevy::input::mouse::{MouseScrollUnit, MouseWheel};
 use bevy::prelude::*;
-use bevy_simple_text_input::{
-    TextInput, TextInputInactive, TextInputSettings, TextInputSubmitMessage, TextInputSystem,
-    TextInputTextColor, TextInputTextFont,
-};
+use bevy_simple_text_input::{TextInputSettings, TextInputSubmitMessage, TextInputSystem};
 use mmo::protocol::{ChatLine, ClientMessage, MAX_CHAT_CHARS, Request, ServerMessage};
 
 use crate::focus::{Focus, TabOrder};
@@ -141,24 +138,16 @@ fn spawn_chatbox(mut commands: Commands, theme: Res<Theme>, mut focus: ResMut<Fo
     let input = commands
         .spawn((
             ChatInput,
-            TextInput,
             TabOrder(0),
-            TextInputSettings {
-                mask_character: None,
-                retain_on_submit: false,
-                max_length: Some(MAX_CHAT_CHARS as u16),
-            },
-            TextInputTextFont(theme.font(18.0)),
-            TextInputTextColor(TextColor(theme::TEXT)),
-            TextInputInactive(false),
-            Node {
-                padding: UiRect::axes(px(8), px(6)),
-                border: UiRect::all(px(1)),
-                border_radius: BorderRadius::all(px(4)),
-                ..default()
-            },
-            BackgroundColor(theme::FIELD),
-            BorderColor::all(theme::FIELD_BORDER),
+            theme.text_field(
+                18.0,
+                0.0,
+                TextInputSettings {
+                    mask_character: None,
+                    retain_on_submit: false,
+                    max_length: Some(MAX_CHAT_CHARS as u16),
+                },
+            ),
         ))
         .id();
     focus.0 = Some(input);

@@ -5,8 +5,7 @@
 
 use bevy::prelude::*;
 use bevy_simple_text_input::{
-    TextInput, TextInputInactive, TextInputSettings, TextInputSubmitMessage, TextInputSystem,
-    TextInputTextColor, TextInputTextFont, TextInputValue,
+    TextInputSettings, TextInputSubmitMessage, TextInputSystem, TextInputValue,
 };
 use mmo::protocol::{ClientMessage, Request, ServerMessage};
 
@@ -61,28 +60,13 @@ pub struct RegisterButton;
 #[derive(Component)]
 pub struct StatusLine;
 
-fn text_field(theme: &Theme, order: u8, mask: Option<char>) -> impl Bundle {
-    (
-        TextInput,
-        TabOrder(order),
-        TextInputSettings {
-            mask_character: mask,
-            retain_on_submit: true,
-            max_length: Some(128),
-        },
-        TextInputTextFont(theme.font(20.0)),
-        TextInputTextColor(TextColor(theme::TEXT)),
-        TextInputInactive(true),
-        Node {
-            flex_grow: 1.0,
-            padding: UiRect::axes(px(8), px(6)),
-            border: UiRect::all(px(1)),
-            border_radius: BorderRadius::all(px(4)),
-            ..default()
-        },
-        BackgroundColor(theme::FIELD),
-        BorderColor::all(theme::FIELD_BORDER),
-    )
+fn text_field(theme: &Theme, order: u8, mask: Option<char>) -> impl Bundle + use<> {
+    let settings = TextInputSettings {
+        mask_character: mask,
+        retain_on_submit: true,
+        max_length: Some(128),
+    };
+    (TabOrder(order), theme.text_field(20.0, 1.0, settings))
 }
 
 fn spawn_login_screen(

@@ -2,13 +2,13 @@
 //! messages (connecting first, and holding them, if needed), decodes what arrives into [`FromServer`]
 //! messages, and reports [`LinkEvent`]s: connected, could not connect, connection lost.
 
-use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant, SystemTime};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
-use bevy_renet::netcode::{ClientAuthentication, NetcodeClientPlugin, NetcodeClientTransport};
+use bevy_renet::netcode::{NetcodeClientPlugin, NetcodeClientTransport};
 use bevy_renet::{RenetClient, RenetClientPlugin, RenetReceive, RenetSend};
-use mmo::client::random_client_id;
+use mmo::client::unsecure_transport;
 use mmo::protocol::{self, CHANNEL, ClientMessage, ServerMessage};
 
 /// How long a connection attempt may take before the player is told the server cannot be reached.
@@ -79,25 +79,7 @@ fn start_connecting(
     link: &mut Link,
     pending: Vec<ClientMessage>,
 ) {
-    let local: SocketAddr = if server.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        ([0u16; 8], 0).into()
-    };
-    let transport = UdpSocket::bind(local)
-        .map_err(|e| e.to_string())
-        .and_then(|socket| {
-            let authentication = ClientAuthentication::Unsecure {
-                protocol_id: protocol::PROTOCOL_ID,
-                client_id: random_client_id(),
-                server_addr: server,
-                user_data: None,
-            };
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default();
-            NetcodeClientTransport::new(now, authentication, socket).map_err(|e| e.to_string())
-        });
+    let transport = unsecure_transport(server).map(NetcodeClientTransport);
     match transport {
         Ok(transport) => {
             info!(%server, "connecting");

@@ -2,6 +2,9 @@
 //! sizes and colours, and helpers that build styled text and buttons.
 
 use bevy::prelude::*;
+use bevy_simple_text_input::{
+    TextInput, TextInputInactive, TextInputSettings, TextInputTextColor, TextInputTextFont,
+};
 
 /// The font, relative to the assets folder.
 pub const FONT_PATH: &str = "fonts/DejaVuSans.ttf";
@@ -75,6 +78,33 @@ impl Theme {
             BackgroundColor(BUTTON),
             BorderColor::all(FIELD_BORDER),
             children![self.text(label, 18.0, TEXT)],
+        )
+    }
+}
+
+impl Theme {
+    /// A one-line text input in the theme (it takes keys only while focused, see `focus`).
+    pub fn text_field(
+        &self,
+        size: f32,
+        flex_grow: f32,
+        settings: TextInputSettings,
+    ) -> impl Bundle + use<> {
+        (
+            TextInput,
+            settings,
+            TextInputTextFont(self.font(size)),
+            TextInputTextColor(TextColor(TEXT)),
+            TextInputInactive(true),
+            Node {
+                flex_grow,
+                padding: UiRect::axes(px(8), px(6)),
+                border: UiRect::all(px(1)),
+                border_radius: BorderRadius::all(px(4)),
+                ..default()
+            },
+            BackgroundColor(FIELD),
+            BorderColor::all(FIELD_BORDER),
         )
     }
 }
