@@ -136,6 +136,20 @@ fn help_documents_every_flag_and_bad_values_are_refused() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("1..=1024"));
 }
 
+/// Connects, unless `stop` is raised (the server was killed) first.
+fn try_connect(addr: SocketAddr, stop: &AtomicBool) -> Option<TestClient> {
+    let mut client = TestClient::start_connecting(addr);
+    while !client.is_connected() {
+        if stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        assert!(!client.is_disconnected(), "refused while the server was up");
+        client.pump();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Some(client)
+}
+
 /// Registers `name` on `client`; `Some(true)` once acknowledged, `Some(false)` if refused, `None` if
 /// `stop` was raised (the server died) before an answer came.
 fn try_register(client: &mut TestClient, name: &str, stop: &AtomicBool) -> Option<bool> {
@@ -176,7 +190,9 @@ fn sigkill_loses_no_acknowledged_registration() {
             let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
             std::thread::spawn(move || {
                 for round in 0.. {
-                    let mut client = TestClient::connect(addr);
+                    let Some(mut client) = try_connect(addr, &stop) else {
+                        return;
+                    };
                     for i in 0..5 {
                         let name = format!("r{t}_{round}_{i}");
                         match try_register(&mut client, &name, &stop) {

@@ -251,6 +251,10 @@ impl TestClient {
         self.net.is_connected()
     }
 
+    pub fn is_disconnected(&self) -> bool {
+        self.net.is_disconnected()
+    }
+
     /// Pumps until the server closes the connection.
     pub fn expect_disconnected(&mut self) {
         let deadline = Instant::now() + PATIENCE;
