@@ -2,6 +2,7 @@
 //! clients over loopback UDP ([`scenario`]); the server runs as its own process so its CPU and memory
 //! can be read ([`target`]); the floor is a bare renet relay with the same config ([`relay`]).
 
+pub mod junk;
 pub mod relay;
 pub mod report;
 pub mod scenario;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use mmo_loadgen::junk::Junk;
 use mmo_loadgen::report::Report;
 use mmo_loadgen::scenario::{self, Options};
 use mmo_loadgen::target::{Kind, Target, default_server_bin};
@@ -62,6 +63,10 @@ struct Args {
     /// The mmo binary to start (default: `mmo` beside this executable).
     #[arg(long)]
     server_bin: Option<PathBuf>,
+    /// Flood the server with this many junk datagrams a second (1,200 bytes each, one socket) while the
+    /// scenario runs, to see whether other players notice.
+    #[arg(long, default_value_t = 0)]
+    junk_pps: u32,
     /// Also run the same scenario against the floor relay, and print the ratio.
     #[arg(long)]
     floor: bool,
@@ -97,11 +102,17 @@ fn main() -> ExitCode {
         client_hz: args.client_hz,
     };
     let run = |target: &Target| -> Report {
-        match name {
+        let junk = (args.junk_pps > 0)
+            .then(|| Junk::start(target.addr, args.junk_pps).expect("a junk socket"));
+        let mut report = match name {
             "chat" => scenario::chat(target, &options),
             "login-storm" => scenario::login_storm(target, &options),
             _ => scenario::idle(target, &options),
+        };
+        if let Some(junk) = junk {
+            report.junk_sent = Some(junk.stop());
         }
+        report
     };
     let mmo = match args.server {
         Some(addr) => Target::external(Kind::Mmo, addr, args.server_pid),

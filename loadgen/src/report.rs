@@ -34,6 +34,8 @@ pub struct Report {
     pub logins_per_s: Option<f64>,
     pub login_p50_ms: Option<f64>,
     pub login_p99_ms: Option<f64>,
+    /// Junk datagrams sent at the server during the run (`--junk-pps`).
+    pub junk_sent: Option<u64>,
 }
 
 /// Nearest-rank quantile of sorted microsecond samples, in milliseconds.
