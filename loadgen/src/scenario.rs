@@ -250,8 +250,8 @@ fn finish(report: &mut Report, target: &Target, meter: &CpuMeter, mark: usize) {
     }
 }
 
-/// Sends lines from `talkers` at `rate` each (spread evenly) until `until` returns true, then drains.
-/// Returns (sent, expected deliveries, delivered, latencies in µs).
+/// What a chat phase sent and saw: lines, deliveries expected (each line at every other player), seen,
+/// and their latencies in µs.
 struct ChatTally {
     sent: u64,
     expected: u64,
@@ -259,12 +259,23 @@ struct ChatTally {
     latencies_us: Vec<u64>,
 }
 
+impl ChatTally {
+    /// Writes the chat figures into `report`.
+    fn into_report(self, report: &mut Report) {
+        (report.sent, report.expected, report.delivered) =
+            (self.sent, self.expected, self.delivered);
+        report.lost = self.expected.saturating_sub(self.delivered);
+        report.set_latencies(self.latencies_us);
+    }
+}
+
+/// Sends lines from every sim at `rate` each (spread evenly) while `keep_going` says so, then waits
+/// for the lines still in flight.
 fn chat_between(
     sims: &mut [Sim],
     kind: Kind,
     rate: f64,
     mut keep_going: impl FnMut(&mut [Sim]) -> bool,
-    mut also: impl FnMut(),
 ) -> ChatTally {
     let listeners = sims.len().saturating_sub(1) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
@@ -299,7 +310,6 @@ fn chat_between(
                 *next += interval;
             }
         }
-        also();
         idle_pass();
     }
     let drain_until = Instant::now() + DRAIN_LIMIT;
@@ -315,18 +325,11 @@ pub fn chat(target: &Target, options: &Options) -> Report {
     let mut sims = join(target, "chat_", options.clients, options.client_hz);
     let (mark, meter) = (target.log_mark(), CpuMeter::start(target));
     let end = Instant::now() + options.duration;
-    let tally = chat_between(
-        &mut sims,
-        target.kind,
-        options.rate,
-        |_| Instant::now() < end,
-        || {},
-    );
+    let tally = chat_between(&mut sims, target.kind, options.rate, |_| {
+        Instant::now() < end
+    });
     let mut report = base_report("chat", target, options);
-    (report.sent, report.expected, report.delivered) =
-        (tally.sent, tally.expected, tally.delivered);
-    report.lost = tally.expected.saturating_sub(tally.delivered);
-    report.set_latencies(tally.latencies_us);
+    tally.into_report(&mut report);
     finish(&mut report, target, &meter, mark);
     report
 }
@@ -351,12 +354,9 @@ pub fn login_storm(target: &Target, options: &Options) -> Report {
         }
         storm_done_at.is_none() && Instant::now() < deadline
     };
-    let tally = chat_between(&mut pair, target.kind, options.rate, storm_running, || {});
+    let tally = chat_between(&mut pair, target.kind, options.rate, storm_running);
     let mut report = base_report("login-storm", target, options);
-    (report.sent, report.expected, report.delivered) =
-        (tally.sent, tally.expected, tally.delivered);
-    report.lost = tally.expected.saturating_sub(tally.delivered);
-    report.set_latencies(tally.latencies_us);
+    tally.into_report(&mut report);
     let mut logins: Vec<u64> = storm
         .iter()
         .filter_map(|s| s.logged_in_after)
