@@ -66,6 +66,17 @@ pub struct Config {
     #[arg(long, env = "MMO_LOGIN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     pub login_timeout: u32,
 
+    /// Datagrams a second a connected client may send (and at once). A game client sends one a frame;
+    /// an address sending over twice this within a second is blocked and its connection closed.
+    #[arg(long, env = "MMO_PACKET_RATE", default_value_t = 600,
+          value_parser = clap::value_parser!(u32).range(30..=1_000_000))]
+    pub packet_rate: u32,
+
+    /// Seconds a flooding address stays blocked (every datagram from it is dropped unread).
+    #[arg(long, env = "MMO_PACKET_BLOCK_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub packet_block_secs: u32,
+
     /// Allow in-band login (passwords over unsecure netcode) on a non-loopback address. Only for a LAN
     /// you trust: anyone on the path can read the passwords.
     #[arg(long, env = "MMO_ALLOW_INSECURE_REMOTE")]

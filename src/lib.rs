@@ -2,7 +2,8 @@
 //!
 //! [`protocol`] is the wire, shared with every client and always compiled, as is [`client`], a small
 //! Bevy-free client for tools and tests. With the default `server`
-//! feature the crate is also the server: one Bevy plugin per module ([`net`] connections and messages,
+//! feature the crate is also the server: one Bevy plugin per module ([`net`] connections and messages
+//! over the flood-resistant [`transport`],
 //! [`auth`] registration and login on worker threads, [`players`] the PLAY state, [`chat`], [`shutdown`]),
 //! assembled by [`server::build`]. New gameplay is one more plugin beside `chat`: read [`net::Inbound`]
 //! messages, query [`players::Player`] entities, send with [`net::send`].
@@ -31,3 +32,5 @@ pub mod shutdown;
 pub mod stats;
 #[cfg(feature = "server")]
 mod time;
+#[cfg(feature = "server")]
+pub mod transport;

@@ -11,37 +11,39 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
 
 use bevy::prelude::*;
-use bevy_renet::netcode::{
-    NetcodeErrorEvent, NetcodeServerPlugin, NetcodeServerTransport, ServerAuthentication,
-    ServerConfig,
-};
 use bevy_renet::renet::{Bytes, ClientId, ServerEvent};
 use bevy_renet::{RenetReceive, RenetServer, RenetServerEvent, RenetServerPlugin};
+use renetcode::{ServerAuthentication, ServerConfig};
 
 use crate::config::Config;
 use crate::protocol::{self, CHANNEL, ClientMessage, ServerMessage};
+use crate::transport::{self, Transport, gate::Limits};
 
 /// How long a kicked connection is kept open for its reason to be acknowledged.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 pub(crate) fn plugin(app: &mut App) {
-    app.add_plugins((RenetServerPlugin, NetcodeServerPlugin))
+    app.add_plugins((RenetServerPlugin, transport::plugin))
         .init_resource::<Connections>()
         .add_message::<Inbound>()
         .add_observer(on_server_event)
-        .add_observer(on_netcode_error)
         .add_systems(PreUpdate, receive_messages.after(RenetReceive))
         .add_systems(PostUpdate, close_kicked_connections);
 }
 
-/// Datagrams arrive while the tick sleeps; the kernel's default receive buffer (208 KB) overflowed in a
-/// login storm of 200 clients and every dropped packet cost its sender a 200 ms resend. Ask for more.
+/// The gate thread drains the socket as datagrams arrive, but it shares 2 cores with the tick and the
+/// auth workers: the kernel's default receive buffer (208 KB) overflowed in a login storm of 200 clients
+/// before the gate existed, and every dropped packet cost its sender a 200 ms resend. Ask for more.
 const RECEIVE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
-/// Binds the socket and creates the renet server and its netcode transport (unsecure, in-band mode).
-pub(crate) fn bind(
-    config: &Config,
-) -> std::io::Result<(RenetServer, NetcodeServerTransport, SocketAddr)> {
+/// Datagrams a second from one address that has not connected (netcode's handshake sends 4).
+pub const STRANGER_PACKET_RATE: u32 = 20;
+/// Datagrams a second from all addresses that have not connected, together (a login storm of 200
+/// clients handshaking at once sends 800).
+pub const STRANGERS_PACKET_RATE: u32 = 2_000;
+
+/// Binds the socket and creates the renet server and its transport (unsecure netcode, in-band mode).
+pub(crate) fn bind(config: &Config) -> std::io::Result<(RenetServer, Transport, SocketAddr)> {
     let socket = UdpSocket::bind(config.bind)?;
     let addr = socket.local_addr()?;
     let buffer = crate::udp::enlarge_receive_buffer(&socket, RECEIVE_BUFFER_BYTES);
@@ -62,7 +64,13 @@ pub(crate) fn bind(
         public_addresses: vec![addr],
         authentication: ServerAuthentication::Unsecure,
     };
-    let transport = NetcodeServerTransport::new(server_config, socket)?;
+    let limits = Limits {
+        per_player: config.packet_rate,
+        per_stranger: STRANGER_PACKET_RATE,
+        strangers: STRANGERS_PACKET_RATE,
+        block_for: Duration::from_secs(u64::from(config.packet_block_secs)),
+    };
+    let transport = Transport::new(socket, server_config, limits)?;
     Ok((
         RenetServer::new(protocol::connection_config()),
         transport,
@@ -145,7 +153,7 @@ fn on_server_event(
     event: On<RenetServerEvent>,
     mut commands: Commands,
     mut connections: ResMut<Connections>,
-    transport: Res<NetcodeServerTransport>,
+    transport: Res<Transport>,
 ) {
     match **event {
         ServerEvent::ClientConnected { client_id } => {
@@ -169,10 +177,6 @@ fn on_server_event(
             info!(client_id, %reason, "disconnected");
         }
     }
-}
-
-fn on_netcode_error(error: On<NetcodeErrorEvent>) {
-    error!(error = %*error, "netcode transport error");
 }
 
 /// Drains every client's channel, decoding with the protocol's limits. A message that does not decode

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_renet::RenetServer;
-use bevy_renet::netcode::NetcodeServerTransport;
 
 use crate::net::{self, Closing, Connection};
+use crate::transport::Transport;
 
 /// How long clients get to acknowledge the shutdown notice before they are disconnected anyway.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
@@ -53,7 +53,7 @@ fn drive_shutdown(
     mut phase: Local<Phase>,
     handle: Res<ShutdownHandle>,
     mut server: ResMut<RenetServer>,
-    mut transport: ResMut<NetcodeServerTransport>,
+    mut transport: ResMut<Transport>,
     open: Query<(Entity, &Connection), Without<Closing>>,
     mut exit: MessageWriter<AppExit>,
 ) {

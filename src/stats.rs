@@ -1,6 +1,7 @@
 //! Tick statistics: how long each tick's work takes (from the start of `First` to the end of `Last`),
 //! reported as p50, p99 and max every `--stats-interval` seconds in a log line that operators and the
-//! load generator read: `tick stats ticks=… p50_us=… p99_us=… max_us=… connections=… players=…`.
+//! load generator read: `tick stats ticks=… p50_us=… p99_us=… max_us=… connections=… players=…
+//! datagrams=… dropped=… blocks=…` (the last three from the transport's gate, since the last line).
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,8 @@ use bevy::prelude::*;
 use crate::config::Config;
 use crate::net::Connection;
 use crate::players::Player;
+use crate::transport::Transport;
+use crate::transport::gate::CountersSnapshot;
 
 pub(crate) fn plugin(app: &mut App) {
     let interval = app.world().resource::<Config>().stats_interval;
@@ -27,6 +30,7 @@ pub struct TickStats {
     since: Instant,
     tick_started: Option<Instant>,
     durations_us: Vec<u32>,
+    gate_before: CountersSnapshot,
 }
 
 impl TickStats {
@@ -36,6 +40,7 @@ impl TickStats {
             since: Instant::now(),
             tick_started: None,
             durations_us: Vec::new(),
+            gate_before: CountersSnapshot::default(),
         }
     }
 }
@@ -64,12 +69,15 @@ fn report(
     mut stats: ResMut<TickStats>,
     connections: Query<(), With<Connection>>,
     players: Query<(), With<Player>>,
+    transport: Res<Transport>,
 ) {
     if stats.since.elapsed() < stats.interval {
         return;
     }
     let mut durations = std::mem::take(&mut stats.durations_us);
     durations.sort_unstable();
+    let gate = transport.counters();
+    let before = std::mem::replace(&mut stats.gate_before, gate);
     info!(
         ticks = durations.len(),
         p50_us = quantile(&durations, 0.50),
@@ -77,6 +85,9 @@ fn report(
         max_us = durations.last().copied().unwrap_or(0),
         connections = connections.iter().count(),
         players = players.iter().count(),
+        datagrams = gate.received - before.received,
+        dropped = gate.dropped() - before.dropped(),
+        blocks = gate.blocks - before.blocks,
         "tick stats"
     );
     stats.since = Instant::now();

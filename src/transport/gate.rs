@@ -1,0 +1,565 @@
+//! The packet gate: a thread that drains the server's UDP socket as datagrams arrive and decides, before
+//! netcode decrypts anything, which of them the tick will see.
+//!
+//! Why a thread: the tick sleeps between ticks, and a flood arriving meanwhile overflowed the kernel's
+//! receive buffer, dropping every player's packets with the flood's. The gate is awake whenever the
+//! socket is readable, so the buffer stays empty, and it hands the tick a bounded queue.
+//!
+//! What it drops, counting each reason ([`Counters`]):
+//! - datagrams no netcode peer would send (wrong length, unknown packet type, a connection request for
+//!   another protocol or netcode version, or a packet type the sender's state does not allow);
+//! - datagrams over the sender's budget: a token bucket per address (players get more than strangers,
+//!   and all strangers together share one more bucket, so many addresses cannot crowd players out);
+//! - everything from an address that sent more than twice its budget within a second, for a while
+//!   (it is *blocked*; a player's connection is closed by the tick);
+//! - datagrams that find the tick's queue full.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use renetcode::NETCODE_MAX_PACKET_BYTES;
+
+/// netcode's version string, which starts every connection request (renetcode keeps it private).
+const NETCODE_VERSION_INFO: &[u8; 13] = b"NETCODE 1.02\0";
+/// prefix, version, protocol id, expiry, nonce, private connect token.
+const CONNECTION_REQUEST_BYTES: usize = 1 + 13 + 8 + 8 + 24 + 1024;
+/// The smallest packet netcode decodes: a prefix, one sequence byte and a MAC.
+const SMALLEST_PACKET_BYTES: usize = 2 + 16;
+/// Addresses tracked at once; beyond this, new addresses only share the strangers' bucket.
+const MAX_TRACKED: usize = 65_536;
+/// An address not heard from for this long is forgotten (unless it is blocked or a player).
+const FORGET_AFTER: Duration = Duration::from_secs(10);
+/// How long the gate waits for the socket before looking at its stop flag again.
+const POLL_MS: i32 = 50;
+
+/// How much each address may send. See the module docs.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Datagrams a second (and at once) from a connected player's address. A game client sends one
+    /// per frame plus resends, so this must stay above the fastest frame rate a client may run at.
+    pub per_player: u32,
+    /// Datagrams a second (and at once) from any other address: netcode's handshake sends 4 a second.
+    pub per_stranger: u32,
+    /// Datagrams a second (and at once) from all other addresses together.
+    pub strangers: u32,
+    /// How long an address that sent more than twice its budget within a second is ignored.
+    pub block_for: Duration,
+}
+
+/// What the tick tells the gate.
+#[derive(Debug, Clone, Copy)]
+pub enum Control {
+    /// netcode connected a client at this address: it gets a player's budget.
+    Connected(SocketAddr),
+    /// The client at this address is gone.
+    Disconnected(SocketAddr),
+}
+
+/// What the gate tells the tick.
+#[derive(Debug)]
+pub enum Gated {
+    /// A datagram to hand to netcode.
+    Datagram { addr: SocketAddr, bytes: Vec<u8> },
+    /// A connected player's address was blocked for flooding: close its connection.
+    Blocked(SocketAddr),
+}
+
+/// Running totals since the server started; read with [`Counters::snapshot`].
+#[derive(Debug, Default)]
+pub struct Counters {
+    received: AtomicU64,
+    passed: AtomicU64,
+    malformed: AtomicU64,
+    over_budget: AtomicU64,
+    blocked: AtomicU64,
+    queue_full: AtomicU64,
+    blocks: AtomicU64,
+}
+
+/// A copy of [`Counters`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    /// Datagrams read from the socket.
+    pub received: u64,
+    /// Datagrams handed to the tick.
+    pub passed: u64,
+    /// Dropped: no netcode peer sends this.
+    pub malformed: u64,
+    /// Dropped: over the sender's budget.
+    pub over_budget: u64,
+    /// Dropped: the sender is blocked.
+    pub blocked: u64,
+    /// Dropped: the tick's queue was full.
+    pub queue_full: u64,
+    /// Times an address was blocked.
+    pub blocks: u64,
+}
+
+impl CountersSnapshot {
+    /// Every datagram dropped, for whatever reason.
+    pub fn dropped(&self) -> u64 {
+        self.malformed + self.over_budget + self.blocked + self.queue_full
+    }
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> CountersSnapshot {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        CountersSnapshot {
+            received: get(&self.received),
+            passed: get(&self.passed),
+            malformed: get(&self.malformed),
+            over_budget: get(&self.over_budget),
+            blocked: get(&self.blocked),
+            queue_full: get(&self.queue_full),
+            blocks: get(&self.blocks),
+        }
+    }
+
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The running gate thread; stops when dropped.
+#[derive(Debug)]
+pub struct Gate {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Gate {
+    /// Starts draining `socket` (which must be non-blocking; the server keeps a clone for sending).
+    pub fn spawn(
+        socket: UdpSocket,
+        protocol_id: u64,
+        limits: Limits,
+        control: Receiver<Control>,
+        out: Sender<Gated>,
+        counters: Arc<Counters>,
+    ) -> io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let mut state = GateState::new(protocol_id, limits);
+        let thread = std::thread::Builder::new()
+            .name("mmo-udp-gate".into())
+            .spawn(move || {
+                let mut buffer = [0u8; NETCODE_MAX_PACKET_BYTES];
+                while !flag.load(Ordering::Relaxed) {
+                    if !wait_readable(&socket) {
+                        continue;
+                    }
+                    // Under a flood this loop only ends when the server stops.
+                    while !flag.load(Ordering::Relaxed) {
+                        match socket.recv_from(&mut buffer) {
+                            Ok((len, addr)) => {
+                                Counters::add(&counters.received);
+                                // A player's first packets follow its `Connected` closely.
+                                for change in control.try_iter() {
+                                    state.apply(change);
+                                }
+                                let verdict = state.judge(addr, &buffer[..len], Instant::now());
+                                forward(verdict, addr, &buffer[..len], &out, &counters);
+                            }
+                            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                            // An ICMP "port unreachable" from an earlier send, or a signal: go on.
+                            Err(error)
+                                if matches!(
+                                    error.kind(),
+                                    io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
+                                ) => {}
+                            Err(error) => {
+                                tracing::error!(%error, "UDP receive failed");
+                                std::thread::sleep(Duration::from_millis(POLL_MS as u64));
+                                break;
+                            }
+                        }
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn forward(
+    verdict: Verdict,
+    addr: SocketAddr,
+    bytes: &[u8],
+    out: &Sender<Gated>,
+    counters: &Counters,
+) {
+    let counter = match verdict {
+        Verdict::Pass => {
+            let gated = Gated::Datagram {
+                addr,
+                bytes: bytes.to_vec(),
+            };
+            match out.try_send(gated) {
+                Ok(()) => &counters.passed,
+                Err(TrySendError::Full(_)) => &counters.queue_full,
+                // The server is gone; the gate stops with it.
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+        Verdict::Malformed => &counters.malformed,
+        Verdict::OverBudget => &counters.over_budget,
+        Verdict::Blocked => &counters.blocked,
+        Verdict::NewlyBlocked { player } => {
+            Counters::add(&counters.blocks);
+            if player {
+                tracing::warn!(%addr, "player address flooding; blocking it and closing its connection");
+                // Bounded by the number of players; the tick drains these every tick.
+                let _ = out.try_send(Gated::Blocked(addr));
+            }
+            &counters.blocked
+        }
+    };
+    Counters::add(counter);
+}
+
+/// Waits up to [`POLL_MS`] for the socket to become readable.
+#[cfg(unix)]
+fn wait_readable(socket: &UdpSocket) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut poll = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for a socket that outlives the call.
+    let ready = unsafe { libc::poll(&raw mut poll, 1, POLL_MS) };
+    ready > 0
+}
+
+#[cfg(not(unix))]
+fn wait_readable(_socket: &UdpSocket) -> bool {
+    std::thread::sleep(Duration::from_millis(1));
+    true
+}
+
+/// What the gate does with one datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Malformed,
+    OverBudget,
+    Blocked,
+    /// Over twice its budget: blocked from now on, for [`Limits::block_for`].
+    NewlyBlocked {
+        player: bool,
+    },
+}
+
+/// The gate's decisions, without the socket: what each address may still send.
+#[derive(Debug)]
+pub struct GateState {
+    protocol_id: u64,
+    limits: Limits,
+    addresses: HashMap<SocketAddr, Budget>,
+    strangers: Bucket,
+    last_sweep: Instant,
+}
+
+#[derive(Debug)]
+struct Budget {
+    player: bool,
+    bucket: Bucket,
+    window_started: Instant,
+    dropped_in_window: u32,
+    blocked_until: Option<Instant>,
+}
+
+/// A token bucket: `rate` tokens a second, holding at most `rate`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Bucket {
+    fn full(rate: u32, now: Instant) -> Self {
+        Self {
+            tokens: f64::from(rate),
+            refilled: now,
+        }
+    }
+
+    fn take(&mut self, rate: u32, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * f64::from(rate)).min(f64::from(rate));
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl GateState {
+    pub fn new(protocol_id: u64, limits: Limits) -> Self {
+        let now = Instant::now();
+        Self {
+            protocol_id,
+            limits,
+            addresses: HashMap::new(),
+            strangers: Bucket::full(limits.strangers, now),
+            last_sweep: now,
+        }
+    }
+
+    pub fn apply(&mut self, change: Control) {
+        let now = Instant::now();
+        match change {
+            Control::Connected(addr) => {
+                let rate = self.limits.per_player;
+                let budget = self.addresses.entry(addr).or_insert_with(|| Budget {
+                    player: true,
+                    bucket: Bucket::full(rate, now),
+                    window_started: now,
+                    dropped_in_window: 0,
+                    blocked_until: None,
+                });
+                budget.player = true;
+                budget.bucket = Bucket::full(rate, now);
+            }
+            Control::Disconnected(addr) => {
+                if let Some(budget) = self.addresses.get_mut(&addr) {
+                    budget.player = false;
+                }
+            }
+        }
+    }
+
+    /// Decides what happens to `bytes` from `addr`, spending its budget.
+    pub fn judge(&mut self, addr: SocketAddr, bytes: &[u8], now: Instant) -> Verdict {
+        self.sweep(now);
+        let limits = self.limits;
+        let tracked = self.addresses.len() < MAX_TRACKED || self.addresses.contains_key(&addr);
+        if !tracked {
+            // Too many addresses at once: the newcomers share the strangers' bucket only.
+            if !shape_ok(self.protocol_id, bytes, false) {
+                return Verdict::Malformed;
+            }
+            return if self.strangers.take(limits.strangers, now) {
+                Verdict::Pass
+            } else {
+                Verdict::OverBudget
+            };
+        }
+        let budget = self.addresses.entry(addr).or_insert_with(|| Budget {
+            player: false,
+            bucket: Bucket::full(limits.per_stranger, now),
+            window_started: now,
+            dropped_in_window: 0,
+            blocked_until: None,
+        });
+        if let Some(until) = budget.blocked_until {
+            if now < until {
+                return Verdict::Blocked;
+            }
+            budget.blocked_until = None;
+        }
+        let rate = if budget.player {
+            limits.per_player
+        } else {
+            limits.per_stranger
+        };
+        let player = budget.player;
+        let within = budget.bucket.take(rate, now);
+        let within = within && (player || self.strangers.take(limits.strangers, now));
+        // The shape is checked after the budget: junk spends budget too, so junk floods get blocked.
+        if within {
+            return if shape_ok(self.protocol_id, bytes, player) {
+                Verdict::Pass
+            } else {
+                Verdict::Malformed
+            };
+        }
+        if now.saturating_duration_since(budget.window_started) >= Duration::from_secs(1) {
+            budget.window_started = now;
+            budget.dropped_in_window = 0;
+        }
+        budget.dropped_in_window += 1;
+        if budget.dropped_in_window > rate {
+            budget.blocked_until = Some(now + limits.block_for);
+            budget.dropped_in_window = 0;
+            return Verdict::NewlyBlocked { player };
+        }
+        Verdict::OverBudget
+    }
+
+    /// Forgets addresses that went quiet (not players, not blocked), at most once a second.
+    fn sweep(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.last_sweep) < Duration::from_secs(1) {
+            return;
+        }
+        self.last_sweep = now;
+        self.addresses.retain(|_, budget| {
+            budget.player
+                || budget.blocked_until.is_some_and(|until| until > now)
+                || now.saturating_duration_since(budget.bucket.refilled) < FORGET_AFTER
+        });
+    }
+
+    /// Addresses the gate currently tracks (for tests).
+    pub fn tracked(&self) -> usize {
+        self.addresses.len()
+    }
+}
+
+/// Whether netcode could accept `bytes` at all, judged from the length and the first byte: its packet
+/// type (low four bits) and sequence length (high four bits). Connected players send keep-alives,
+/// payloads and disconnects; others send connection requests (of our protocol) and challenge responses.
+pub fn shape_ok(protocol_id: u64, bytes: &[u8], player: bool) -> bool {
+    if bytes.len() < SMALLEST_PACKET_BYTES || bytes.len() > NETCODE_MAX_PACKET_BYTES {
+        return false;
+    }
+    let (kind, sequence_bytes) = (bytes[0] & 0x0F, bytes[0] >> 4);
+    match kind {
+        0 => {
+            !player
+                && bytes.len() == CONNECTION_REQUEST_BYTES
+                && bytes[1..14] == NETCODE_VERSION_INFO[..]
+                && bytes[14..22] == protocol_id.to_le_bytes()
+        }
+        3 => sequence_bytes <= 8,
+        4..=6 => player && sequence_bytes <= 8,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROTOCOL: u64 = 7;
+
+    fn limits() -> Limits {
+        Limits {
+            per_player: 100,
+            per_stranger: 10,
+            strangers: 50,
+            block_for: Duration::from_secs(5),
+        }
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn payload() -> Vec<u8> {
+        let mut bytes = vec![0u8; 60];
+        bytes[0] = 5 | (1 << 4);
+        bytes
+    }
+
+    fn request() -> Vec<u8> {
+        let mut bytes = vec![0u8; CONNECTION_REQUEST_BYTES];
+        bytes[1..14].copy_from_slice(NETCODE_VERSION_INFO);
+        bytes[14..22].copy_from_slice(&PROTOCOL.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn shapes_netcode_would_never_accept_are_malformed() {
+        assert!(shape_ok(PROTOCOL, &request(), false));
+        assert!(!shape_ok(PROTOCOL, &request(), true));
+        let mut other_protocol = request();
+        other_protocol[14] ^= 1;
+        assert!(!shape_ok(PROTOCOL, &other_protocol, false));
+        assert!(!shape_ok(PROTOCOL, &request()[..1000], false));
+        assert!(shape_ok(PROTOCOL, &payload(), true));
+        assert!(
+            !shape_ok(PROTOCOL, &payload(), false),
+            "payloads only from players"
+        );
+        assert!(!shape_ok(PROTOCOL, &[5, 0, 0], true), "too short");
+        let mut bad_type = payload();
+        bad_type[0] = 9;
+        assert!(!shape_ok(PROTOCOL, &bad_type, true));
+        let mut long_sequence = payload();
+        long_sequence[0] = 5 | (9 << 4);
+        assert!(!shape_ok(PROTOCOL, &long_sequence, true));
+    }
+
+    #[test]
+    fn a_flooding_address_is_blocked_and_others_are_not() {
+        let mut gate = GateState::new(PROTOCOL, limits());
+        gate.apply(Control::Connected(addr(1)));
+        gate.apply(Control::Connected(addr(2)));
+        let now = Instant::now();
+        let mut verdicts = Vec::new();
+        for _ in 0..250 {
+            verdicts.push(gate.judge(addr(1), &payload(), now));
+        }
+        assert_eq!(verdicts[..100], [Verdict::Pass; 100], "the burst passes");
+        assert_eq!(verdicts[100], Verdict::OverBudget);
+        assert_eq!(
+            verdicts[200],
+            Verdict::NewlyBlocked { player: true },
+            "twice the budget in a second blocks"
+        );
+        assert_eq!(verdicts[201], Verdict::Blocked);
+        assert_eq!(gate.judge(addr(2), &payload(), now), Verdict::Pass);
+        let later = now + Duration::from_secs(2);
+        assert_eq!(gate.judge(addr(1), &payload(), later), Verdict::Blocked);
+        let after_block = now + Duration::from_secs(6);
+        assert_eq!(gate.judge(addr(1), &payload(), after_block), Verdict::Pass);
+    }
+
+    #[test]
+    fn junk_spends_budget_so_junk_floods_get_blocked_too() {
+        let mut gate = GateState::new(PROTOCOL, limits());
+        let now = Instant::now();
+        let junk = [0xFFu8; 1200];
+        let verdicts: Vec<_> = (0..30).map(|_| gate.judge(addr(9), &junk, now)).collect();
+        assert_eq!(verdicts[..10], [Verdict::Malformed; 10]);
+        assert_eq!(verdicts[20], Verdict::NewlyBlocked { player: false });
+    }
+
+    #[test]
+    fn many_strangers_share_one_bucket_and_players_keep_theirs() {
+        let mut gate = GateState::new(PROTOCOL, limits());
+        gate.apply(Control::Connected(addr(1)));
+        let now = Instant::now();
+        let passed = (0..200u16)
+            .filter(|port| gate.judge(addr(1000 + port), &request(), now) == Verdict::Pass)
+            .count();
+        assert_eq!(
+            passed, 50,
+            "all strangers together get `strangers` a second"
+        );
+        assert_eq!(gate.judge(addr(1), &payload(), now), Verdict::Pass);
+    }
+
+    #[test]
+    fn quiet_strangers_are_forgotten() {
+        let mut gate = GateState::new(PROTOCOL, limits());
+        gate.apply(Control::Connected(addr(1)));
+        let now = Instant::now();
+        gate.judge(addr(2), &request(), now);
+        assert_eq!(gate.tracked(), 2);
+        gate.judge(addr(1), &payload(), now + FORGET_AFTER * 2);
+        assert_eq!(gate.tracked(), 1, "the player stays");
+    }
+}
