@@ -78,6 +78,15 @@ impl NetClient {
         }
     }
 
+    /// Sends whatever renet has queued now, frame or not. Once anything was exchanged, renet sends an
+    /// ack packet on every flush: calling this in a loop is a flood of valid packets (for tools and tests
+    /// that measure one).
+    pub fn flush(&mut self) {
+        let _ = self.transport.send_packets(&mut self.client);
+        self.last_flush = Instant::now();
+        self.flush_now = false;
+    }
+
     /// Queues a message; it leaves on this or the next pump.
     pub fn send(&mut self, message: &ClientMessage) {
         self.send_raw(message.encode());

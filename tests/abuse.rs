@@ -1,9 +1,10 @@
-//! Abuse that must not bother other players: chat floods, connections that never log in, and an
-//! in-band server exposed beyond loopback by mistake.
+//! Abuse that must not bother other players: chat floods, packet floods, password guessing, connections
+//! that never log in, hostile messages, and an in-band server exposed beyond loopback by mistake.
 
 mod common;
 
-use std::time::Duration;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
 
 use common::{PASSWORD, TestServer};
 use mmo::config::Config;
@@ -38,7 +39,6 @@ fn a_chat_flood_is_refused_then_kicked_while_others_chat() {
         "You are sending messages too fast"
     );
 
-    // Keep flooding for a few seconds: kicked with a reason. Others' lines keep arriving meanwhile.
     // Keep flooding (4 lines a second) for a few seconds: kicked with a reason. Alice, within the limit
     // (1 line a second), keeps getting through to bob meanwhile.
     let mut round = 0;
@@ -236,4 +236,119 @@ fn random_and_mutated_messages_never_stop_the_server() {
         _ => None,
     });
     assert_eq!(line, "still standing");
+}
+
+#[test]
+fn a_player_flooding_valid_packets_is_disconnected_and_others_lose_nothing() {
+    let server = TestServer::start();
+    let mut alice = server.player("alice");
+    let mut bob = server.player("bob");
+    let mut mallory = server.player("mallory");
+
+    // Valid, encrypted netcode packets from a logged-in player, as fast as the loop goes: far over the
+    // per-address budget (600 a second by default). Alice keeps chatting to bob meanwhile.
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut lines = 0;
+    while !mallory.is_disconnected() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the flooder was never disconnected after {sent} packets"
+        );
+        for _ in 0..200 {
+            mallory.flush();
+            sent += 1;
+        }
+        mallory.pump();
+        if sent % 2_000 == 0 {
+            alice.chat(&format!("line {lines}"));
+            lines += 1;
+        }
+        bob.pump();
+    }
+    alice.chat("after the flood");
+    lines += 1;
+    let texts: Vec<String> = (0..lines)
+        .map(|_| {
+            bob.expect("alice's lines", |m| match m {
+                ServerMessage::Chat(line) if line.sender == "alice" => Some(line.text.clone()),
+                _ => None,
+            })
+        })
+        .collect();
+    let mut expected: Vec<String> = (0..lines - 1).map(|i| format!("line {i}")).collect();
+    expected.push("after the flood".into());
+    assert_eq!(texts, expected, "every line, in order");
+    assert!(
+        bob.received
+            .iter()
+            .any(|m| matches!(m, ServerMessage::PlayerLeft { name } if name == "mallory")),
+        "the others saw the flooder leave"
+    );
+    // The server still takes new players.
+    let mut carol = server.player("carol");
+    carol.chat("hi");
+    assert_eq!(carol.next_chat().unwrap().text, "hi");
+}
+
+#[test]
+fn junk_from_many_addresses_never_reaches_the_players() {
+    let server = TestServer::start();
+    let mut alice = server.player("alice");
+    let mut bob = server.player("bob");
+
+    // 32 sockets, each sending 1,000 datagrams: half random bytes, half shaped like a netcode connection
+    // request for our protocol (so only decryption could reject them), as fast as possible.
+    let target = server.addr;
+    let flood = std::thread::spawn(move || {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut request = [0u8; 1078];
+        request[1..14].copy_from_slice(b"NETCODE 1.02\0");
+        request[14..22].copy_from_slice(&mmo::protocol::PROTOCOL_ID.to_le_bytes());
+        request[22..30].copy_from_slice(&u64::MAX.to_le_bytes());
+        let sockets: Vec<UdpSocket> = (0..32)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for round in 0..1_000 {
+            for socket in &sockets {
+                for byte in request[30..].iter_mut() {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    *byte = state as u8;
+                }
+                let datagram = if round % 2 == 0 {
+                    &request[..]
+                } else {
+                    &request[30..]
+                };
+                let _ = socket.send_to(datagram, target);
+            }
+        }
+    });
+    let mut sent = Vec::new();
+    for i in 0.. {
+        let text = format!("line {i}");
+        alice.chat(&text);
+        sent.push(text);
+        std::thread::sleep(Duration::from_millis(20));
+        if flood.is_finished() {
+            break;
+        }
+    }
+    flood.join().unwrap();
+    let received: Vec<String> = sent
+        .iter()
+        .map(|_| {
+            bob.expect("alice's lines", |m| match m {
+                ServerMessage::Chat(line) if line.sender == "alice" => Some(line.text.clone()),
+                _ => None,
+            })
+        })
+        .collect();
+    assert_eq!(received, sent, "every line, in order");
+    // Blocking the junk's addresses did not stop newcomers.
+    let mut carol = server.player("carol");
+    carol.chat("hi");
+    assert_eq!(carol.next_chat().unwrap().text, "hi");
 }

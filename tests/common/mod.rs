@@ -154,6 +154,11 @@ impl TestClient {
         self.pump();
     }
 
+    /// Sends one packet now (a valid netcode packet: an ack, plus anything queued).
+    pub fn flush(&mut self) {
+        self.net.flush();
+    }
+
     /// Sends arbitrary bytes as one message on the protocol's channel.
     pub fn send_raw(&mut self, bytes: Vec<u8>) {
         self.net.send_raw(bytes);
