@@ -260,7 +260,7 @@ fn a_player_flooding_valid_packets_is_disconnected_and_others_lose_nothing() {
             sent += 1;
         }
         mallory.pump();
-        if sent % 2_000 == 0 {
+        if sent.is_multiple_of(2_000) {
             alice.chat(&format!("line {lines}"));
             lines += 1;
         }
