@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use mmo_loadgen::junk::Junk;
+use mmo_loadgen::abuse::{Abuse, AbuseKind};
 use mmo_loadgen::report::Report;
 use mmo_loadgen::scenario::{self, Options};
 use mmo_loadgen::target::{Kind, Target, default_server_bin};
@@ -63,10 +63,14 @@ struct Args {
     /// The mmo binary to start (default: `mmo` beside this executable).
     #[arg(long)]
     server_bin: Option<PathBuf>,
-    /// Flood the server with this many junk datagrams a second (1,200 bytes each, one socket) while the
-    /// scenario runs, to see whether other players notice.
-    #[arg(long, default_value_t = 0)]
-    junk_pps: u32,
+    /// Attack the server this way while the scenario runs, to see whether the players notice. The
+    /// server then keeps its default chat limit (1 line a second, bursts of 5), which abuse tests.
+    #[arg(long, value_enum)]
+    abuse: Option<AbuseKind>,
+    /// How hard: actions a second (datagrams, packets, lines, login attempts, garbage connections),
+    /// or for `stall`, connections held open.
+    #[arg(long, default_value_t = 1000)]
+    abuse_rate: u32,
     /// Also run the same scenario against the floor relay, and print the ratio.
     #[arg(long)]
     floor: bool,
@@ -102,15 +106,18 @@ fn main() -> ExitCode {
         client_hz: args.client_hz,
     };
     let run = |target: &Target| -> Report {
-        let junk = (args.junk_pps > 0)
-            .then(|| Junk::start(target.addr, args.junk_pps).expect("a junk socket"));
+        let abuse = args
+            .abuse
+            .map(|kind| Abuse::start(kind, target.addr, args.abuse_rate));
         let mut report = match name {
             "chat" => scenario::chat(target, &options),
             "login-storm" => scenario::login_storm(target, &options),
             _ => scenario::idle(target, &options),
         };
-        if let Some(junk) = junk {
-            report.junk_sent = Some(junk.stop());
+        if let Some(abuse) = abuse {
+            report.abuse = args.abuse;
+            report.abuse_rate = Some(args.abuse_rate);
+            report.abuse_actions = Some(abuse.stop());
         }
         report
     };
@@ -119,6 +126,7 @@ fn main() -> ExitCode {
         None => match Target::start_mmo(
             &args.server_bin.clone().unwrap_or_else(default_server_bin),
             args.tick_hz,
+            args.abuse.is_none(),
         ) {
             Ok(target) => target,
             Err(error) => {

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::abuse::AbuseKind;
 use crate::target::Kind;
 
 /// Everything a run measured; `None` where it does not apply or could not be read.
@@ -34,8 +35,10 @@ pub struct Report {
     pub logins_per_s: Option<f64>,
     pub login_p50_ms: Option<f64>,
     pub login_p99_ms: Option<f64>,
-    /// Junk datagrams sent at the server during the run (`--junk-pps`).
-    pub junk_sent: Option<u64>,
+    /// The abuse running beside the scenario (`--abuse`), its rate, and the actions it took.
+    pub abuse: Option<AbuseKind>,
+    pub abuse_rate: Option<u32>,
+    pub abuse_actions: Option<u64>,
 }
 
 /// Nearest-rank quantile of sorted microsecond samples, in milliseconds.

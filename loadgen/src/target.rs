@@ -34,8 +34,13 @@ pub fn default_server_bin() -> PathBuf {
 }
 
 impl Target {
-    /// Starts `mmo` on a free port with a temp database, reporting tick stats every second.
-    pub fn start_mmo(bin: &std::path::Path, tick_hz: u16) -> std::io::Result<Self> {
+    /// Starts `mmo` on a free port with a temp database, reporting tick stats every second; with
+    /// `lift_chat_limit`, players may chat at any rate.
+    pub fn start_mmo(
+        bin: &std::path::Path,
+        tick_hz: u16,
+        lift_chat_limit: bool,
+    ) -> std::io::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut command = Command::new(bin);
         command
@@ -47,12 +52,20 @@ impl Target {
                 "--max-clients",
                 "1024",
             ])
-            .args(["--tick-hz", &tick_hz.to_string(), "--auth-queue", "2048"])
-            // Scenarios set their own line rates (the login-storm pair says 10 a second): lift the
-            // per-player chat limit, which is abuse protection, not capacity.
-            .args(["--chat-burst", "1000", "--chat-per-second", "1000", "--db"])
+            .args([
+                "--tick-hz",
+                &tick_hz.to_string(),
+                "--auth-queue",
+                "2048",
+                "--db",
+            ])
             .arg(dir.path().join("loadgen.sqlite3"))
             .env("NO_COLOR", "1");
+        if lift_chat_limit {
+            // Scenarios set their own line rates (the login-storm pair says 10 a second): lift the
+            // per-player chat limit, which is abuse protection, not capacity.
+            command.args(["--chat-burst", "1000", "--chat-per-second", "1000"]);
+        }
         let mut target = Self::spawn(Kind::Mmo, command)?;
         target._dir = Some(dir);
         Ok(target)
