@@ -52,7 +52,7 @@ impl Abuse {
             .spawn(move || {
                 let abuser = Abuser {
                     target,
-                    rate: f64::from(rate.max(1)),
+                    rate: f64::from(rate),
                     stop: flag,
                     started: Instant::now(),
                     done: 0,

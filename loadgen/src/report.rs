@@ -31,6 +31,10 @@ pub struct Report {
     pub tick_p50_ms: Option<f64>,
     pub tick_p99_ms: Option<f64>,
     pub tick_max_ms: Option<f64>,
+    /// What the server's packet gate received, dropped, and how many addresses it blocked (mmo only).
+    pub datagrams: Option<u64>,
+    pub dropped: Option<u64>,
+    pub blocks: Option<u64>,
     /// login-storm only.
     pub logins_per_s: Option<f64>,
     pub login_p50_ms: Option<f64>,

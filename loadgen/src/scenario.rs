@@ -248,6 +248,10 @@ fn finish(report: &mut Report, target: &Target, meter: &CpuMeter, mark: usize) {
         (report.tick_p50_ms, report.tick_p99_ms, report.tick_max_ms) =
             (Some(p50), Some(p99), Some(max));
     }
+    if let Some((received, dropped, blocks)) = target.gate_stats_since(mark) {
+        (report.datagrams, report.dropped, report.blocks) =
+            (Some(received), Some(dropped), Some(blocks));
+    }
 }
 
 /// What a chat phase sent and saw: lines, deliveries expected (each line at every other player), seen,
