@@ -57,6 +57,10 @@ impl Target {
                 &tick_hz.to_string(),
                 "--auth-queue",
                 "2048",
+                // 1,000 players joining at once wait over a minute for argon2 (two hashes each, ~24 a
+                // second on 2 cores); the 30 s login timeout is for connections that never try.
+                "--login-timeout",
+                "600",
                 "--db",
             ])
             .arg(dir.path().join("loadgen.sqlite3"))

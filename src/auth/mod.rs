@@ -261,7 +261,9 @@ fn expire_logins(
     mut commands: Commands,
     mut server: ResMut<RenetServer>,
     timeout: Res<LoginTimeout>,
-    waiting: Query<(Entity, &Connection), With<AwaitingLogin>>,
+    // A request waiting for a worker is not idleness: a busy server must not kick the players it is
+    // keeping waiting. The clock still runs, so a failed attempt after the limit ends the connection.
+    waiting: Query<(Entity, &Connection), (With<AwaitingLogin>, Without<Authenticating>)>,
 ) {
     for (entity, connection) in &waiting {
         if connection.connected_at.elapsed() >= timeout.0 {

@@ -35,6 +35,9 @@ const SMALLEST_PACKET_BYTES: usize = 2 + 16;
 const MAX_TRACKED: usize = 65_536;
 /// An address not heard from for this long is forgotten (unless it is blocked or a player).
 const FORGET_AFTER: Duration = Duration::from_secs(10);
+/// How long the gate rests after emptying the socket. Small beside a 16.7 ms tick; at 20,000 datagrams
+/// a second, 40 wait in the kernel buffer meanwhile.
+const BATCH_PAUSE: Duration = Duration::from_millis(2);
 /// How long the gate waits for the socket before looking at its stop flag again.
 const POLL_MS: i32 = 50;
 
@@ -167,7 +170,12 @@ impl Gate {
                                 let verdict = state.judge(addr, &buffer[..len], Instant::now());
                                 forward(verdict, addr, &buffer[..len], &out, &counters);
                             }
-                            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                                // Let datagrams gather: one wake-up per batch, not per datagram,
+                                // leaves the CPU to the tick and the auth workers.
+                                std::thread::sleep(BATCH_PAUSE);
+                                break;
+                            }
                             // An ICMP "port unreachable" from an earlier send, or a signal: go on.
                             Err(error)
                                 if matches!(
