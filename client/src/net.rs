@@ -1,6 +1,10 @@
 //! The connection to the server: connects through bevy_renet's netcode client, sends [`ToServer`]
 //! messages (connecting first, and holding them, if needed), decodes what arrives into [`FromServer`]
 //! messages, and reports [`LinkEvent`]s: connected, could not connect, connection lost.
+//!
+//! Packets leave at most [`SEND_HZ`] times a second, whatever the frame rate: renet sends an ack packet
+//! on every flush, and the server blocks an address that sends far more than its packet budget (600 a
+//! second by default), which an uncapped frame rate would.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -13,9 +17,31 @@ use mmo::protocol::{self, CHANNEL, ClientMessage, ServerMessage};
 
 /// How long a connection attempt may take before the player is told the server cannot be reached.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+/// Most flushes a second (a new message waits at most 1/120 s for the next one).
+pub const SEND_HZ: u32 = 120;
 
 pub(crate) fn plugin(app: &mut App) {
-    app.add_plugins((RenetClientPlugin, NetcodeClientPlugin))
+    // NetcodeClientPlugin's systems, with the send rate capped.
+    let transport_ready =
+        resource_exists::<NetcodeClientTransport>.and_then(resource_exists::<RenetClient>);
+    app.add_plugins(RenetClientPlugin)
+        .add_systems(
+            PreUpdate,
+            NetcodeClientPlugin::update_system
+                .in_set(RenetReceive)
+                .run_if(transport_ready.clone())
+                .after(RenetClientPlugin::update_system),
+        )
+        .add_systems(
+            PostUpdate,
+            NetcodeClientPlugin::send_packets
+                .in_set(RenetSend)
+                .run_if(transport_ready.clone().and_then(send_due)),
+        )
+        .add_systems(
+            Last,
+            NetcodeClientPlugin::disconnect_on_exit.run_if(transport_ready),
+        )
         .init_resource::<Link>()
         .add_message::<ToServer>()
         .add_message::<FromServer>()
@@ -210,4 +236,14 @@ fn send(
             }
         }
     }
+}
+
+/// Whether a flush is due: at most [`SEND_HZ`] a second.
+fn send_due(mut last: Local<Option<Instant>>) -> bool {
+    let now = Instant::now();
+    let due = last.is_none_or(|at| now - at >= Duration::from_secs(1) / SEND_HZ);
+    if due {
+        *last = Some(now);
+    }
+    due
 }
