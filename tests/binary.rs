@@ -185,7 +185,7 @@ fn sigkill_loses_no_acknowledged_registration() {
     let mut chatter = TestClient::connect(addr);
     chatter.register("chatter", PASSWORD).unwrap();
     chatter.login("chatter", PASSWORD).unwrap();
-    let registrars: Vec<_> = (0..4)
+    let registrars: Vec<_> = (0..8)
         .map(|t| {
             let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
             std::thread::spawn(move || {
