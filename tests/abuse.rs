@@ -305,7 +305,12 @@ fn junk_from_many_addresses_never_reaches_the_players() {
         let mut request = [0u8; 1078];
         request[1..14].copy_from_slice(b"NETCODE 1.02\0");
         request[14..22].copy_from_slice(&mmo::protocol::PROTOCOL_ID.to_le_bytes());
-        request[22..30].copy_from_slice(&u64::MAX.to_le_bytes());
+        let expiry = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 300;
+        request[22..30].copy_from_slice(&expiry.to_le_bytes());
         let sockets: Vec<UdpSocket> = (0..32)
             .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
             .collect();

@@ -2,7 +2,8 @@
 //! messages (connecting first, and holding them, if needed), decodes what arrives into [`FromServer`]
 //! messages, and reports [`LinkEvent`]s: connected, could not connect, connection lost.
 //!
-//! Packets leave at most [`SEND_HZ`] times a second, whatever the frame rate: renet sends an ack packet
+//! Packets leave at most [`SEND_HZ`] times a second, whatever the frame rate (and at once after the
+//! player sends something): renet sends an ack packet
 //! on every flush, and the server blocks an address that sends far more than its packet budget (600 a
 //! second by default), which an uncapped frame rate would.
 
@@ -238,10 +239,13 @@ fn send(
     }
 }
 
-/// Whether a flush is due: at most [`SEND_HZ`] a second.
-fn send_due(mut last: Local<Option<Instant>>) -> bool {
+/// Whether a flush is due: at most [`SEND_HZ`] a second, and at once when the player just sent
+/// something (a message must not wait for a next frame that may be long in coming).
+fn send_due(mut last: Local<Option<Instant>>, mut written: MessageReader<ToServer>) -> bool {
     let now = Instant::now();
-    let due = last.is_none_or(|at| now - at >= Duration::from_secs(1) / SEND_HZ);
+    let fresh = !written.is_empty();
+    written.clear();
+    let due = fresh || last.is_none_or(|at| now - at >= Duration::from_secs(1) / SEND_HZ);
     if due {
         *last = Some(now);
     }

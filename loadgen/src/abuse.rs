@@ -123,7 +123,12 @@ impl Abuser {
         if shaped {
             datagram[1..14].copy_from_slice(b"NETCODE 1.02\0");
             datagram[14..22].copy_from_slice(&mmo::protocol::PROTOCOL_ID.to_le_bytes());
-            datagram[22..30].copy_from_slice(&u64::MAX.to_le_bytes());
+            // A plausible expiry (netcode's client asks for 300 s), so only decryption can refuse it.
+            let expiry = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+                + 300;
+            datagram[22..30].copy_from_slice(&expiry.to_le_bytes());
         }
         let body = if shaped { 30 } else { 0 };
         let mut random = XorShift(0x9E37_79B9_7F4A_7C15);

@@ -31,6 +31,9 @@ const NETCODE_VERSION_INFO: &[u8; 13] = b"NETCODE 1.02\0";
 const CONNECTION_REQUEST_BYTES: usize = 1 + 13 + 8 + 8 + 24 + 1024;
 /// The smallest packet netcode decodes: a prefix, one sequence byte and a MAC.
 const SMALLEST_PACKET_BYTES: usize = 2 + 16;
+/// The latest connection-request expiry accepted, from now: the 300 s netcode's client asks for, plus
+/// 10 minutes of clock skew between client and server.
+const MAX_EXPIRY_SECS: u64 = 300 + 600;
 /// Addresses tracked at once; beyond this, new addresses only share the strangers' bucket.
 const MAX_TRACKED: usize = 65_536;
 /// An address not heard from for this long is forgotten (unless it is blocked or a player).
@@ -449,11 +452,26 @@ pub fn shape_ok(protocol_id: u64, bytes: &[u8], player: bool) -> bool {
                 && bytes.len() == CONNECTION_REQUEST_BYTES
                 && bytes[1..14] == NETCODE_VERSION_INFO[..]
                 && bytes[14..22] == protocol_id.to_le_bytes()
+                && expiry_plausible(&bytes[22..30])
         }
         3 => sequence_bytes <= 8,
         4..=6 => player && sequence_bytes <= 8,
         _ => false,
     }
+}
+
+/// Whether a connection request's expiry (seconds since the Unix epoch) is no later than a client
+/// would set it: netcode's unsecure client asks for 300 s; [`MAX_EXPIRY_SECS`] allows for clock skew.
+/// netcode itself keeps a half-open handshake until its expiry, so a forged far-future one would hold a
+/// pending slot for good.
+fn expiry_plausible(bytes: &[u8]) -> bool {
+    let Ok(bytes) = <[u8; 8]>::try_from(bytes) else {
+        return false;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    u64::from_le_bytes(bytes) <= now.saturating_add(MAX_EXPIRY_SECS)
 }
 
 #[cfg(test)]
@@ -492,6 +510,12 @@ mod tests {
     fn shapes_netcode_would_never_accept_are_malformed() {
         assert!(shape_ok(PROTOCOL, &request(), false));
         assert!(!shape_ok(PROTOCOL, &request(), true));
+        let mut forever = request();
+        forever[22..30].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(
+            !shape_ok(PROTOCOL, &forever, false),
+            "a far-future expiry would hold a pending slot for good"
+        );
         let mut other_protocol = request();
         other_protocol[14] ^= 1;
         assert!(!shape_ok(PROTOCOL, &other_protocol, false));
