@@ -1,4 +1,5 @@
-//! UDP socket tuning shared by the server and tools that run servers (the load generator's relay).
+//! UDP socket tuning shared by the server and tools that run servers (the load generator's relay), and
+//! the layout of netcode's connection request, which the server checks and tests forge.
 
 use std::net::UdpSocket;
 
@@ -36,6 +37,43 @@ pub fn enlarge_receive_buffer(socket: &UdpSocket, bytes: usize) -> usize {
     #[cfg(not(unix))]
     {
         let _ = (socket, bytes);
+        bytes
+    }
+}
+
+/// The one netcode packet anyone can read before decrypting: a connection request. The server's packet
+/// gate checks these fields; tests and the load generator forge look-alikes from the same layout.
+pub mod connection_request {
+    use std::ops::{Range, RangeFrom};
+    use std::time::SystemTime;
+
+    /// netcode's version string (renetcode keeps its copy private).
+    pub const VERSION_INFO: &[u8; 13] = b"NETCODE 1.02\0";
+    /// Its length: prefix byte, version, protocol id, expiry, nonce, sealed connect token.
+    pub const BYTES: usize = 1 + 13 + 8 + 8 + 24 + 1024;
+    pub const VERSION: Range<usize> = 1..14;
+    pub const PROTOCOL_ID: Range<usize> = 14..22;
+    /// Seconds since the Unix epoch, little-endian.
+    pub const EXPIRY: Range<usize> = 22..30;
+    /// The nonce and the sealed token: only decryption can tell them from noise.
+    pub const SEALED: RangeFrom<usize> = 30..;
+    /// How far ahead netcode's unsecure client sets the expiry.
+    pub const CLIENT_EXPIRY_SECS: u64 = 300;
+
+    /// Seconds since the Unix epoch (0 if the clock is before it).
+    pub fn unix_secs() -> u64 {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    /// A request for `protocol_id` with the expiry a real client would set and a zeroed nonce and token:
+    /// fill `SEALED` with noise and it passes every check but decryption (to play an attacker).
+    pub fn lookalike(protocol_id: u64) -> Vec<u8> {
+        let mut bytes = vec![0u8; BYTES];
+        bytes[VERSION].copy_from_slice(VERSION_INFO);
+        bytes[PROTOCOL_ID].copy_from_slice(&protocol_id.to_le_bytes());
+        bytes[EXPIRY].copy_from_slice(&(unix_secs() + CLIENT_EXPIRY_SECS).to_le_bytes());
         bytes
     }
 }

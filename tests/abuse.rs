@@ -10,6 +10,7 @@ use common::{PASSWORD, TestClient, TestServer};
 use mmo::config::Config;
 use mmo::protocol::ServerMessage;
 use mmo::server::{ServerHandle, StartError};
+use mmo::udp::connection_request;
 
 #[test]
 fn a_chat_flood_is_refused_then_kicked_while_others_chat() {
@@ -302,21 +303,13 @@ fn junk_from_many_addresses_never_reaches_the_players() {
     let target = server.addr;
     let flood = std::thread::spawn(move || {
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut request = [0u8; 1078];
-        request[1..14].copy_from_slice(b"NETCODE 1.02\0");
-        request[14..22].copy_from_slice(&mmo::protocol::PROTOCOL_ID.to_le_bytes());
-        let expiry = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 300;
-        request[22..30].copy_from_slice(&expiry.to_le_bytes());
+        let mut request = connection_request::lookalike(mmo::protocol::PROTOCOL_ID);
         let sockets: Vec<UdpSocket> = (0..32)
             .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
             .collect();
         for round in 0..1_000 {
             for socket in &sockets {
-                for byte in request[30..].iter_mut() {
+                for byte in request[connection_request::SEALED].iter_mut() {
                     state ^= state << 13;
                     state ^= state >> 7;
                     state ^= state << 17;
@@ -325,7 +318,7 @@ fn junk_from_many_addresses_never_reaches_the_players() {
                 let datagram = if round % 2 == 0 {
                     &request[..]
                 } else {
-                    &request[30..]
+                    &request[connection_request::SEALED]
                 };
                 let _ = socket.send_to(datagram, target);
             }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use mmo::client::NetClient;
 use mmo::protocol::{ClientMessage, ServerMessage};
+use mmo::udp::connection_request;
 
 /// What the abuser does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -119,22 +120,17 @@ impl Abuser {
         let sockets: Vec<UdpSocket> = (0..sockets)
             .filter_map(|_| UdpSocket::bind("127.0.0.1:0").ok())
             .collect();
-        let mut datagram = vec![0u8; if shaped { 1078 } else { 1200 }];
-        if shaped {
-            datagram[1..14].copy_from_slice(b"NETCODE 1.02\0");
-            datagram[14..22].copy_from_slice(&mmo::protocol::PROTOCOL_ID.to_le_bytes());
-            // A plausible expiry (netcode's client asks for 300 s), so only decryption can refuse it.
-            let expiry = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs())
-                + 300;
-            datagram[22..30].copy_from_slice(&expiry.to_le_bytes());
-        }
-        let body = if shaped { 30 } else { 0 };
+        // A shaped datagram keeps its header; only the sealed part (or all of junk) is noise.
+        let (mut datagram, noise) = if shaped {
+            let request = connection_request::lookalike(mmo::protocol::PROTOCOL_ID);
+            (request, connection_request::SEALED.start)
+        } else {
+            (vec![0u8; 1200], 0)
+        };
         let mut random = XorShift(0x9E37_79B9_7F4A_7C15);
         while !self.stopping() {
             for _ in 0..self.due() {
-                random.fill(&mut datagram[body..]);
+                random.fill(&mut datagram[noise..]);
                 let socket = &sockets[self.done as usize % sockets.len()];
                 let _ = socket.send_to(&datagram, self.target);
                 self.done += 1;

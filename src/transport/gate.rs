@@ -25,15 +25,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use renetcode::NETCODE_MAX_PACKET_BYTES;
 
-/// netcode's version string, which starts every connection request (renetcode keeps it private).
-const NETCODE_VERSION_INFO: &[u8; 13] = b"NETCODE 1.02\0";
-/// prefix, version, protocol id, expiry, nonce, private connect token.
-const CONNECTION_REQUEST_BYTES: usize = 1 + 13 + 8 + 8 + 24 + 1024;
+use crate::udp::connection_request as request;
+
 /// The smallest packet netcode decodes: a prefix, one sequence byte and a MAC.
 const SMALLEST_PACKET_BYTES: usize = 2 + 16;
-/// The latest connection-request expiry accepted, from now: the 300 s netcode's client asks for, plus
-/// 10 minutes of clock skew between client and server.
-const MAX_EXPIRY_SECS: u64 = 300 + 600;
+/// The latest connection-request expiry accepted, from now: what netcode's client asks for (300 s),
+/// plus 10 minutes of clock skew between client and server.
+const MAX_EXPIRY_SECS: u64 = request::CLIENT_EXPIRY_SECS + 600;
 /// Addresses tracked at once; beyond this, new addresses only share the strangers' bucket.
 const MAX_TRACKED: usize = 65_536;
 /// An address not heard from for this long is forgotten (unless it is blocked or a player).
@@ -80,7 +78,6 @@ pub enum Gated {
 #[derive(Debug, Default)]
 pub struct Counters {
     received: AtomicU64,
-    passed: AtomicU64,
     malformed: AtomicU64,
     over_budget: AtomicU64,
     blocked: AtomicU64,
@@ -91,10 +88,8 @@ pub struct Counters {
 /// A copy of [`Counters`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CountersSnapshot {
-    /// Datagrams read from the socket.
+    /// Datagrams read from the socket; those not dropped were handed to the tick.
     pub received: u64,
-    /// Datagrams handed to the tick.
-    pub passed: u64,
     /// Dropped: no netcode peer sends this.
     pub malformed: u64,
     /// Dropped: over the sender's budget.
@@ -119,7 +114,6 @@ impl Counters {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         CountersSnapshot {
             received: get(&self.received),
-            passed: get(&self.passed),
             malformed: get(&self.malformed),
             over_budget: get(&self.over_budget),
             blocked: get(&self.blocked),
@@ -224,10 +218,9 @@ fn forward(
                 bytes: bytes.to_vec(),
             };
             match out.try_send(gated) {
-                Ok(()) => &counters.passed,
                 Err(TrySendError::Full(_)) => &counters.queue_full,
-                // The server is gone; the gate stops with it.
-                Err(TrySendError::Disconnected(_)) => return,
+                // Handed over; or the server is gone and the gate stops with it.
+                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
             }
         }
         Verdict::Malformed => &counters.malformed,
@@ -298,6 +291,18 @@ struct Budget {
     blocked_until: Option<Instant>,
 }
 
+impl Budget {
+    fn new(player: bool, rate: u32, now: Instant) -> Self {
+        Self {
+            player,
+            bucket: Bucket::full(rate, now),
+            window_started: now,
+            dropped_in_window: 0,
+            blocked_until: None,
+        }
+    }
+}
+
 /// A token bucket: `rate` tokens a second, holding at most `rate`.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -342,14 +347,12 @@ impl GateState {
         let now = Instant::now();
         match change {
             Control::Connected(addr) => {
+                // A stranger until now (its handshake): keep its block and window, refill as a player.
                 let rate = self.limits.per_player;
-                let budget = self.addresses.entry(addr).or_insert_with(|| Budget {
-                    player: true,
-                    bucket: Bucket::full(rate, now),
-                    window_started: now,
-                    dropped_in_window: 0,
-                    blocked_until: None,
-                });
+                let budget = self
+                    .addresses
+                    .entry(addr)
+                    .or_insert_with(|| Budget::new(true, rate, now));
                 budget.player = true;
                 budget.bucket = Bucket::full(rate, now);
             }
@@ -377,13 +380,10 @@ impl GateState {
                 Verdict::OverBudget
             };
         }
-        let budget = self.addresses.entry(addr).or_insert_with(|| Budget {
-            player: false,
-            bucket: Bucket::full(limits.per_stranger, now),
-            window_started: now,
-            dropped_in_window: 0,
-            blocked_until: None,
-        });
+        let budget = self
+            .addresses
+            .entry(addr)
+            .or_insert_with(|| Budget::new(false, limits.per_stranger, now));
         if let Some(until) = budget.blocked_until {
             if now < until {
                 return Verdict::Blocked;
@@ -449,10 +449,10 @@ pub fn shape_ok(protocol_id: u64, bytes: &[u8], player: bool) -> bool {
     match kind {
         0 => {
             !player
-                && bytes.len() == CONNECTION_REQUEST_BYTES
-                && bytes[1..14] == NETCODE_VERSION_INFO[..]
-                && bytes[14..22] == protocol_id.to_le_bytes()
-                && expiry_plausible(&bytes[22..30])
+                && bytes.len() == request::BYTES
+                && bytes[request::VERSION] == request::VERSION_INFO[..]
+                && bytes[request::PROTOCOL_ID] == protocol_id.to_le_bytes()
+                && expiry_plausible(&bytes[request::EXPIRY])
         }
         3 => sequence_bytes <= 8,
         4..=6 => player && sequence_bytes <= 8,
@@ -461,17 +461,14 @@ pub fn shape_ok(protocol_id: u64, bytes: &[u8], player: bool) -> bool {
 }
 
 /// Whether a connection request's expiry (seconds since the Unix epoch) is no later than a client
-/// would set it: netcode's unsecure client asks for 300 s; [`MAX_EXPIRY_SECS`] allows for clock skew.
+/// would set it ([`MAX_EXPIRY_SECS`] allows for clock skew).
 /// netcode itself keeps a half-open handshake until its expiry, so a forged far-future one would hold a
 /// pending slot for good.
 fn expiry_plausible(bytes: &[u8]) -> bool {
     let Ok(bytes) = <[u8; 8]>::try_from(bytes) else {
         return false;
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    u64::from_le_bytes(bytes) <= now.saturating_add(MAX_EXPIRY_SECS)
+    u64::from_le_bytes(bytes) <= request::unix_secs().saturating_add(MAX_EXPIRY_SECS)
 }
 
 #[cfg(test)]
@@ -500,10 +497,7 @@ mod tests {
     }
 
     fn request() -> Vec<u8> {
-        let mut bytes = vec![0u8; CONNECTION_REQUEST_BYTES];
-        bytes[1..14].copy_from_slice(NETCODE_VERSION_INFO);
-        bytes[14..22].copy_from_slice(&PROTOCOL.to_le_bytes());
-        bytes
+        request::lookalike(PROTOCOL)
     }
 
     #[test]
@@ -511,13 +505,13 @@ mod tests {
         assert!(shape_ok(PROTOCOL, &request(), false));
         assert!(!shape_ok(PROTOCOL, &request(), true));
         let mut forever = request();
-        forever[22..30].copy_from_slice(&u64::MAX.to_le_bytes());
+        forever[request::EXPIRY].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(
             !shape_ok(PROTOCOL, &forever, false),
             "a far-future expiry would hold a pending slot for good"
         );
         let mut other_protocol = request();
-        other_protocol[14] ^= 1;
+        other_protocol[request::PROTOCOL_ID.start] ^= 1;
         assert!(!shape_ok(PROTOCOL, &other_protocol, false));
         assert!(!shape_ok(PROTOCOL, &request()[..1000], false));
         assert!(shape_ok(PROTOCOL, &payload(), true));
