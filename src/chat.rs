@@ -210,11 +210,7 @@ fn handle_chat(
             continue;
         };
         let deny = |server: &mut RenetServer, reason: &str| {
-            let message = ServerMessage::Denied {
-                request: Request::Chat,
-                reason: reason.to_owned(),
-            };
-            net::send(server, *client_id, &message);
+            net::deny(server, *client_id, Request::Chat, reason);
         };
         let Ok((player, mut bucket)) = senders.get_mut(*entity) else {
             deny(&mut server, "You must log in to chat");

@@ -1,5 +1,6 @@
 //! A small renet/netcode client for the mmo protocol without Bevy, pumped by its owner's loop: for
 //! tools, tests, load generators and terminal clients. (The Bevy client uses bevy_renet instead.)
+//! [`api`] (feature `https-client`) is token mode's HTTPS login, which hands it a connect token.
 //!
 //! It behaves like a game client: it receives on every [`NetClient::pump`] but sends its packets at a
 //! frame rate (and at once after a new message), because renet queues an ack packet on every flush and a
@@ -12,6 +13,9 @@ use renet::RenetClient;
 use renet_netcode::{ClientAuthentication, NetcodeClientTransport, NetcodeError};
 
 use crate::protocol::{self, CHANNEL, ClientMessage, DecodeError, ServerMessage};
+
+#[cfg(feature = "https-client")]
+pub mod api;
 
 /// What can go wrong with a connection.
 #[derive(Debug, thiserror::Error)]
@@ -37,15 +41,31 @@ pub struct NetClient {
 impl NetClient {
     /// Starts connecting to `server` with a random client id, flushing at `frame_hz` frames a second.
     pub fn connect(server: SocketAddr, frame_hz: u32) -> Result<Self, ClientError> {
-        let transport = unsecure_transport(server)?;
-        Ok(Self {
+        Ok(Self::with_transport(unsecure_transport(server)?, frame_hz))
+    }
+
+    /// Starts connecting in secure mode (token mode) with a connect token from the login server.
+    #[cfg(feature = "https-client")]
+    pub fn connect_with_token(
+        token: renet_netcode::ConnectToken,
+        frame_hz: u32,
+    ) -> Result<Self, ClientError> {
+        Ok(Self::with_transport(
+            api::secure_transport(token)?,
+            frame_hz,
+        ))
+    }
+
+    /// Starts connecting over `transport`.
+    pub fn with_transport(transport: NetcodeClientTransport, frame_hz: u32) -> Self {
+        Self {
             client: RenetClient::new(protocol::connection_config()),
             transport,
             frame: Duration::from_secs_f64(1.0 / f64::from(frame_hz.max(1))),
             last_update: Instant::now(),
             last_flush: Instant::now(),
             flush_now: true,
-        })
+        }
     }
 
     /// Receives whatever arrived and appends the decoded messages to `inbox`; sends queued packets if a
@@ -134,11 +154,7 @@ impl Drop for NetClient {
 
 /// A netcode client transport for in-band mode (unsecure netcode, random client id) on a fresh socket.
 pub fn unsecure_transport(server: SocketAddr) -> Result<NetcodeClientTransport, ClientError> {
-    let local: SocketAddr = match server {
-        SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
-        SocketAddr::V6(_) => ([0u16; 8], 0).into(),
-    };
-    let socket = UdpSocket::bind(local)?;
+    let socket = bind_any(server)?;
     let authentication = ClientAuthentication::Unsecure {
         protocol_id: protocol::PROTOCOL_ID,
         client_id: random_client_id(),
@@ -149,6 +165,15 @@ pub fn unsecure_transport(server: SocketAddr) -> Result<NetcodeClientTransport, 
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     Ok(NetcodeClientTransport::new(now, authentication, socket)?)
+}
+
+/// A UDP socket on any local address of `server`'s family.
+fn bind_any(server: SocketAddr) -> std::io::Result<UdpSocket> {
+    let local: SocketAddr = match server {
+        SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
+        SocketAddr::V6(_) => ([0u16; 8], 0).into(),
+    };
+    UdpSocket::bind(local)
 }
 
 /// A random netcode client id: netcode silently ignores a connection whose id is already connected.

@@ -82,10 +82,57 @@ pub struct Config {
     #[arg(long, env = "MMO_ALLOW_INSECURE_REMOTE")]
     pub allow_insecure_remote: bool,
 
+    /// How players log in. `in-band`: over UDP in netcode's unsecure mode (loopback and trusted LANs only).
+    /// `token`: over HTTPS (`--http-bind`), then encrypted UDP with a netcode connect token: safe to run
+    /// on a public address.
+    #[arg(long, env = "MMO_AUTH", value_enum, default_value_t = AuthMode::InBand)]
+    pub auth: AuthMode,
+
+    /// Token mode: the HTTPS login endpoint's address. Default: the UDP bind's IP, port 5443.
+    #[arg(long, env = "MMO_HTTP_BIND")]
+    pub http_bind: Option<SocketAddr>,
+
+    /// Token mode: the TLS certificate chain (PEM). Without it (and --tls-key), a self-signed
+    /// certificate is created beside the database on first start and reused afterwards.
+    #[arg(long, env = "MMO_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Token mode: the TLS private key (PEM) of --tls-cert.
+    #[arg(long, env = "MMO_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Token mode: the UDP address written into connect tokens, where clients send their packets.
+    /// Needed when binding 0.0.0.0 or behind NAT. Default: the bind address.
+    #[arg(long, env = "MMO_PUBLIC_ADDR")]
+    pub public_addr: Option<SocketAddr>,
+
+    /// Token mode: a file holding the 32-byte netcode private key (raw, or 64 hex digits), for several
+    /// processes that must accept each other's tokens. Default: a random key per start.
+    #[arg(long, env = "MMO_NETCODE_KEY_FILE")]
+    pub netcode_key_file: Option<PathBuf>,
+
+    /// Token mode: days a session token (the client's "Remember me") stays valid.
+    #[arg(long, env = "MMO_SESSION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub session_days: u32,
+
     /// Seconds between "tick stats" log lines (tick duration p50/p99/max, connections, players); 0 = off.
     #[arg(long, env = "MMO_STATS_INTERVAL", default_value_t = 60)]
     pub stats_interval: u32,
 }
+
+/// How players log in: see [`Config::auth`].
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Register and Login messages over netcode's unsecure mode.
+    #[default]
+    InBand,
+    /// HTTPS login, then netcode's secure mode with a connect token.
+    Token,
+}
+
+/// The HTTPS port when `--http-bind` is not given.
+pub const DEFAULT_HTTP_PORT: u16 = 5443;
 
 fn default_workers() -> u16 {
     std::thread::available_parallelism().map_or(2, |n| n.get().min(8) as u16)
@@ -98,6 +145,17 @@ impl Config {
         config.bind = bind;
         config.db = db.into();
         config
+    }
+
+    /// Token mode's HTTPS address: `--http-bind`, else the UDP bind's IP on [`DEFAULT_HTTP_PORT`].
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_bind
+            .unwrap_or_else(|| SocketAddr::new(self.bind.ip(), DEFAULT_HTTP_PORT))
+    }
+
+    /// How long a session token lives.
+    pub fn session_lifetime(&self) -> Duration {
+        Duration::from_secs(u64::from(self.session_days) * 86_400)
     }
 
     /// The time between two ticks.
@@ -117,6 +175,30 @@ mod tests {
         assert_eq!(config.db, PathBuf::from("mmo.sqlite3"));
         assert_eq!(config.max_clients, 1024);
         assert_eq!(config.tick_hz, 60);
+        assert_eq!(config.auth, AuthMode::InBand);
+        assert_eq!(config.http_addr(), "127.0.0.1:5443".parse().unwrap());
+    }
+
+    #[test]
+    fn token_mode_flags_parse_and_pair() {
+        let config = Config::try_parse_from([
+            "mmo",
+            "--auth",
+            "token",
+            "--bind",
+            "0.0.0.0:5000",
+            "--public-addr",
+            "203.0.113.7:5000",
+        ])
+        .unwrap();
+        assert_eq!(config.auth, AuthMode::Token);
+        assert_eq!(config.http_addr(), "0.0.0.0:5443".parse().unwrap());
+        assert_eq!(
+            config.public_addr,
+            Some("203.0.113.7:5000".parse().unwrap())
+        );
+        let err = Config::try_parse_from(["mmo", "--tls-cert", "c.pem"]).unwrap_err();
+        assert!(err.to_string().contains("--tls-key"), "{err}");
     }
 
     #[test]

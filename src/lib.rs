@@ -8,6 +8,7 @@
 //! assembled by [`server::build`]. New gameplay is one more plugin beside `chat`: read [`net::Inbound`]
 //! messages, query [`players::Player`] entities, send with [`net::send`].
 
+pub mod api;
 pub mod client;
 pub mod protocol;
 pub mod udp;
@@ -20,6 +21,8 @@ pub mod chat;
 pub mod config;
 #[cfg(feature = "server")]
 pub mod db;
+#[cfg(feature = "server")]
+pub mod http;
 #[cfg(feature = "server")]
 pub mod net;
 #[cfg(feature = "server")]

@@ -15,8 +15,9 @@ use bevy_renet::renet::{Bytes, ClientId, ServerEvent};
 use bevy_renet::{RenetReceive, RenetServer, RenetServerEvent, RenetServerPlugin};
 use renetcode::{ServerAuthentication, ServerConfig};
 
-use crate::config::Config;
-use crate::protocol::{self, CHANNEL, ClientMessage, ServerMessage};
+use crate::api::TokenUser;
+use crate::config::{AuthMode, Config};
+use crate::protocol::{self, CHANNEL, ClientMessage, Request, ServerMessage};
 use crate::transport::{self, Transport, gate::Limits};
 
 /// How long a kicked connection is kept open for its reason to be acknowledged.
@@ -42,10 +43,27 @@ pub const STRANGER_PACKET_RATE: u32 = 20;
 /// clients handshaking at once sends 800).
 pub const STRANGERS_PACKET_RATE: u32 = 2_000;
 
-/// Binds the socket and creates the renet server and its transport (unsecure netcode, in-band mode).
-pub(crate) fn bind(config: &Config) -> std::io::Result<(RenetServer, Transport, SocketAddr)> {
+/// What netcode needs to know of token mode: the key connect tokens are sealed with, and the address
+/// they send clients to.
+#[derive(Clone)]
+pub struct SecureNetcode {
+    pub private_key: [u8; 32],
+    /// The address in every connect token (`--public-addr`, else the bound address).
+    pub public_addr: SocketAddr,
+}
+
+/// Binds the socket and creates the renet server and its transport: unsecure netcode in in-band mode,
+/// secure netcode (connect tokens sealed with `secure.private_key`) in token mode.
+pub(crate) fn bind(
+    config: &Config,
+    secure: impl FnOnce(SocketAddr) -> Option<SecureNetcode>,
+) -> std::io::Result<(RenetServer, Transport, SocketAddr)> {
     let socket = UdpSocket::bind(config.bind)?;
     let addr = socket.local_addr()?;
+    let secure = match config.auth {
+        AuthMode::InBand => None,
+        AuthMode::Token => secure(addr),
+    };
     let buffer = crate::udp::enlarge_receive_buffer(&socket, RECEIVE_BUFFER_BYTES);
     if buffer < RECEIVE_BUFFER_BYTES {
         warn!(
@@ -57,12 +75,21 @@ pub(crate) fn bind(config: &Config) -> std::io::Result<(RenetServer, Transport, 
     let current_time = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
+    let (public_addresses, authentication) = match &secure {
+        Some(secure) => (
+            vec![secure.public_addr],
+            ServerAuthentication::Secure {
+                private_key: secure.private_key,
+            },
+        ),
+        None => (vec![addr], ServerAuthentication::Unsecure),
+    };
     let server_config = ServerConfig {
         current_time,
         max_clients: usize::from(config.max_clients),
         protocol_id: protocol::PROTOCOL_ID,
-        public_addresses: vec![addr],
-        authentication: ServerAuthentication::Unsecure,
+        public_addresses,
+        authentication,
     };
     let limits = Limits {
         per_player: config.packet_rate,
@@ -70,7 +97,8 @@ pub(crate) fn bind(config: &Config) -> std::io::Result<(RenetServer, Transport, 
         strangers: STRANGERS_PACKET_RATE,
         block_for: Duration::from_secs(u64::from(config.packet_block_secs)),
     };
-    let transport = Transport::new(socket, server_config, limits)?;
+    let key = secure.as_ref().map(|secure| secure.private_key);
+    let transport = Transport::new(socket, server_config, limits, key)?;
     Ok((
         RenetServer::new(protocol::connection_config()),
         transport,
@@ -87,8 +115,12 @@ pub struct Connection {
 
 /// A connection that has not logged in yet (the LOGIN state): it may register and log in, nothing else.
 #[derive(Component, Debug, Default)]
-#[require(crate::auth::Registrations)]
 pub struct AwaitingLogin;
+
+/// Token mode: the account a connection's connect token speaks for (sealed by the server, so trusted).
+/// The auth plugin turns it into a player on the connection's first tick.
+#[derive(Component, Debug, Clone)]
+pub struct TokenLogin(pub TokenUser);
 
 /// A connection that is being closed: it was sent a reason and is disconnected once that is acknowledged
 /// (or after [`CLOSE_GRACE`]). Nothing it sends is read any more.
@@ -125,6 +157,18 @@ pub fn send(server: &mut RenetServer, client_id: ClientId, message: &ServerMessa
     server.send_message(client_id, CHANNEL, encode(message));
 }
 
+/// Refuses a client's request, with the reason the player is shown.
+pub fn deny(server: &mut RenetServer, client_id: ClientId, request: Request, reason: &str) {
+    send(
+        server,
+        client_id,
+        &ServerMessage::Denied {
+            request,
+            reason: reason.to_owned(),
+        },
+    );
+}
+
 /// Tells a client why and closes its connection once that is delivered. Removing its state components
 /// (`AwaitingLogin`, `Player`, …) lets the plugins that own them react (for example "NAME left").
 pub fn kick(
@@ -154,20 +198,32 @@ fn on_server_event(
     mut commands: Commands,
     mut connections: ResMut<Connections>,
     transport: Res<Transport>,
+    mut server: ResMut<RenetServer>,
 ) {
     match **event {
         ServerEvent::ClientConnected { client_id } => {
-            let entity = commands
-                .spawn((
-                    Connection {
-                        client_id,
-                        connected_at: Instant::now(),
-                    },
-                    AwaitingLogin,
-                ))
-                .id();
-            connections.0.insert(client_id, entity);
             let addr = transport.client_addr(client_id);
+            let mut entity = commands.spawn((
+                Connection {
+                    client_id,
+                    connected_at: Instant::now(),
+                },
+                AwaitingLogin,
+            ));
+            match transport.token_user(client_id) {
+                None => {}
+                Some(Ok(user)) => {
+                    info!(client_id, ?addr, account_id = user.account_id, name = %user.name, "connected with a token");
+                    entity.insert(TokenLogin(user));
+                }
+                Some(Err(error)) => {
+                    // Only the server seals tokens, so this is a bug or a leaked key: refuse it.
+                    error!(client_id, ?addr, %error, "connect token with unreadable user data");
+                    server.disconnect(client_id);
+                }
+            }
+            let entity = entity.id();
+            connections.0.insert(client_id, entity);
             info!(client_id, ?addr, ?entity, "connected");
         }
         ServerEvent::ClientDisconnected { client_id, reason } => {

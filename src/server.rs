@@ -11,7 +11,9 @@ use bevy::prelude::*;
 use bevy_renet::RenetServer;
 
 use crate::chat::ChatHistory;
-use crate::config::Config;
+use crate::config::{AuthMode, Config};
+use crate::http::{self, HttpsInfo, TokenIssuer};
+use crate::net::SecureNetcode;
 use crate::shutdown::ShutdownHandle;
 use crate::{auth, chat, db, net, players, shutdown, stats};
 
@@ -32,6 +34,13 @@ pub enum StartError {
          anyone on the path. Bind to loopback, or pass --allow-insecure-remote for a LAN you trust"
     )]
     InsecureRemote(SocketAddr),
+    #[error(
+        "token mode binds {0}, which no client can send to: give the address clients reach with \
+         --public-addr HOST:PORT"
+    )]
+    NoPublicAddr(SocketAddr),
+    #[error(transparent)]
+    Https(#[from] http::HttpError),
 }
 
 /// What a built server tells its runner.
@@ -41,31 +50,60 @@ pub struct Started {
     pub addr: SocketAddr,
     /// Stops the server gracefully.
     pub shutdown: ShutdownHandle,
+    /// Token mode's HTTPS endpoint.
+    pub https: Option<HttpsInfo>,
 }
 
 /// Adds the whole server to `app`: the headless loop at the configured tick, networking, accounts,
 /// players and chat. Slow start-up work (opening and migrating the database, loading chat history,
 /// binding) happens here, before the first tick. Logging is the caller's choice (see `main.rs`).
 pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
-    if !config.bind.ip().is_loopback() && !config.allow_insecure_remote {
+    let token_mode = config.auth == AuthMode::Token;
+    if !token_mode && !config.bind.ip().is_loopback() && !config.allow_insecure_remote {
         return Err(StartError::InsecureRemote(config.bind));
     }
+    if token_mode && config.public_addr.is_none() && config.bind.ip().is_unspecified() {
+        return Err(StartError::NoPublicAddr(config.bind));
+    }
+    let netcode_key = match config.auth {
+        AuthMode::Token => Some(http::netcode_key(config.netcode_key_file.as_deref())?),
+        AuthMode::InBand => None,
+    };
     // Workers, the chat writer and one spare for start-up.
     let pool = db::open(&config.db, u32::from(config.auth_workers) + 2)?;
     let history =
         ChatHistory::load(&pool, usize::from(config.chat_history)).map_err(StartError::History)?;
-    let (server, transport, addr) = net::bind(&config).map_err(|source| StartError::Bind {
-        addr: config.bind,
-        source,
-    })?;
-    if !addr.ip().is_loopback() {
+    let secure = |addr| {
+        netcode_key.map(|private_key| SecureNetcode {
+            private_key,
+            public_addr: config.public_addr.unwrap_or(addr),
+        })
+    };
+    let (server, transport, addr) =
+        net::bind(&config, secure).map_err(|source| StartError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+    let https = match netcode_key {
+        Some(key) => {
+            let issuer = TokenIssuer::new(key, config.public_addr.unwrap_or(addr));
+            Some(http::bind(&config, issuer)?)
+        }
+        None => None,
+    };
+    if !token_mode && !addr.ip().is_loopback() {
         warn!(
             %addr,
             "in-band login over unsecure netcode: passwords cross the network readable by anyone on the \
              path. Use this only on a trusted LAN"
         );
     }
-    info!(%addr, db = %config.db.display(), tick_hz = config.tick_hz, max_clients = config.max_clients, "listening");
+    let auth = match config.auth {
+        AuthMode::InBand => "in-band",
+        AuthMode::Token => "token",
+    };
+    info!(%addr, auth, db = %config.db.display(), tick_hz = config.tick_hz, max_clients = config.max_clients, "listening");
+    let https_info = https.as_ref().map(|bound| bound.info.clone());
 
     let shutdown = ShutdownHandle::default();
     let (tick, idle_tick) = (config.tick(), IDLE_TICK.max(config.tick()));
@@ -85,12 +123,20 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
             shutdown::plugin,
             stats::plugin,
         ));
+    if let Some(https) = https {
+        // After auth: it queues on the auth workers.
+        app.insert_resource(https).add_plugins(http::plugin);
+    }
     // Every system here needs the renet server or the world in turn, so the multi-threaded executor
     // only adds wake-ups (idle, 0 players: 2.6 % of a core with it). One thread runs the whole tick.
     for (_, schedule) in app.world_mut().resource_mut::<Schedules>().iter_mut() {
         schedule.set_executor(SingleThreadedExecutor::new());
     }
-    Ok(Started { addr, shutdown })
+    Ok(Started {
+        addr,
+        shutdown,
+        https: https_info,
+    })
 }
 
 /// The tick while nobody is connected: 10 Hz. A connecting client waits at most this long for its
@@ -160,6 +206,11 @@ impl ServerHandle {
 
     pub fn addr(&self) -> SocketAddr {
         self.started.addr
+    }
+
+    /// Token mode's HTTPS endpoint (its URL and certificate).
+    pub fn https(&self) -> Option<&HttpsInfo> {
+        self.started.https.as_ref()
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {

@@ -57,6 +57,10 @@ pub mod connection_request {
     pub const EXPIRY: Range<usize> = 22..30;
     /// The nonce and the sealed token: only decryption can tell them from noise.
     pub const SEALED: RangeFrom<usize> = 30..;
+    /// The nonce the token is sealed with (XChaCha20-Poly1305).
+    pub const NONCE: Range<usize> = 30..54;
+    /// The sealed token, its 16-byte tag last.
+    pub const TOKEN: Range<usize> = 54..BYTES;
     /// How far ahead netcode's unsecure client sets the expiry.
     pub const CLIENT_EXPIRY_SECS: u64 = 300;
 

@@ -1,8 +1,14 @@
 //! Accounts: registration and login. The tick only checks the request's shape and queues it; argon2 and
 //! every query run on [`worker`] threads, and their outcome is applied here on a later tick. A
 //! connection with a request in flight is [`Authenticating`] and may not start another.
+//!
+//! In token mode the password never crosses UDP: the HTTPS endpoint (`crate::http`) logs in on the same
+//! workers and hands out a connect token; a connection made with one carries its account
+//! ([`net::TokenLogin`]) and enters play on its first tick, while Register and Login messages are
+//! refused with [`api::USE_HTTPS`].
 
 pub mod password;
+pub mod session;
 pub mod throttle;
 pub mod worker;
 
@@ -12,14 +18,15 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 use bevy_renet::RenetServer;
 
-use crate::config::Config;
+use crate::api;
+use crate::config::{AuthMode, Config};
 use crate::db::Database;
-use crate::net::{self, AwaitingLogin, Connection, Inbound};
+use crate::net::{self, AwaitingLogin, Connection, Inbound, TokenLogin};
 use crate::players::{OnlineAccounts, Player};
 use crate::protocol::{self, ClientMessage, Request, ServerMessage};
 use crate::shutdown::ServerStopping;
 use throttle::{Failures, LOCKED_OUT, NameFailures};
-use worker::{AuthJob, AuthOutcome, AuthRequest, AuthWorkers, LOGIN_FAILED};
+use worker::{AuthJob, AuthOutcome, AuthRequest, AuthWorkers, LOGIN_FAILED, Reply};
 
 /// Accounts one connection may try to register.
 pub const MAX_REGISTRATIONS_PER_CONNECTION: u8 = 5;
@@ -40,37 +47,42 @@ pub(crate) fn plugin(app: &mut App) {
     let config = app.world().resource::<Config>();
     let (workers, queue) = (usize::from(config.auth_workers), config.auth_queue as usize);
     let login_timeout = Duration::from_secs(u64::from(config.login_timeout));
+    let mode = config.auth;
     let pool = app.world().resource::<Database>().0.clone();
+    app.register_required_components::<AwaitingLogin, Registrations>();
     app.insert_resource(AuthWorkers::start(pool, workers, queue))
         .insert_resource(LoginTimeout(login_timeout))
+        .insert_resource(LoginPath(mode))
         .add_systems(
             Update,
-            (queue_requests, apply_results, expire_logins).chain(),
+            (
+                queue_requests,
+                apply_results,
+                admit_token_logins,
+                expire_logins,
+            )
+                .chain(),
         )
         .init_resource::<NameFailures>()
         .add_observer(stop_workers);
 }
 
+/// Where this server takes passwords: over UDP (in-band) or only over HTTPS (token mode).
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginPath(pub AuthMode);
+
 /// A register or login request of this connection is with the workers.
 #[derive(Component, Debug)]
 pub struct Authenticating;
 
-fn deny(server: &mut RenetServer, client_id: u64, request: Request, reason: &str) {
-    net::send(
-        server,
-        client_id,
-        &ServerMessage::Denied {
-            request,
-            reason: reason.to_owned(),
-        },
-    );
-}
+use net::deny;
 
 fn queue_requests(
     mut commands: Commands,
     mut inbound: MessageReader<Inbound>,
     mut server: ResMut<RenetServer>,
     workers: Res<AuthWorkers>,
+    path: Res<LoginPath>,
     states: Query<(Has<AwaitingLogin>, Has<Authenticating>)>,
     mut queued_this_tick: Local<HashSet<Entity>>,
     names: Res<NameFailures>,
@@ -86,6 +98,14 @@ fn queue_requests(
     } in inbound.read()
     {
         let (request, job) = match message {
+            ClientMessage::Register { .. } if path.0 == AuthMode::Token => {
+                deny(&mut server, *client_id, Request::Register, api::USE_HTTPS);
+                continue;
+            }
+            ClientMessage::Login { .. } if path.0 == AuthMode::Token => {
+                deny(&mut server, *client_id, Request::Login, api::USE_HTTPS);
+                continue;
+            }
             ClientMessage::Register { username, password } => {
                 let valid = protocol::validate_username(username)
                     .and(protocol::validate_password(password));
@@ -131,7 +151,8 @@ fn queue_requests(
                 };
                 (Request::Login, job)
             }
-            ClientMessage::Chat { .. } => continue,
+            // Everything else is another plugin's.
+            _ => continue,
         };
         let Ok((awaiting_login, authenticating)) = states.get(*entity) else {
             continue;
@@ -152,9 +173,11 @@ fn queue_requests(
             );
         } else if workers
             .submit(AuthJob {
-                entity: *entity,
-                client_id: *client_id,
                 request: job,
+                reply: Reply::Tick {
+                    entity: *entity,
+                    client_id: *client_id,
+                },
             })
             .is_err()
         {
@@ -175,7 +198,7 @@ fn apply_results(
     connections: Query<&Connection, With<Authenticating>>,
     all_connections: Query<&Connection>,
     mut logged_in_this_tick: Local<Vec<(i32, Entity, u64)>>,
-    mut names: ResMut<NameFailures>,
+    names: Res<NameFailures>,
 ) {
     let now = Instant::now();
     logged_in_this_tick.clear();
@@ -217,37 +240,90 @@ fn apply_results(
             }
             AuthOutcome::LoggedIn { account_id, name } => {
                 names.forget(&result.username_key);
-                // One session per account: the older one is told why and closed.
-                let earlier = logged_in_this_tick
-                    .iter()
-                    .find(|(id, ..)| *id == account_id)
-                    .map(|&(_, e, c)| (e, c));
-                let older = earlier.or_else(|| {
+                let older = |account_id| {
                     let entity = online.entity(account_id)?;
                     Some((entity, all_connections.get(entity).ok()?.client_id))
-                });
-                if let Some((old_entity, old_client)) = older {
-                    net::kick(
-                        &mut commands,
-                        &mut server,
-                        old_entity,
-                        old_client,
-                        LOGGED_IN_ELSEWHERE,
-                    );
-                }
-                logged_in_this_tick.retain(|(id, ..)| *id != account_id);
-                logged_in_this_tick.push((account_id, result.entity, client_id));
-                net::send(
+                };
+                enter_play(
+                    &mut commands,
                     &mut server,
-                    client_id,
-                    &ServerMessage::LoggedIn { name: name.clone() },
+                    &mut logged_in_this_tick,
+                    older,
+                    (result.entity, client_id),
+                    account_id,
+                    name,
                 );
-                commands
-                    .entity(result.entity)
-                    .remove::<AwaitingLogin>()
-                    .insert(Player { account_id, name });
             }
+            // Token mode's outcomes go to their callbacks, never here.
+            other => warn!(client_id, outcome = ?other, "unexpected auth outcome for a connection"),
         }
+    }
+}
+
+/// Makes `new` the player of `account_id`: the account's older session, if any (online, or logged in
+/// earlier this tick), is kicked; the client is told it is logged in; `Player` goes on its entity (and
+/// the players plugin sends the online list and tells everyone).
+fn enter_play(
+    commands: &mut Commands,
+    server: &mut RenetServer,
+    logged_in_this_tick: &mut Vec<(i32, Entity, u64)>,
+    online_session: impl Fn(i32) -> Option<(Entity, u64)>,
+    (entity, client_id): (Entity, u64),
+    account_id: i32,
+    name: String,
+) {
+    // One session per account: the older one is told why and closed.
+    let earlier = logged_in_this_tick
+        .iter()
+        .find(|(id, ..)| *id == account_id)
+        .map(|&(_, e, c)| (e, c));
+    if let Some((old_entity, old_client)) = earlier.or_else(|| online_session(account_id)) {
+        net::kick(
+            commands,
+            server,
+            old_entity,
+            old_client,
+            LOGGED_IN_ELSEWHERE,
+        );
+    }
+    logged_in_this_tick.retain(|(id, ..)| *id != account_id);
+    logged_in_this_tick.push((account_id, entity, client_id));
+    net::send(
+        server,
+        client_id,
+        &ServerMessage::LoggedIn { name: name.clone() },
+    );
+    commands
+        .entity(entity)
+        .remove::<AwaitingLogin>()
+        .insert(Player { account_id, name });
+}
+
+/// Token mode: a connection made with a connect token is its account's player from its first tick.
+fn admit_token_logins(
+    mut commands: Commands,
+    mut server: ResMut<RenetServer>,
+    online: Res<OnlineAccounts>,
+    arrived: Query<(Entity, &Connection, &TokenLogin), Added<TokenLogin>>,
+    all_connections: Query<&Connection>,
+    mut logged_in_this_tick: Local<Vec<(i32, Entity, u64)>>,
+) {
+    logged_in_this_tick.clear();
+    for (entity, connection, TokenLogin(user)) in &arrived {
+        let older = |account_id| {
+            let entity = online.entity(account_id)?;
+            Some((entity, all_connections.get(entity).ok()?.client_id))
+        };
+        enter_play(
+            &mut commands,
+            &mut server,
+            &mut logged_in_this_tick,
+            older,
+            (entity, connection.client_id),
+            user.account_id,
+            user.name.clone(),
+        );
+        commands.entity(entity).remove::<TokenLogin>();
     }
 }
 

@@ -1,8 +1,11 @@
 //! Password-guessing throttle: after [`MAX_FAILURES`] failed logins within [`WINDOW`], further logins
 //! are refused for [`LOCKOUT`], counted per account name (whether or not such an account exists, so the
-//! lockout reveals nothing) and per connection.
+//! lockout reveals nothing) and per connection (in token mode, per IP address of the HTTPS client).
+//! The per-name count is shared by both login paths: the tick's and the HTTPS endpoint's.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
@@ -46,24 +49,63 @@ impl Failures {
     }
 }
 
-/// Failures per account name (lowercase).
-#[derive(Resource, Debug, Default)]
-pub struct NameFailures(HashMap<String, Failures>);
+/// Failures per key (an account name, or an address), shared between threads. At most `MAX_TRACKED_NAMES`
+/// keys are kept: beyond it, keys with no recent failure are forgotten first.
+#[derive(Debug)]
+pub struct FailureTable<K>(Arc<Mutex<HashMap<K, Failures>>>);
+
+impl<K> Clone for FailureTable<K> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<K> Default for FailureTable<K> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<K: Hash + Eq + Clone> FailureTable<K> {
+    fn table(&self) -> MutexGuard<'_, HashMap<K, Failures>> {
+        // A panic elsewhere while holding the lock leaves the counts usable.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn is_locked(&self, key: &K, now: Instant) -> bool {
+        self.table().get(key).is_some_and(|f| f.is_locked(now))
+    }
+
+    pub fn record(&self, key: &K, now: Instant) {
+        let mut table = self.table();
+        if table.len() >= MAX_TRACKED_NAMES {
+            table.retain(|_, failures| !failures.is_stale(now));
+        }
+        table.entry(key.clone()).or_default().record(now);
+    }
+
+    pub fn forget(&self, key: &K) {
+        self.table().remove(key);
+    }
+}
+
+/// Failures per account name (lowercase), for both login paths.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct NameFailures(pub FailureTable<String>);
 
 impl NameFailures {
     pub fn is_locked(&self, key: &str, now: Instant) -> bool {
-        self.0.get(key).is_some_and(|f| f.is_locked(now))
+        self.0.is_locked(&key.to_owned(), now)
     }
 
-    pub fn record(&mut self, key: &str, now: Instant) {
-        if self.0.len() >= MAX_TRACKED_NAMES {
-            self.0.retain(|_, failures| !failures.is_stale(now));
-        }
-        self.0.entry(key.to_owned()).or_default().record(now);
+    pub fn record(&self, key: &str, now: Instant) {
+        self.0.record(&key.to_owned(), now);
     }
 
-    pub fn forget(&mut self, key: &str) {
-        self.0.remove(key);
+    pub fn forget(&self, key: &str) {
+        self.0.forget(&key.to_owned());
     }
 }
 
@@ -74,7 +116,7 @@ mod tests {
     #[test]
     fn five_failures_in_a_minute_lock_for_thirty_seconds() {
         let t0 = Instant::now();
-        let mut names = NameFailures::default();
+        let names = NameFailures::default();
         for i in 0..4 {
             names.record("alice", t0 + Duration::from_secs(i));
             assert!(!names.is_locked("alice", t0 + Duration::from_secs(i)));

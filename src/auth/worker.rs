@@ -1,14 +1,19 @@
-//! Auth workers: threads that take register and login jobs from a bounded queue, do the slow parts
-//! (argon2 and every account query) and send the outcome back to the tick through a channel.
+//! Auth workers: threads that take account jobs from a bounded queue, do the slow parts (argon2 and every
+//! account query) and send the outcome back: to the tick through a channel (in-band requests), or to
+//! whoever asked through a callback (token mode's HTTPS endpoint). Both paths share the queue, so the
+//! queue's bound and the workers' count limit them together.
 
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bevy::prelude::*;
 use bevy_renet::renet::ClientId;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use super::password;
+use super::{password, session};
 use crate::db::DbPool;
+use crate::db::models::NewSession;
 use crate::db::queries::{self, CreateAccountError};
 use crate::time::now_ms;
 
@@ -18,20 +23,81 @@ pub const LOGIN_FAILED: &str = "Username or password incorrect";
 pub const NAME_TAKEN: &str = "This username is already taken";
 /// The answer when something on our side failed (logged in full on the server).
 pub const SERVER_ERROR: &str = "Server error, try again later";
+/// The answer to a session token that is unknown, expired or revoked.
+pub const SESSION_INVALID: &str = "Your session has expired, log in again";
 
 /// What a worker is asked to do.
 #[derive(Debug)]
 pub enum AuthRequest {
-    Register { username: String, password: String },
-    Login { username: String, password: String },
+    Register {
+        username: String,
+        password: String,
+    },
+    Login {
+        username: String,
+        password: String,
+    },
+    /// Token mode: log in with the password and open a session lasting `lifetime`.
+    OpenSession {
+        username: String,
+        password: String,
+        lifetime: Duration,
+    },
+    /// Token mode: log in with a session token.
+    ResumeSession {
+        token: String,
+    },
+    /// Token mode: revoke a session token.
+    CloseSession {
+        token: String,
+    },
+    /// Token mode: change the password (checking the old one) and revoke every session.
+    ChangePassword {
+        username: String,
+        old_password: String,
+        new_password: String,
+    },
+}
+
+impl AuthRequest {
+    /// The lowercase account name the request is about, if it names one.
+    fn username_key(&self) -> String {
+        match self {
+            AuthRequest::Register { username, .. }
+            | AuthRequest::Login { username, .. }
+            | AuthRequest::OpenSession { username, .. }
+            | AuthRequest::ChangePassword { username, .. } => username.to_ascii_lowercase(),
+            AuthRequest::ResumeSession { .. } | AuthRequest::CloseSession { .. } => String::new(),
+        }
+    }
+}
+
+/// Where a job's outcome goes.
+pub enum Reply {
+    /// To the tick, for this connection.
+    Tick { entity: Entity, client_id: ClientId },
+    /// To this callback, on the worker thread (it must be quick: hand the outcome on and return).
+    Callback(Box<dyn FnOnce(AuthOutcome) + Send>),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Tick { entity, client_id } => f
+                .debug_struct("Tick")
+                .field("entity", entity)
+                .field("client_id", client_id)
+                .finish(),
+            Reply::Callback(_) => f.write_str("Callback"),
+        }
+    }
 }
 
 /// One request, tagged with who asked.
 #[derive(Debug)]
 pub struct AuthJob {
-    pub entity: Entity,
-    pub client_id: ClientId,
     pub request: AuthRequest,
+    pub reply: Reply,
 }
 
 /// What a worker found.
@@ -47,6 +113,23 @@ pub enum AuthOutcome {
     },
     RegisterDenied(&'static str),
     LoginDenied(&'static str),
+    /// A session is open (or resumed); `session_token` is what the client keeps.
+    SessionOpened {
+        account_id: i32,
+        name: String,
+        session_token: String,
+        expires_at_ms: i64,
+    },
+    /// The session token is unknown, expired or revoked.
+    SessionDenied,
+    /// The session is revoked (or never existed: the answer is the same).
+    SessionClosed,
+    /// The password is changed and every session of the account revoked.
+    PasswordChanged {
+        name: String,
+    },
+    /// Something on our side failed.
+    Failed,
 }
 
 /// A finished job, sent back to the tick.
@@ -59,10 +142,51 @@ pub struct AuthResult {
     pub outcome: AuthOutcome,
 }
 
+/// The sending end of the workers' queue, shared by every submitter; [`AuthWorkers::stop`] closes it for
+/// all of them at once.
+#[derive(Clone, Debug)]
+pub struct AuthQueue(Arc<RwLock<Option<Sender<AuthJob>>>>);
+
+impl AuthQueue {
+    /// Queues a job; gives it back if the queue is full or the workers have stopped.
+    pub fn submit(&self, job: AuthJob) -> Result<(), AuthJob> {
+        let jobs = self
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*jobs {
+            Some(jobs) => jobs.try_send(job).map_err(|e| match e {
+                TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+            }),
+            None => Err(job),
+        }
+    }
+
+    /// Jobs waiting for a worker.
+    pub fn len(&self) -> usize {
+        let jobs = self
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        jobs.as_ref().map_or(0, |jobs| jobs.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn close(&self) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
+}
+
 /// The worker threads and both ends of their channels.
 #[derive(Resource)]
 pub struct AuthWorkers {
-    jobs: Option<Sender<AuthJob>>,
+    queue: AuthQueue,
     pub(super) results: Receiver<AuthResult>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -83,25 +207,25 @@ impl AuthWorkers {
             })
             .collect();
         Self {
-            jobs: Some(jobs_tx),
+            queue: AuthQueue(Arc::new(RwLock::new(Some(jobs_tx)))),
             results: results_rx,
             threads,
         }
     }
 
+    /// A handle to queue jobs from elsewhere (the HTTPS endpoint).
+    pub fn queue(&self) -> AuthQueue {
+        self.queue.clone()
+    }
+
     /// Queues a job; gives it back if the queue is full or the workers have stopped.
     pub fn submit(&self, job: AuthJob) -> Result<(), AuthJob> {
-        match &self.jobs {
-            Some(jobs) => jobs.try_send(job).map_err(|e| match e {
-                TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
-            }),
-            None => Err(job),
-        }
+        self.queue.submit(job)
     }
 
     /// Lets the workers finish every queued job (so every register commits), then joins them.
     pub fn stop(&mut self) {
-        self.jobs = None;
+        self.queue.close();
         for thread in self.threads.drain(..) {
             if thread.join().is_err() {
                 error!("an auth worker panicked");
@@ -120,19 +244,20 @@ fn work(pool: &DbPool, jobs: &Receiver<AuthJob>, results: &Sender<AuthResult>) {
     password::yield_cpu_to_the_tick();
     password::warm_up();
     for job in jobs {
-        let username_key = match &job.request {
-            AuthRequest::Register { username, .. } | AuthRequest::Login { username, .. } => {
-                username.to_ascii_lowercase()
-            }
-        };
+        let username_key = job.request.username_key();
         let outcome = run(pool, job.request);
-        // The receiver is gone only when the app is, and then nobody is waiting for the answer.
-        let _ = results.send(AuthResult {
-            entity: job.entity,
-            client_id: job.client_id,
-            username_key,
-            outcome,
-        });
+        match job.reply {
+            Reply::Tick { entity, client_id } => {
+                // The receiver is gone only when the app is, and then nobody is waiting for the answer.
+                let _ = results.send(AuthResult {
+                    entity,
+                    client_id,
+                    username_key,
+                    outcome,
+                });
+            }
+            Reply::Callback(callback) => callback(outcome),
+        }
     }
 }
 
@@ -140,6 +265,113 @@ fn run(pool: &DbPool, request: AuthRequest) -> AuthOutcome {
     match request {
         AuthRequest::Register { username, password } => register(pool, username, &password),
         AuthRequest::Login { username, password } => login(pool, &username, &password),
+        AuthRequest::OpenSession {
+            username,
+            password,
+            lifetime,
+        } => match login(pool, &username, &password) {
+            AuthOutcome::LoggedIn { account_id, name } => {
+                open_session(pool, account_id, name, lifetime)
+            }
+            denied => denied,
+        },
+        AuthRequest::ResumeSession { token } => resume_session(pool, &token),
+        AuthRequest::CloseSession { token } => close_session(pool, &token),
+        AuthRequest::ChangePassword {
+            username,
+            old_password,
+            new_password,
+        } => change_password(pool, &username, &old_password, &new_password),
+    }
+}
+
+fn open_session(pool: &DbPool, account_id: i32, name: String, lifetime: Duration) -> AuthOutcome {
+    let token = session::new_token();
+    let now = now_ms() as i64;
+    let expires_at_ms = now.saturating_add(lifetime.as_millis() as i64);
+    let stored = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+        let row = NewSession {
+            account_id,
+            token_hash: &session::hash_token(&token),
+            created_at_ms: now,
+            expires_at_ms,
+            last_used_at_ms: now,
+        };
+        queries::create_session(&mut conn, &row).map_err(|e| e.to_string())
+    });
+    match stored {
+        Ok(()) => AuthOutcome::SessionOpened {
+            account_id,
+            name,
+            session_token: token,
+            expires_at_ms,
+        },
+        Err(error) => {
+            error!(%error, account_id, "cannot store a session");
+            AuthOutcome::Failed
+        }
+    }
+}
+
+fn resume_session(pool: &DbPool, token: &str) -> AuthOutcome {
+    if !session::is_well_formed(token) {
+        return AuthOutcome::SessionDenied;
+    }
+    let found = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+        queries::use_session(&mut conn, &session::hash_token(token), now_ms() as i64)
+            .map_err(|e| e.to_string())
+    });
+    match found {
+        Ok(Some((account, expires_at_ms))) => AuthOutcome::SessionOpened {
+            account_id: account.id,
+            name: account.username,
+            session_token: token.to_owned(),
+            expires_at_ms,
+        },
+        Ok(None) => AuthOutcome::SessionDenied,
+        Err(error) => {
+            error!(%error, "session lookup failed");
+            AuthOutcome::Failed
+        }
+    }
+}
+
+fn close_session(pool: &DbPool, token: &str) -> AuthOutcome {
+    if !session::is_well_formed(token) {
+        return AuthOutcome::SessionClosed;
+    }
+    let deleted = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+        queries::delete_session(&mut conn, &session::hash_token(token)).map_err(|e| e.to_string())
+    });
+    match deleted {
+        Ok(_) => AuthOutcome::SessionClosed,
+        Err(error) => {
+            error!(%error, "cannot revoke a session");
+            AuthOutcome::Failed
+        }
+    }
+}
+
+fn change_password(pool: &DbPool, username: &str, old: &str, new: &str) -> AuthOutcome {
+    let (account_id, name) = match login(pool, username, old) {
+        AuthOutcome::LoggedIn { account_id, name } => (account_id, name),
+        denied => return denied,
+    };
+    let changed = password::hash(new)
+        .map_err(|e| e.to_string())
+        .and_then(|hash| {
+            let mut conn = pool.get().map_err(|e| e.to_string())?;
+            queries::change_password(&mut conn, account_id, &hash).map_err(|e| e.to_string())
+        });
+    match changed {
+        Ok(()) => {
+            info!(account_id, name, "password changed; every session revoked");
+            AuthOutcome::PasswordChanged { name }
+        }
+        Err(error) => {
+            error!(%error, account_id, "cannot change a password");
+            AuthOutcome::Failed
+        }
     }
 }
 

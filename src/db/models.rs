@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{accounts, chat_messages};
+use super::schema::{accounts, chat_messages, sessions};
 
 /// An account row.
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -33,4 +33,15 @@ pub struct ChatMessage {
     pub sender: String,
     pub body: String,
     pub sent_at_ms: i64,
+}
+
+/// A new session row (token mode): only the token's hash is stored.
+#[derive(Insertable)]
+#[diesel(table_name = sessions)]
+pub struct NewSession<'a> {
+    pub account_id: i32,
+    pub token_hash: &'a str,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub last_used_at_ms: i64,
 }

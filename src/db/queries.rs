@@ -4,8 +4,8 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::models::{Account, ChatMessage, NewAccount};
-use super::schema::{accounts, chat_messages};
+use super::models::{Account, ChatMessage, NewAccount, NewSession};
+use super::schema::{accounts, chat_messages, sessions};
 
 /// The key an account name is unique under: its lowercase form.
 pub fn username_key(username: &str) -> String {
@@ -54,6 +54,63 @@ pub fn find_account(conn: &mut SqliteConnection, username: &str) -> QueryResult<
         .select(Account::as_select())
         .first(conn)
         .optional()
+}
+
+/// Replaces an account's password hash and revokes every session of it, in one transaction.
+pub fn change_password(
+    conn: &mut SqliteConnection,
+    account_id: i32,
+    password_hash: &str,
+) -> QueryResult<()> {
+    conn.immediate_transaction(|conn| {
+        diesel::update(accounts::table.find(account_id))
+            .set(accounts::password_hash.eq(password_hash))
+            .execute(conn)?;
+        diesel::delete(sessions::table.filter(sessions::account_id.eq(account_id)))
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// Stores a new session (committed when this returns `Ok`).
+pub fn create_session(conn: &mut SqliteConnection, session: &NewSession) -> QueryResult<()> {
+    diesel::insert_into(sessions::table)
+        .values(session)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// The account of the unexpired session with this token hash, marking the session used now. Expired
+/// sessions of any account are deleted on the way (an indexed range, usually empty).
+pub fn use_session(
+    conn: &mut SqliteConnection,
+    token_hash: &str,
+    now_ms: i64,
+) -> QueryResult<Option<(Account, i64)>> {
+    conn.immediate_transaction(|conn| {
+        diesel::delete(sessions::table.filter(sessions::expires_at_ms.le(now_ms))).execute(conn)?;
+        let found = sessions::table
+            .inner_join(accounts::table)
+            .filter(sessions::token_hash.eq(token_hash))
+            .filter(sessions::expires_at_ms.gt(now_ms))
+            .select((sessions::id, Account::as_select(), sessions::expires_at_ms))
+            .first::<(i32, Account, i64)>(conn)
+            .optional()?;
+        let Some((id, account, expires_at_ms)) = found else {
+            return Ok(None);
+        };
+        diesel::update(sessions::table.find(id))
+            .set(sessions::last_used_at_ms.eq(now_ms))
+            .execute(conn)?;
+        Ok(Some((account, expires_at_ms)))
+    })
+}
+
+/// Deletes the session with this token hash; whether there was one.
+pub fn delete_session(conn: &mut SqliteConnection, token_hash: &str) -> QueryResult<bool> {
+    diesel::delete(sessions::table.filter(sessions::token_hash.eq(token_hash)))
+        .execute(conn)
+        .map(|n| n > 0)
 }
 
 /// Stores a batch of chat lines in one transaction.

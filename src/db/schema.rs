@@ -20,6 +20,18 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(chat_messages -> accounts (account_id));
+diesel::table! {
+    sessions (id) {
+        id -> Integer,
+        account_id -> Integer,
+        token_hash -> Text,
+        created_at_ms -> BigInt,
+        expires_at_ms -> BigInt,
+        last_used_at_ms -> BigInt,
+    }
+}
 
-diesel::allow_tables_to_appear_in_same_query!(accounts, chat_messages,);
+diesel::joinable!(chat_messages -> accounts (account_id));
+diesel::joinable!(sessions -> accounts (account_id));
+
+diesel::allow_tables_to_appear_in_same_query!(accounts, chat_messages, sessions,);

@@ -19,7 +19,8 @@ use bevy_renet::{RenetReceive, RenetSend, RenetServer, RenetServerPlugin};
 use crossbeam_channel::{Receiver, Sender};
 use renetcode::{NetcodeServer, ServerConfig, ServerResult};
 
-use gate::{Control, Counters, CountersSnapshot, Gate, Gated, Limits};
+use crate::api::{TokenUser, UserDataError};
+use gate::{Control, Counters, CountersSnapshot, Gate, GateState, Gated, Limits};
 
 /// Datagrams the gate may queue for the tick; when full, it drops (counted as `queue_full`).
 const QUEUE: usize = 32_768;
@@ -47,21 +48,33 @@ pub struct Transport {
     gated: Receiver<Gated>,
     control: Sender<Control>,
     counters: Arc<Counters>,
+    /// Secure netcode (token mode): connections carry their account in the token's user data.
+    secure: bool,
     /// Stops and joins the gate thread when the transport is dropped.
     _gate: Gate,
 }
 
 impl Transport {
-    /// Starts the gate on `socket` and netcode with `config`.
-    pub fn new(socket: UdpSocket, config: ServerConfig, limits: Limits) -> io::Result<Self> {
+    /// Starts the gate on `socket` and netcode with `config`. `token_key` is netcode's private key in
+    /// token mode (`config` must then be secure with the same key): the gate drops connection requests
+    /// not sealed with it.
+    pub fn new(
+        socket: UdpSocket,
+        config: ServerConfig,
+        limits: Limits,
+        token_key: Option<[u8; 32]>,
+    ) -> io::Result<Self> {
         socket.set_nonblocking(true)?;
         let (gated_tx, gated) = crossbeam_channel::bounded(QUEUE);
         let (control, control_rx) = crossbeam_channel::unbounded();
         let counters = Arc::new(Counters::default());
+        let mut state = GateState::new(config.protocol_id, limits);
+        if let Some(key) = &token_key {
+            state = state.require_tokens_sealed_with(key);
+        }
         let gate = Gate::spawn(
             socket.try_clone()?,
-            config.protocol_id,
-            limits,
+            state,
             control_rx,
             gated_tx,
             counters.clone(),
@@ -72,8 +85,19 @@ impl Transport {
             gated,
             control,
             counters,
+            secure: token_key.is_some(),
             _gate: gate,
         })
+    }
+
+    /// Token mode: the account a connected client's connect token speaks for. `None` in in-band mode
+    /// (there the user data is the client's own, or random) or for an unknown client.
+    pub fn token_user(&self, client_id: ClientId) -> Option<Result<TokenUser, UserDataError>> {
+        if !self.secure {
+            return None;
+        }
+        let data = self.netcode.user_data(client_id)?;
+        Some(TokenUser::from_user_data(&data))
     }
 
     /// The address a connected client sends from.

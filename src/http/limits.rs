@@ -1,0 +1,155 @@
+//! What keeps the HTTPS endpoint standing under hostile clients, beside the body limit and timeouts
+//! set in [`super`]: a cap on connections open at once (TLS handshakes included), and per-address
+//! registration allowances.
+
+use std::collections::HashMap;
+use std::future::{Ready, ready};
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum_server::accept::Accept;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Accepts a TCP connection only while fewer than its cap are open; others are closed at once, before
+/// any TLS work. Put it under the TLS acceptor.
+#[derive(Clone, Debug)]
+pub struct Capped {
+    permits: Arc<Semaphore>,
+}
+
+impl Capped {
+    pub fn new(max_connections: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max_connections)),
+        }
+    }
+}
+
+impl<S> Accept<TcpStream, S> for Capped {
+    type Stream = Permitted;
+    type Service = S;
+    type Future = Ready<io::Result<(Permitted, S)>>;
+
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        ready(match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Ok((
+                Permitted {
+                    stream,
+                    _permit: permit,
+                },
+                service,
+            )),
+            Err(_) => {
+                tracing::debug!("HTTPS connection refused: too many open");
+                Err(io::Error::other("too many HTTPS connections"))
+            }
+        })
+    }
+}
+
+/// A TCP stream holding one of the cap's places until it closes.
+#[derive(Debug)]
+pub struct Permitted {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Permitted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Permitted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Addresses tracked at most; beyond it, full allowances are forgotten first.
+const MAX_TRACKED: usize = 65_536;
+
+/// An allowance per address: `burst` at once, refilled at `per_minute`.
+#[derive(Debug)]
+pub struct PerAddress {
+    burst: f64,
+    per_second: f64,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl PerAddress {
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            burst: f64::from(per_minute.max(1)),
+            per_second: f64::from(per_minute) / 60.0,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Spends one from `ip`'s allowance; `Err` says how long until one is back.
+    pub fn take(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if buckets.len() >= MAX_TRACKED {
+            let (burst, rate) = (self.burst, self.per_second);
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
+            });
+        }
+        let (tokens, at) = buckets.entry(ip).or_insert((self.burst, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.per_second)
+            .min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else if self.per_second > 0.0 {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / self.per_second))
+        } else {
+            Err(Duration::from_secs(60))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_gets_its_burst_then_one_per_interval() {
+        let limit = PerAddress::new(6);
+        let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let now = Instant::now();
+        for _ in 0..6 {
+            assert!(limit.take(a, now).is_ok());
+        }
+        let wait = limit.take(a, now).unwrap_err();
+        assert!(wait <= Duration::from_secs(10), "{wait:?}");
+        assert!(limit.take(b, now).is_ok(), "others keep theirs");
+        assert!(limit.take(a, now + Duration::from_secs(10)).is_ok());
+    }
+}
