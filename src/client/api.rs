@@ -183,6 +183,35 @@ impl ApiClient {
             .map(|r| r.name)
     }
 
+    /// Sends any bytes with any content type to `path` and returns the answer as it is (for tests and
+    /// tools that play a hostile client).
+    pub fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<RawAnswer, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let mut answer = self
+            .agent
+            .post(&url)
+            .content_type(content_type)
+            .send(body)
+            .map_err(|error| transport_error(&self.base, error))?;
+        Ok(RawAnswer::read(&mut answer))
+    }
+
+    /// A GET of `path`, answered as it is.
+    pub fn get_raw(&self, path: &str) -> Result<RawAnswer, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let mut answer = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|error| transport_error(&self.base, error))?;
+        Ok(RawAnswer::read(&mut answer))
+    }
+
     /// The server's version and players online.
     pub fn health(&self) -> Result<Health, ApiError> {
         let mut answer = self.request::<()>(api::HEALTH, None)?;
@@ -227,6 +256,42 @@ impl ApiClient {
             message,
             retry_after,
         })
+    }
+}
+
+/// An answer as it came: status, `Retry-After`, content type and body text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawAnswer {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+impl RawAnswer {
+    fn read(answer: &mut ureq::http::Response<ureq::Body>) -> Self {
+        let header = |name: &str| {
+            answer
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let retry_after = header("retry-after").and_then(|v| v.trim().parse().ok());
+        let content_type = header("content-type");
+        let status = answer.status().as_u16();
+        let body = answer
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_string()
+            .unwrap_or_default();
+        Self {
+            status,
+            retry_after,
+            content_type,
+            body,
+        }
     }
 }
 

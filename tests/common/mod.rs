@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mmo::client::NetClient;
-use mmo::config::Config;
+use mmo::client::api::{ApiClient, decode_connect_token};
+use mmo::config::{AuthMode, Config};
 use mmo::protocol::{ChatLine, ClientMessage, Request, ServerMessage};
 use mmo::server::ServerHandle;
 
@@ -59,6 +60,52 @@ impl TestServer {
             config,
             _dir: dir,
         }
+    }
+
+    /// A token-mode server (HTTPS login on a free loopback port, secure netcode), chat limits as
+    /// [`TestServer::start`]'s, adjusted by `tweak`.
+    pub fn start_token_with(tweak: impl Fn(&mut Config) + 'static) -> Self {
+        Self::start_with(move |config| {
+            config.chat_burst = 1000;
+            config.chat_per_second = 1000.0;
+            config.auth = AuthMode::Token;
+            config.http_bind = Some("127.0.0.1:0".parse().unwrap());
+            tweak(config);
+        })
+    }
+
+    pub fn start_token() -> Self {
+        Self::start_token_with(|_| {})
+    }
+
+    /// Token mode: the HTTPS endpoint's URL and certificate.
+    pub fn https(&self) -> mmo::http::HttpsInfo {
+        self.handle
+            .as_ref()
+            .and_then(|handle| handle.https().cloned())
+            .expect("a token-mode server")
+    }
+
+    /// Token mode: an HTTPS client that trusts the server's self-signed certificate.
+    pub fn api(&self) -> ApiClient {
+        let https = self.https();
+        ApiClient::with_ca_file(&https.url, Some(&https.cert_path)).expect("api client")
+    }
+
+    /// Token mode: a player registered and logged in over HTTPS, connected over UDP with its token,
+    /// with everything sent to it on login already read.
+    pub fn token_player(&self, name: &str) -> TestClient {
+        let api = self.api();
+        api.register(name, PASSWORD).expect("register over https");
+        let login = api.login(name, PASSWORD).expect("login over https");
+        let mut client = TestClient::connect_with_token(&login.connect_token);
+        client.expect("logged in after connecting", |m| {
+            matches!(m, ServerMessage::LoggedIn { .. }).then_some(())
+        });
+        client.expect("chat history after login", |m| {
+            matches!(m, ServerMessage::ChatHistory { .. }).then_some(())
+        });
+        client
     }
 
     /// Stops the server gracefully, then starts a new one on the same database (on a new port).
@@ -119,27 +166,62 @@ pub struct TestClient {
 impl TestClient {
     pub fn connect(addr: SocketAddr) -> Self {
         let mut client = Self::start_connecting(addr);
-        let deadline = Instant::now() + PATIENCE;
-        while !client.net.is_connected() {
-            assert!(Instant::now() < deadline, "could not connect to {addr}");
-            assert!(
-                !client.net.is_disconnected(),
-                "refused: {:?}",
-                client.net.disconnect_reason()
-            );
-            client.pump();
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        client.wait_connected();
         client
     }
 
     /// Creates the client without waiting for the connection.
     pub fn start_connecting(addr: SocketAddr) -> Self {
+        Self::over(NetClient::connect(addr, 60).expect("client"))
+    }
+
+    /// Token mode: connects in netcode's secure mode with a connect token (base64, as the API gives it).
+    pub fn connect_with_token(connect_token: &str) -> Self {
+        let mut client = Self::start_with_token(connect_token);
+        client.wait_connected();
+        client
+    }
+
+    /// Token mode: creates the client without waiting for the connection.
+    pub fn start_with_token(connect_token: &str) -> Self {
+        let token = decode_connect_token(connect_token).expect("a connect token");
+        Self::over(NetClient::connect_with_token(token, 60).expect("client"))
+    }
+
+    fn over(net: NetClient) -> Self {
         Self {
-            net: NetClient::connect(addr, 60).expect("client"),
+            net,
             received: Vec::new(),
             read: 0,
         }
+    }
+
+    /// Pumps until connected; fails if refused or slow.
+    pub fn wait_connected(&mut self) {
+        let deadline = Instant::now() + PATIENCE;
+        while !self.net.is_connected() {
+            assert!(Instant::now() < deadline, "could not connect");
+            assert!(
+                !self.net.is_disconnected(),
+                "refused: {:?}",
+                self.net.disconnect_reason()
+            );
+            self.pump();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Pumps for `time`; whether the connection was made meanwhile.
+    pub fn connects_within(&mut self, time: Duration) -> bool {
+        let deadline = Instant::now() + time;
+        while Instant::now() < deadline {
+            if self.net.is_connected() {
+                return true;
+            }
+            self.pump();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.net.is_connected()
     }
 
     /// One pass of the client's loop.
