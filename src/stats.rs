@@ -1,7 +1,8 @@
 //! Tick statistics: how long each tick's work takes (from the start of `First` to the end of `Last`),
 //! reported as p50, p99 and max every `--stats-interval` seconds in a log line that operators and the
 //! load generator read: `tick stats ticks=… p50_us=… p99_us=… max_us=… connections=… players=…
-//! datagrams=… dropped=… blocks=…` (the last three from the transport's gate, since the last line).
+//! datagrams=… dropped=… blocks=… forged=…` (the last four from the transport's gate, since the last line;
+//! `forged` counts token-mode connection requests not sealed with the server's key, within `dropped`).
 
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,7 @@ fn report(
         datagrams = gate.received - before.received,
         dropped = gate.dropped() - before.dropped(),
         blocks = gate.blocks - before.blocks,
+        forged = gate.forged - before.forged,
         "tick stats"
     );
     stats.since = Instant::now();

@@ -33,8 +33,17 @@ fn plain(line: &str) -> String {
 /// Starts the server binary on a free port with `db`; returns it, its address and its log lines so far
 /// (later ones keep arriving on the receiver).
 fn start_binary(db: &Path) -> (Child, SocketAddr, Vec<String>, mpsc::Receiver<String>) {
+    start_binary_with(db, &["--bind", "127.0.0.1:0"])
+}
+
+/// [`start_binary`] with these flags (`--bind` among them).
+fn start_binary_with(
+    db: &Path,
+    flags: &[&str],
+) -> (Child, SocketAddr, Vec<String>, mpsc::Receiver<String>) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_mmo"))
-        .args(["--bind", "127.0.0.1:0", "--db"])
+        .args(flags)
+        .arg("--db")
         .arg(db)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -125,6 +134,14 @@ fn help_documents_every_flag_and_bad_values_are_refused() {
         "MMO_DB",
         "--max-clients",
         "--tick-hz",
+        "--auth",
+        "MMO_AUTH",
+        "--http-bind",
+        "--tls-cert",
+        "--tls-key",
+        "--public-addr",
+        "--netcode-key-file",
+        "--session-days",
     ] {
         assert!(text.contains(flag), "{flag} missing from --help:\n{text}");
     }
@@ -253,4 +270,97 @@ fn sigkill_loses_no_acknowledged_registration() {
 struct IntegrityCheck {
     #[diesel(sql_type = diesel::sql_types::Text)]
     integrity_check: String,
+}
+
+/// The value of `name=` in a log line.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// POSTs JSON with curl, trusting `cert`; the status and the body.
+fn curl(url: &str, cert: &str, json: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["--silent", "--show-error", "--cacert", cert])
+        .args(["--header", "Content-Type: application/json", "--data", json])
+        .args(["--write-out", "\n%{http_code}", url])
+        .output()
+        .expect("curl runs (Debian's curl package)");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.trim().parse().unwrap(), body.to_owned())
+}
+
+#[test]
+fn token_mode_binds_every_address_and_logs_in_over_https_with_curl() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("token.sqlite3");
+    // A free UDP port, so the public address can name it before the server binds it.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (bind, public) = (format!("0.0.0.0:{port}"), format!("127.0.0.1:{port}"));
+    let flags = [
+        "--auth",
+        "token",
+        "--bind",
+        &bind,
+        "--public-addr",
+        &public,
+        "--http-bind",
+        "127.0.0.1:0",
+    ];
+    let (mut server, _, mut seen, logs) = start_binary_with(&db, &flags);
+    let ready = loop {
+        if let Some(line) = seen
+            .iter()
+            .find(|l| l.contains("https login endpoint ready"))
+        {
+            break line.clone();
+        }
+        seen.push(
+            logs.recv_timeout(Duration::from_secs(30))
+                .expect("the https line"),
+        );
+    };
+    let (url, cert) = (
+        field(&ready, "url").unwrap(),
+        field(&ready, "cert").unwrap(),
+    );
+    assert_eq!(field(&ready, "sha256").unwrap().len(), 95, "{ready}");
+    assert!(
+        Path::new(cert).starts_with(dir.path()),
+        "beside the database: {cert}"
+    );
+
+    let credentials = format!(r#"{{"username": "Carol", "password": "{PASSWORD}"}}"#);
+    assert_eq!(
+        curl(&format!("{url}/api/register"), cert, &credentials).0,
+        201
+    );
+    let (status, body) = curl(&format!("{url}/api/login"), cert, &credentials);
+    assert_eq!(status, 200, "{body}");
+    let login: mmo::api::LoggedIn = serde_json::from_str(&body).unwrap();
+    let mut carol = TestClient::connect_with_token(&login.connect_token);
+    carol.expect("logged in over the public bind", |m| {
+        matches!(m, ServerMessage::LoggedIn { name } if name == "Carol").then_some(())
+    });
+    carol.chat("hello from token mode");
+    assert_eq!(carol.next_chat().unwrap().text, "hello from token mode");
+
+    // Without the certificate, curl refuses the self-signed server.
+    let untrusted = Command::new("curl")
+        .args(["--silent", &format!("{url}/api/health")])
+        .status()
+        .unwrap();
+    assert!(!untrusted.success());
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
