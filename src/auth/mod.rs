@@ -240,15 +240,11 @@ fn apply_results(
             }
             AuthOutcome::LoggedIn { account_id, name } => {
                 names.forget(&result.username_key);
-                let older = |account_id| {
-                    let entity = online.entity(account_id)?;
-                    Some((entity, all_connections.get(entity).ok()?.client_id))
-                };
+                let sessions = (&*online, &all_connections, &mut *logged_in_this_tick);
                 enter_play(
                     &mut commands,
                     &mut server,
-                    &mut logged_in_this_tick,
-                    older,
+                    sessions,
                     (result.entity, client_id),
                     account_id,
                     name,
@@ -266,8 +262,11 @@ fn apply_results(
 fn enter_play(
     commands: &mut Commands,
     server: &mut RenetServer,
-    logged_in_this_tick: &mut Vec<(i32, Entity, u64)>,
-    online_session: impl Fn(i32) -> Option<(Entity, u64)>,
+    (online, connections, logged_in_this_tick): (
+        &OnlineAccounts,
+        &Query<&Connection>,
+        &mut Vec<(i32, Entity, u64)>,
+    ),
     (entity, client_id): (Entity, u64),
     account_id: i32,
     name: String,
@@ -277,7 +276,11 @@ fn enter_play(
         .iter()
         .find(|(id, ..)| *id == account_id)
         .map(|&(_, e, c)| (e, c));
-    if let Some((old_entity, old_client)) = earlier.or_else(|| online_session(account_id)) {
+    let online_session = || {
+        let entity = online.entity(account_id)?;
+        Some((entity, connections.get(entity).ok()?.client_id))
+    };
+    if let Some((old_entity, old_client)) = earlier.or_else(online_session) {
         net::kick(
             commands,
             server,
@@ -310,15 +313,11 @@ fn admit_token_logins(
 ) {
     logged_in_this_tick.clear();
     for (entity, connection, TokenLogin(user)) in &arrived {
-        let older = |account_id| {
-            let entity = online.entity(account_id)?;
-            Some((entity, all_connections.get(entity).ok()?.client_id))
-        };
+        let sessions = (&*online, &all_connections, &mut *logged_in_this_tick);
         enter_play(
             &mut commands,
             &mut server,
-            &mut logged_in_this_tick,
-            older,
+            sessions,
             (entity, connection.client_id),
             user.account_id,
             user.name.clone(),

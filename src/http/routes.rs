@@ -151,14 +151,32 @@ fn record_failure(state: &ApiState, ip: IpAddr, name: Option<&str>) {
     }
 }
 
-/// A login answer with a fresh connect token.
+/// A name or a password no account can have fails at once, with the usual answer (as in-band).
+fn refuse_impossible_login(username: &str, password: &str) -> Result<(), ApiError> {
+    if protocol::validate_username(username).is_err()
+        || password.chars().count() > *protocol::PASSWORD_CHARS.end()
+    {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, LOGIN_FAILED));
+    }
+    Ok(())
+}
+
+/// The answer to an opened (or resumed) session: a fresh connect token with it.
 fn logged_in(
     state: &ApiState,
-    account_id: i32,
-    name: String,
-    session_token: String,
-    expires_at_ms: i64,
+    ip: IpAddr,
+    outcome: AuthOutcome,
 ) -> Result<Json<LoggedIn>, ApiError> {
+    let AuthOutcome::SessionOpened {
+        account_id,
+        name,
+        session_token,
+        expires_at_ms,
+    } = outcome
+    else {
+        return Err(server_error());
+    };
+    tracing::info!(account_id, %name, %ip, "logged in over https");
     let connect_token = state
         .issuer
         .connect_token(account_id, &name)
@@ -207,12 +225,7 @@ pub async fn login(
     JsonBody(body): JsonBody<Credentials>,
 ) -> Result<Json<LoggedIn>, ApiError> {
     let ip = peer.ip();
-    // A name or password no account can have fails at once, with the usual answer (as in-band).
-    if protocol::validate_username(&body.username).is_err()
-        || body.password.chars().count() > *protocol::PASSWORD_CHARS.end()
-    {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, LOGIN_FAILED));
-    }
+    refuse_impossible_login(&body.username, &body.password)?;
     check_lockout(&state, ip, Some(&body.username))?;
     let request = AuthRequest::OpenSession {
         username: body.username.clone(),
@@ -220,15 +233,9 @@ pub async fn login(
         lifetime: state.session_lifetime,
     };
     match run(&state, request).await? {
-        AuthOutcome::SessionOpened {
-            account_id,
-            name,
-            session_token,
-            expires_at_ms,
-        } => {
+        opened @ AuthOutcome::SessionOpened { .. } => {
             state.names.forget(&body.username.to_ascii_lowercase());
-            tracing::info!(account_id, %name, %ip, "logged in over https");
-            logged_in(&state, account_id, name, session_token, expires_at_ms)
+            logged_in(&state, ip, opened)
         }
         AuthOutcome::LoginDenied(LOGIN_FAILED) => {
             tracing::info!(%ip, "https login failed");
@@ -250,15 +257,7 @@ pub async fn session(
         token: body.session_token,
     };
     match run(&state, request).await? {
-        AuthOutcome::SessionOpened {
-            account_id,
-            name,
-            session_token,
-            expires_at_ms,
-        } => {
-            tracing::info!(account_id, %name, %ip, "session resumed over https");
-            logged_in(&state, account_id, name, session_token, expires_at_ms)
-        }
+        opened @ AuthOutcome::SessionOpened { .. } => logged_in(&state, ip, opened),
         AuthOutcome::SessionDenied => {
             record_failure(&state, ip, None);
             Err(ApiError::new(StatusCode::UNAUTHORIZED, SESSION_INVALID))
@@ -288,11 +287,7 @@ pub async fn password(
     let ip = peer.ip();
     protocol::validate_password(&body.new_password)
         .map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, reason))?;
-    if protocol::validate_username(&body.username).is_err()
-        || body.old_password.chars().count() > *protocol::PASSWORD_CHARS.end()
-    {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, LOGIN_FAILED));
-    }
+    refuse_impossible_login(&body.username, &body.old_password)?;
     check_lockout(&state, ip, Some(&body.username))?;
     let request = AuthRequest::ChangePassword {
         username: body.username.clone(),
