@@ -133,6 +133,9 @@ pub struct LogEntry(pub u64);
 pub struct OnlineList;
 #[derive(Component)]
 pub struct ChatInput;
+/// The column beside the log: the online list (token mode adds its "Log out" button at the bottom).
+#[derive(Component)]
+pub struct Sidebar;
 
 fn spawn_chatbox(mut commands: Commands, theme: Res<Theme>, mut focus: ResMut<Focus>) {
     let input = commands
@@ -178,6 +181,7 @@ fn spawn_chatbox(mut commands: Commands, theme: Res<Theme>, mut focus: ResMut<Fo
         .id();
     let right = commands
         .spawn((
+            Sidebar,
             Node {
                 flex_direction: FlexDirection::Column,
                 width: px(200),

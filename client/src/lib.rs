@@ -1,6 +1,8 @@
 //! mmo-client: the bundled Bevy client. A login screen and a chatbox modelled on the Godot tutorial's,
 //! talking to the server through `mmo::protocol`. One plugin per module; [`logic`] is everything but the
 //! window, so it also runs headless (tests), and [`windowed`] adds the window, rendering and text input.
+//! In-band mode logs in over UDP; token mode (`--login-url`, the [`token`] plugin) logs in over HTTPS and
+//! plays over encrypted UDP, with the same screens.
 
 pub mod alert;
 pub mod chat;
@@ -12,6 +14,7 @@ pub mod screens;
 pub mod screenshot;
 pub mod script;
 pub mod theme;
+pub mod token;
 
 use bevy::prelude::*;
 use bevy_simple_text_input::{TextInputPlugin, TextInputSubmitMessage};
@@ -25,6 +28,11 @@ pub fn logic(config: ClientConfig) -> impl Plugin {
         // The text input widget registers this too; headless apps run without the widget.
         app.add_message::<TextInputSubmitMessage>()
             .insert_resource(net::ServerAddress(config.server))
+            .insert_resource(if config.token_mode() {
+                net::LinkMode::Token
+            } else {
+                net::LinkMode::InBand
+            })
             .insert_resource(config.clone())
             .add_plugins((
                 theme::plugin,
@@ -35,6 +43,7 @@ pub fn logic(config: ClientConfig) -> impl Plugin {
                 login::plugin,
                 chat::plugin,
                 script::plugin,
+                token::plugin,
             ));
     }
 }

@@ -59,6 +59,9 @@ pub struct LoginButton;
 pub struct RegisterButton;
 #[derive(Component)]
 pub struct StatusLine;
+/// The form's panel: fields, buttons, status line (token mode adds its "Remember me" here).
+#[derive(Component)]
+pub struct LoginPanel;
 
 fn text_field(theme: &Theme, order: u8, mask: Option<char>) -> impl Bundle + use<> {
     let settings = TextInputSettings {
@@ -109,6 +112,7 @@ fn spawn_login_screen(
 
     let panel = commands
         .spawn((
+            LoginPanel,
             Node {
                 position_type: PositionType::Absolute,
                 left: percent(20),

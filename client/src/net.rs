@@ -2,6 +2,11 @@
 //! messages (connecting first, and holding them, if needed), decodes what arrives into [`FromServer`]
 //! messages, and reports [`LinkEvent`]s: connected, could not connect, connection lost.
 //!
+//! In [`LinkMode::InBand`] it connects (unsecure netcode) at start and again whenever something is sent
+//! while offline. In [`LinkMode::Token`] it connects only when handed a secure transport
+//! ([`connect_with`], after the HTTPS login), and never sends a login request over UDP.
+//! [`disconnect`] closes the link on purpose, with no "connection lost".
+//!
 //! Packets leave at most [`SEND_HZ`] times a second, whatever the frame rate (and at once after the
 //! player sends something): renet sends an ack packet
 //! on every flush, and the server blocks an address that sends far more than its packet budget (600 a
@@ -10,6 +15,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bevy::ecs::system::Command;
 use bevy::prelude::*;
 use bevy_renet::netcode::{NetcodeClientPlugin, NetcodeClientTransport};
 use bevy_renet::{RenetClient, RenetClientPlugin, RenetReceive, RenetSend};
@@ -47,7 +53,11 @@ pub(crate) fn plugin(app: &mut App) {
         .add_message::<ToServer>()
         .add_message::<FromServer>()
         .add_message::<LinkEvent>()
-        .add_systems(Startup, connect_at_start)
+        .init_resource::<LinkMode>()
+        .add_systems(
+            Startup,
+            connect_at_start.run_if(resource_equals(LinkMode::InBand)),
+        )
         .add_systems(PreUpdate, (watch_link, receive).chain().after(RenetReceive))
         .add_systems(PostUpdate, send.before(RenetSend));
 }
@@ -55,6 +65,18 @@ pub(crate) fn plugin(app: &mut App) {
 /// The server this client talks to.
 #[derive(Resource, Debug, Clone, Copy)]
 pub struct ServerAddress(pub SocketAddr);
+
+/// How the link is opened.
+#[derive(Resource, Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum LinkMode {
+    /// Connect to [`ServerAddress`] at start, and again when something is sent while offline; the login
+    /// goes over the link.
+    #[default]
+    InBand,
+    /// Connect only with a transport handed over by [`connect_with`] (the HTTPS login's connect token);
+    /// `Register` and `Login` are never sent over the link (token mode sends them over HTTPS).
+    Token,
+}
 
 /// A message for the server. Written by the screens; sent by this plugin.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
@@ -96,6 +118,37 @@ impl Link {
     }
 }
 
+/// Connects to `server` over `transport` (token mode: a secure transport made from the login's connect
+/// token), dropping any link there was. Reported as [`LinkEvent::Connected`] or
+/// [`LinkEvent::Unreachable`] like any connection.
+pub fn connect_with(server: SocketAddr, transport: NetcodeClientTransport) -> impl Command {
+    move |world: &mut World| {
+        if let Some(mut old) = world.remove_resource::<NetcodeClientTransport>() {
+            old.disconnect();
+        }
+        world.insert_resource(ServerAddress(server));
+        info!(%server, secure = true, "connecting");
+        world.insert_resource(RenetClient::new(protocol::connection_config()));
+        world.insert_resource(transport);
+        *world.resource_mut::<Link>() = Link::Connecting {
+            since: Instant::now(),
+            pending: Vec::new(),
+        };
+    }
+}
+
+/// Closes the link on purpose (logging out): tells the server at once, and reports nothing.
+pub fn disconnect() -> impl Command {
+    |world: &mut World| {
+        if let Some(mut transport) = world.remove_resource::<NetcodeClientTransport>() {
+            transport.disconnect();
+            info!("disconnected");
+        }
+        world.remove_resource::<RenetClient>();
+        *world.resource_mut::<Link>() = Link::Offline;
+    }
+}
+
 fn connect_at_start(mut commands: Commands, address: Res<ServerAddress>, mut link: ResMut<Link>) {
     start_connecting(&mut commands, address.0, &mut link, Vec::new());
 }
@@ -109,7 +162,7 @@ fn start_connecting(
     let transport = unsecure_transport(server).map(NetcodeClientTransport);
     match transport {
         Ok(transport) => {
-            info!(%server, "connecting");
+            info!(%server, secure = false, "connecting");
             commands.insert_resource(RenetClient::new(protocol::connection_config()));
             commands.insert_resource(transport);
             *link = Link::Connecting {
@@ -151,12 +204,8 @@ fn watch_link(
         Link::Offline => {}
         Link::Connecting { since, pending } => {
             if connected && let Some(client) = client.as_mut() {
-                info!(server = %address.0, "connected");
-                for message in pending.drain(..) {
-                    client.send_message(CHANNEL, message.encode());
-                }
-                *link = Link::Online { kick_reason: None };
-                events.write(LinkEvent::Connected);
+                let pending = std::mem::take(pending);
+                go_online(&mut link, client, pending, address.0, &mut events);
             } else if disconnected || since.elapsed() >= CONNECT_TIMEOUT {
                 let reason = transport
                     .and_then(|t| t.disconnect_reason())
@@ -185,15 +234,39 @@ fn watch_link(
     }
 }
 
+/// Sends what waited for the connection and reports it.
+fn go_online(
+    link: &mut Link,
+    client: &mut RenetClient,
+    pending: Vec<ClientMessage>,
+    server: SocketAddr,
+    events: &mut MessageWriter<LinkEvent>,
+) {
+    info!(%server, "connected");
+    for message in pending {
+        client.send_message(CHANNEL, message.encode());
+    }
+    *link = Link::Online { kick_reason: None };
+    events.write(LinkEvent::Connected);
+}
+
 fn receive(
     mut commands: Commands,
     mut link: ResMut<Link>,
+    address: Res<ServerAddress>,
     client: Option<ResMut<RenetClient>>,
     mut inbox: MessageWriter<FromServer>,
     mut events: MessageWriter<LinkEvent>,
 ) {
     let Some(mut client) = client else { return };
     while let Some(bytes) = client.receive_message(CHANNEL) {
+        // The server's first message can arrive a frame before renet reports the connection (token mode:
+        // `LoggedIn` comes at once). It proves the connection: report that first, so the screens always
+        // see `Connected` before what the server says.
+        if let Link::Connecting { pending, .. } = &mut *link {
+            let pending = std::mem::take(pending);
+            go_online(&mut link, &mut client, pending, address.0, &mut events);
+        }
         match ServerMessage::decode(&bytes) {
             Ok(message) => {
                 if let (ServerMessage::Kicked { reason }, Link::Online { kick_reason }) =
@@ -220,11 +293,24 @@ fn send(
     mut commands: Commands,
     mut outbox: MessageReader<ToServer>,
     mut link: ResMut<Link>,
+    mode: Res<LinkMode>,
     address: Res<ServerAddress>,
     client: Option<ResMut<RenetClient>>,
 ) {
     let mut client = client;
     for ToServer(message) in outbox.read() {
+        if *mode == LinkMode::Token {
+            if matches!(
+                message,
+                ClientMessage::Register { .. } | ClientMessage::Login { .. }
+            ) {
+                continue; // The HTTPS login's (see `token`).
+            }
+            if matches!(*link, Link::Offline) {
+                debug!("offline: a message for the server is dropped");
+                continue;
+            }
+        }
         match &mut *link {
             Link::Online { .. } => {
                 if let Some(client) = client.as_mut() {

@@ -9,7 +9,7 @@ use mmo::protocol::{ClientMessage, Request, ServerMessage};
 
 use crate::alert::{AlertSystems, Alerts, DismissAlert};
 use crate::config::ClientConfig;
-use crate::login::{LoginIntent, PasswordField, UsernameField};
+use crate::login::{LoginForm, LoginIntent, PasswordField, UsernameField};
 use crate::net::{FromServer, ToServer};
 use crate::screens::Screen;
 
@@ -69,9 +69,14 @@ fn auto_login(
     mut intents: MessageWriter<LoginIntent>,
     mut dismiss: MessageWriter<DismissAlert>,
     alerts: Res<Alerts>,
+    form: Res<LoginForm>,
     screen: Res<State<Screen>>,
 ) {
     if !config.auto_login || !script.filled || *screen.get() != Screen::Login {
+        return;
+    }
+    // Token mode may be logging in by itself with a remembered session: let it finish first.
+    if script.login == AutoLogin::Start && form.pending.is_some() {
         return;
     }
     let answered = inbox.read().any(|FromServer(message)| {

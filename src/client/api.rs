@@ -36,7 +36,7 @@ pub enum ApiError {
     Untrusted { url: String, detail: String },
     #[error("The login server sent an answer this client does not understand: {0}")]
     BadAnswer(String),
-    #[error("cannot read the CA certificate {path}: {detail}")]
+    #[error("Cannot read the CA certificate {path}: {detail}")]
     CaCert { path: String, detail: String },
 }
 

@@ -24,9 +24,14 @@ fn record_sent(mut outbox: MessageReader<ToServer>, mut sent: ResMut<Sent>) {
 
 /// The client's logic with no window, talking to `server`.
 pub fn headless_client(server: SocketAddr) -> App {
+    headless_client_with(ClientConfig::new(server))
+}
+
+/// The client's logic with no window, configured by `config`.
+pub fn headless_client_with(config: ClientConfig) -> App {
     let mut app = App::new();
     app.add_plugins((MinimalPlugins, StatesPlugin))
-        .add_plugins(mmo_client::logic(ClientConfig::new(server)))
+        .add_plugins(mmo_client::logic(config))
         .init_resource::<Sent>()
         .add_systems(Last, record_sent);
     app.finish();
