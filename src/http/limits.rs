@@ -1,9 +1,10 @@
 //! What keeps the HTTPS endpoint standing under hostile clients, beside the body limit and timeouts
-//! set in [`super`]: a cap on connections open at once (TLS handshakes included), and per-address
+//! set in [`super`]: a cap on connections open at once (TLS handshakes included), an idle timeout on
+//! every connection (hyper's header timeout only starts with a request's first byte), and per-address
 //! registration allowances.
 
 use std::collections::HashMap;
-use std::future::{Ready, ready};
+use std::future::{Future, Ready, ready};
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -17,16 +18,18 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Accepts a TCP connection only while fewer than its cap are open; others are closed at once, before
-/// any TLS work. Put it under the TLS acceptor.
+/// any TLS work. A connection that receives nothing for `idle` is closed. Put it under the TLS acceptor.
 #[derive(Clone, Debug)]
 pub struct Capped {
     permits: Arc<Semaphore>,
+    idle: Duration,
 }
 
 impl Capped {
-    pub fn new(max_connections: usize) -> Self {
+    pub fn new(max_connections: usize, idle: Duration) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(max_connections)),
+            idle,
         }
     }
 }
@@ -42,6 +45,8 @@ impl<S> Accept<TcpStream, S> for Capped {
                 Permitted {
                     stream,
                     _permit: permit,
+                    idle: self.idle,
+                    quiet_until: Box::pin(tokio::time::sleep(self.idle)),
                 },
                 service,
             )),
@@ -53,11 +58,14 @@ impl<S> Accept<TcpStream, S> for Capped {
     }
 }
 
-/// A TCP stream holding one of the cap's places until it closes.
+/// A TCP stream holding one of the cap's places until it closes; reading fails once nothing has
+/// arrived for its idle time.
 #[derive(Debug)]
 pub struct Permitted {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    idle: Duration,
+    quiet_until: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl AsyncRead for Permitted {
@@ -66,7 +74,17 @@ impl AsyncRead for Permitted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                let deadline = tokio::time::Instant::now() + self.idle;
+                self.quiet_until.as_mut().reset(deadline);
+                Poll::Ready(result)
+            }
+            Poll::Pending => match self.quiet_until.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 }
 

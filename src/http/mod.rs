@@ -7,8 +7,9 @@
 //! on the tick), the shared failed-login counts, and an online-players counter the tick publishes.
 //!
 //! Hostile clients: bodies over [`api::MAX_BODY_BYTES`] are refused (413), request headers must arrive
-//! within [`HEADER_TIMEOUT`], TLS handshakes within [`HANDSHAKE_TIMEOUT`], a whole request within
-//! [`REQUEST_TIMEOUT`], and at most [`MAX_CONNECTIONS`] connections are open at once.
+//! within [`HEADER_TIMEOUT`] of their first byte, TLS handshakes within [`HANDSHAKE_TIMEOUT`], a whole
+//! request within [`REQUEST_TIMEOUT`], a connection that sends nothing for [`IDLE_TIMEOUT`] is closed,
+//! and at most [`MAX_CONNECTIONS`] connections are open at once.
 
 pub mod limits;
 pub mod routes;
@@ -42,9 +43,11 @@ use crate::shutdown::ServerStopping;
 
 /// Connections open at once, at most (each costs a task and a TLS session).
 pub const MAX_CONNECTIONS: usize = 512;
-/// How long a client may take to send a request's headers (and how long an idle keep-alive
-/// connection is kept).
+/// How long a client may take to send a request's headers, from their first byte.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may send nothing (an idle keep-alive, or a client that connects and waits).
+/// Longer than [`REQUEST_TIMEOUT`]: a client waiting for its answer sends nothing meanwhile.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(35);
 /// How long a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one request may take, body and queue wait included.
@@ -325,7 +328,7 @@ fn serve(
     let handle = Handle::new();
     let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(bound.tls))
         .handshake_timeout(HANDSHAKE_TIMEOUT)
-        .acceptor(limits::Capped::new(MAX_CONNECTIONS));
+        .acceptor(limits::Capped::new(MAX_CONNECTIONS, IDLE_TIMEOUT));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let serving = handle.clone();
     let listener = bound.listener;
