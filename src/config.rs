@@ -116,6 +116,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub session_days: u32,
 
+    /// Token mode: accounts one client IP address may register a minute (and at once) over HTTPS.
+    #[arg(long, env = "MMO_REGISTRATIONS_PER_MINUTE", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub registrations_per_minute: u32,
+
     /// Seconds between "tick stats" log lines (tick duration p50/p99/max, connections, players); 0 = off.
     #[arg(long, env = "MMO_STATS_INTERVAL", default_value_t = 60)]
     pub stats_interval: u32,

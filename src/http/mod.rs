@@ -56,8 +56,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const CONNECT_TOKEN_SECS: u64 = 30;
 /// netcode's connection timeout written into tokens (what its unsecure client uses too).
 pub const NETCODE_TIMEOUT_SECS: i32 = 15;
-/// Registrations one address may make a minute (and at once).
-pub const REGISTRATIONS_PER_MINUTE: u32 = 10;
 
 /// Why the HTTPS endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -261,12 +259,13 @@ pub(crate) fn plugin(app: &mut App) {
     };
     let config = app.world().resource::<Config>();
     let session_lifetime = config.session_lifetime();
+    let registrations = limits::PerAddress::new(config.registrations_per_minute);
     let online = Arc::new(AtomicUsize::new(0));
     let state = ApiState {
         queue: app.world().resource::<AuthWorkers>().queue(),
         names: app.world().resource::<NameFailures>().clone(),
         addresses: FailureTable::default(),
-        registrations: limits::PerAddress::new(REGISTRATIONS_PER_MINUTE),
+        registrations,
         issuer: bound.issuer.clone(),
         session_lifetime,
         online: online.clone(),
