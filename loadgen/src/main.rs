@@ -1,5 +1,5 @@
-//! The load generator's command line: pick a scenario, run it against mmo (and the floor), print a
-//! table and one JSON line per run.
+//! The load generator's command line: pick a scenario and a login mode, run it against mmo (and the
+//! floor), print a table and one JSON line per run.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,10 +7,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use mmo::client::api::ApiClient;
 use mmo_loadgen::abuse::{Abuse, AbuseKind};
+use mmo_loadgen::error_chain;
+use mmo_loadgen::relay::Relay;
 use mmo_loadgen::report::Report;
 use mmo_loadgen::scenario::{self, Options};
-use mmo_loadgen::target::{Kind, Target, default_server_bin};
+use mmo_loadgen::target::{Access, Kind, Target, default_server_bin};
+use mmo_loadgen::token::{self, Auth};
 
 /// Drives simulated players against an mmo server on loopback and reports latency, loss, CPU, memory.
 #[derive(Parser, Debug)]
@@ -34,6 +38,9 @@ enum Command {
         bind: SocketAddr,
         #[arg(long, default_value_t = 60)]
         tick_hz: u16,
+        /// Run in netcode's secure mode with the private key in this file (32 bytes, or 64 hex digits).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
 }
 
@@ -74,21 +81,45 @@ struct Args {
     /// Also run the same scenario against the floor relay, and print the ratio.
     #[arg(long)]
     floor: bool,
+    /// How players log in; the server this tool starts runs in the same mode (`--auth token`), and so
+    /// does the floor relay.
+    #[arg(long, value_enum, default_value_t = Auth::InBand)]
+    auth: Auth,
+    /// With --server in token mode: its HTTPS login endpoint (`https://127.0.0.1:PORT`).
+    #[arg(long, requires = "server")]
+    login_url: Option<String>,
+    /// With --login-url: the certificate to trust (a self-signed server's `cert.pem`).
+    #[arg(long, requires = "login_url")]
+    ca_cert: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (name, args) = match cli.command {
-        Command::Relay { bind, tick_hz } => match mmo_loadgen::relay::Relay::bind(bind) {
-            Ok(relay) => {
-                eprintln!("relay listening addr={}", relay.addr);
-                relay.run(tick_hz)
+        Command::Relay {
+            bind,
+            tick_hz,
+            key_file,
+        } => {
+            let relay = match key_file.map(|path| token::read_key_file(&path)) {
+                None => Relay::bind(bind),
+                Some(Ok(key)) => Relay::bind_secure(bind, key),
+                Some(Err(error)) => {
+                    eprintln!("relay: {}", error_chain(&error));
+                    return ExitCode::FAILURE;
+                }
+            };
+            match relay {
+                Ok(relay) => {
+                    eprintln!("relay listening addr={}", relay.addr);
+                    relay.run(tick_hz)
+                }
+                Err(error) => {
+                    eprintln!("relay: {error}");
+                    return ExitCode::FAILURE;
+                }
             }
-            Err(error) => {
-                eprintln!("relay: {error}");
-                return ExitCode::FAILURE;
-            }
-        },
+        }
         Command::Chat(args) => ("chat", args),
         Command::LoginStorm(args) => ("login-storm", args),
         Command::Idle(args) => ("idle", args),
@@ -97,6 +128,23 @@ fn main() -> ExitCode {
         && !addr.ip().is_loopback()
     {
         eprintln!("mmo-loadgen only targets loopback addresses; {addr} is not one");
+        return ExitCode::FAILURE;
+    }
+    if let Some(url) = &args.login_url
+        && !is_loopback_url(url)
+    {
+        eprintln!("mmo-loadgen only targets loopback addresses; {url} is not one");
+        return ExitCode::FAILURE;
+    }
+    if args.auth == Auth::Token
+        && args
+            .abuse
+            .is_some_and(|kind| !matches!(kind, AbuseKind::Junk | AbuseKind::JunkMany))
+    {
+        eprintln!(
+            "in token mode only --abuse junk and junk-many run: the others log in or connect in-band, \
+             which a token-mode server refuses"
+        );
         return ExitCode::FAILURE;
     }
     let options = Options {
@@ -121,17 +169,35 @@ fn main() -> ExitCode {
         }
         report
     };
-    let mmo = match args.server {
-        Some(addr) => Target::external(Kind::Mmo, addr, args.server_pid),
-        None => match Target::start_mmo(
+    let mmo = match (args.server, args.auth) {
+        (Some(addr), Auth::InBand) => Target::external(Kind::Mmo, addr, args.server_pid),
+        (Some(addr), Auth::Token) => {
+            let Some(url) = &args.login_url else {
+                eprintln!(
+                    "--server with --auth token needs --login-url (and --ca-cert if self-signed)"
+                );
+                return ExitCode::FAILURE;
+            };
+            match ApiClient::with_ca_file(url, args.ca_cert.as_deref()) {
+                Ok(api) => Target::external(Kind::Mmo, addr, args.server_pid)
+                    .with_access(Access::Https(api)),
+                Err(error) => {
+                    eprintln!("{error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        (None, auth) => match Target::start_mmo(
             &args.server_bin.clone().unwrap_or_else(default_server_bin),
             args.tick_hz,
             args.abuse.is_none(),
+            auth,
         ) {
             Ok(target) => target,
             Err(error) => {
                 eprintln!(
-                    "cannot start the server (build it with `cargo build --release`): {error}"
+                    "cannot start the server (build it with `cargo build --release`): {}",
+                    error_chain(&error)
                 );
                 return ExitCode::FAILURE;
             }
@@ -140,17 +206,31 @@ fn main() -> ExitCode {
     let mut reports = vec![run(&mmo)];
     drop(mmo);
     if args.floor {
-        match Target::start_floor(args.tick_hz) {
+        match Target::start_floor(args.tick_hz, args.auth) {
             Ok(floor) => reports.push(run(&floor)),
             Err(error) => {
-                eprintln!("cannot start the floor relay: {error}");
+                eprintln!("cannot start the floor relay: {}", error_chain(&error));
                 return ExitCode::FAILURE;
             }
         }
     }
+    if args.auth == Auth::Token {
+        println!(
+            "auth: token (mmo: HTTPS login, then netcode secure mode; floor: secure-mode relay)"
+        );
+    }
     println!("{}", Report::HEADER);
     for report in &reports {
         println!("{}", report.row());
+    }
+    for report in &reports {
+        if let (Some(p50), Some(p99)) = (report.connect_p50_ms, report.connect_p99_ms) {
+            let what = match report.target {
+                Some(Kind::Mmo) => "mmo: UDP part of a login (connect token to LoggedIn)",
+                _ => "floor: secure connect (connect token to connected)",
+            };
+            println!("{what}: p50 {p50:.2} ms  p99 {p99:.2} ms");
+        }
     }
     if let [mmo, floor] = &reports[..] {
         let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -171,5 +251,61 @@ fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Whether `url` (`https://HOST[:PORT][/…]`) names a loopback host.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.strip_prefix("https://").unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_login_urls_are_targets() {
+        for url in [
+            "https://127.0.0.1:5443",
+            "https://localhost:5443/",
+            "https://[::1]:5443",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "https://example.com:5443",
+            "https://10.0.0.1",
+            "https://[2001:db8::1]:1",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn auth_defaults_to_in_band_and_takes_token() {
+        let cli = Cli::try_parse_from(["mmo-loadgen", "chat"]).unwrap();
+        let Command::Chat(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.auth, Auth::InBand);
+        let cli = Cli::try_parse_from(["mmo-loadgen", "login-storm", "--auth", "token", "--floor"])
+            .unwrap();
+        let Command::LoginStorm(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.auth, Auth::Token);
+        assert!(
+            Cli::try_parse_from(["mmo-loadgen", "chat", "--login-url", "https://127.0.0.1:1"])
+                .is_err()
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The floor: a bare renet relay with the same connection config, protocol id and tick as mmo, that only
 //! rebroadcasts each message to every other client. No ECS, no database, no decoding: what is left of
-//! the server's cost when everything mmo adds is taken away.
+//! the server's cost when everything mmo adds is taken away. For token mode it runs in netcode's secure
+//! mode ([`Relay::bind_secure`]), its players holding connect tokens made with its key.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
@@ -8,6 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 use mmo::protocol::{self, CHANNEL};
 use renet::RenetServer;
 use renet_netcode::{NetcodeServerTransport, ServerAuthentication, ServerConfig};
+
+use crate::token::Key;
 
 /// A bound relay, not yet running.
 pub struct Relay {
@@ -17,7 +20,18 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// A relay in netcode's unsecure mode, like mmo in in-band mode.
     pub fn bind(bind: SocketAddr) -> std::io::Result<Self> {
+        Self::bind_as(bind, ServerAuthentication::Unsecure)
+    }
+
+    /// A relay in netcode's secure mode, like mmo in token mode: it accepts connect tokens made with
+    /// `private_key` (see [`crate::token::floor_token`]).
+    pub fn bind_secure(bind: SocketAddr, private_key: Key) -> std::io::Result<Self> {
+        Self::bind_as(bind, ServerAuthentication::Secure { private_key })
+    }
+
+    fn bind_as(bind: SocketAddr, authentication: ServerAuthentication) -> std::io::Result<Self> {
         let socket = UdpSocket::bind(bind)?;
         let addr = socket.local_addr()?;
         // The same receive buffer as mmo asks for, so bursts are compared like for like.
@@ -29,7 +43,7 @@ impl Relay {
             max_clients: 1024,
             protocol_id: protocol::PROTOCOL_ID,
             public_addresses: vec![addr],
-            authentication: ServerAuthentication::Unsecure,
+            authentication,
         };
         let transport = NetcodeServerTransport::new(config, socket)?;
         Ok(Self {

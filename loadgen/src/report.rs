@@ -4,12 +4,17 @@ use serde::Serialize;
 
 use crate::abuse::AbuseKind;
 use crate::target::Kind;
+use crate::token::Auth;
 
 /// Everything a run measured; `None` where it does not apply or could not be read.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub scenario: String,
     pub target: Option<Kind>,
+    /// `token` when players logged in over HTTPS and played over netcode's secure mode (the floor: a
+    /// secure-mode relay); absent in-band.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
     pub clients: usize,
     pub rate: f64,
     pub duration_s: f64,
@@ -35,10 +40,20 @@ pub struct Report {
     pub datagrams: Option<u64>,
     pub dropped: Option<u64>,
     pub blocks: Option<u64>,
+    /// Token mode: connection requests the gate dropped as not sealed with the server's key (within
+    /// `dropped`; mmo only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forged: Option<u64>,
     /// login-storm only.
     pub logins_per_s: Option<f64>,
     pub login_p50_ms: Option<f64>,
     pub login_p99_ms: Option<f64>,
+    /// login-storm in token mode: the UDP part of a login, from handing netcode the connect token to
+    /// the server's LoggedIn (on the floor: to connected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_p99_ms: Option<f64>,
     /// The abuse running beside the scenario (`--abuse`), its rate, and the actions it took.
     pub abuse: Option<AbuseKind>,
     pub abuse_rate: Option<u32>,

@@ -1,15 +1,19 @@
 //! The scenarios and the simulated players that run them. Each player is a real renet client with its
 //! own UDP socket ([`mmo::client::NetClient`]); all are driven from one loop that receives on every
-//! pass and lets each client flush at its own frame rate, as a game client would.
+//! pass and lets each client flush at its own frame rate, as a game client would. In token mode a
+//! player first registers and logs in over HTTPS on a login thread ([`crate::token`]), then connects
+//! in netcode's secure mode; the server logs it in on connect.
 
-use std::net::SocketAddr;
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mmo::client::NetClient;
 use mmo::protocol::{ClientMessage, Request, ServerMessage};
+use renet_netcode::ConnectToken;
 
 use crate::report::{Report, quantile_ms};
-use crate::target::{Kind, Target};
+use crate::target::{Access, Kind, Target};
+use crate::token::{self, Auth, LoginResult};
 
 /// What every scenario is given.
 #[derive(Debug, Clone)]
@@ -36,6 +40,8 @@ fn now_us() -> u64 {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
+    /// Token mode: registering and logging in over HTTPS, on a login thread.
+    Https,
     Connecting,
     Registering,
     LoggingIn,
@@ -44,29 +50,92 @@ enum Stage {
 
 /// One simulated player.
 struct Sim {
-    net: NetClient,
+    /// `None` until the HTTPS login has given a connect token (token mode).
+    net: Option<NetClient>,
+    /// Token mode: where the HTTPS login's result arrives.
+    https: Option<mpsc::Receiver<LoginResult>>,
     name: String,
+    client_hz: u32,
     stage: Stage,
     /// When the current register/login request was sent (retries after "Server busy").
     asked_at: Instant,
     login_sent_at: Option<Instant>,
     logged_in_after: Option<Duration>,
+    /// Secure mode: when the UDP connection with the connect token began, and how long it took from
+    /// there to being logged in (on the floor: connected).
+    connect_started: Option<Instant>,
+    connected_after: Option<Duration>,
     created: Instant,
 }
 
 impl Sim {
-    fn new(addr: SocketAddr, name: String, client_hz: u32) -> Self {
-        let net = NetClient::connect(addr, client_hz).expect("a client socket");
+    fn start(net: Option<NetClient>, name: String, client_hz: u32) -> Self {
         let now = Instant::now();
         Self {
             net,
+            https: None,
             name,
+            client_hz,
             stage: Stage::Connecting,
             asked_at: now,
             login_sent_at: None,
             logged_in_after: None,
+            connect_started: None,
+            connected_after: None,
             created: now,
         }
+    }
+
+    /// Players named `names` for `target`, on their way in: connecting (in-band), connecting with a
+    /// token made here (secure floor), or logging in over HTTPS first (mmo in token mode).
+    fn spawn_all(target: &Target, names: Vec<String>, client_hz: u32) -> Vec<Sim> {
+        match &target.access {
+            Access::InBand => names
+                .into_iter()
+                .map(|name| {
+                    let net = NetClient::connect(target.addr, client_hz).expect("a client socket");
+                    Sim::start(Some(net), name, client_hz)
+                })
+                .collect(),
+            Access::Key(key) => names
+                .into_iter()
+                .map(|name| {
+                    let token = token::floor_token(target.addr, key, &name);
+                    let mut sim = Sim::start(None, name, client_hz);
+                    sim.connect_with(token);
+                    sim
+                })
+                .collect(),
+            Access::Https(api) => {
+                let logins = token::start_logins(api, &names, PASSWORD);
+                names
+                    .into_iter()
+                    .zip(logins)
+                    .map(|(name, login)| {
+                        let mut sim = Sim::start(None, name, client_hz);
+                        (sim.https, sim.stage) = (Some(login), Stage::Https);
+                        sim
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Starts the UDP connection in secure mode.
+    fn connect_with(&mut self, token: ConnectToken) {
+        let net = NetClient::connect_with_token(token, self.client_hz).expect("a client socket");
+        self.net = Some(net);
+        self.connect_started = Some(Instant::now());
+        self.stage = Stage::Connecting;
+    }
+
+    /// The connection; a player past its HTTPS login has one.
+    fn net(&mut self) -> &mut NetClient {
+        self.net.as_mut().expect("the player is connected")
+    }
+
+    fn is_disconnected(&self) -> bool {
+        self.net.as_ref().is_some_and(NetClient::is_disconnected)
     }
 
     fn ask(&mut self, request: Request) {
@@ -75,7 +144,7 @@ impl Sim {
             Request::Register => ClientMessage::Register { username, password },
             _ => ClientMessage::Login { username, password },
         };
-        self.net.send(&message);
+        self.net().send(&message);
         self.asked_at = Instant::now();
         if request == Request::Login {
             self.login_sent_at = Some(self.asked_at);
@@ -84,9 +153,26 @@ impl Sim {
 
     /// One pass: receive (chat lines go to `on_line` as (sent_us, from_me)), advance the login steps.
     fn pump(&mut self, kind: Kind, mut on_line: impl FnMut(u64, bool)) {
+        if self.stage == Stage::Https {
+            match self.https.as_ref().map(mpsc::Receiver::try_recv) {
+                Some(Ok(Ok(login))) => {
+                    self.https = None;
+                    self.connect_with(login.token);
+                    self.login_sent_at = Some(login.login_sent_at);
+                }
+                Some(Ok(Err(error))) => panic!("{}", crate::error_chain(&error)),
+                Some(Err(mpsc::TryRecvError::Disconnected)) | None => {
+                    panic!("{}'s login thread ended without an answer", self.name)
+                }
+                Some(Err(mpsc::TryRecvError::Empty)) => return,
+            }
+        }
         let mut answers = Vec::new();
         let name = &self.name;
-        self.net.pump_raw(|bytes| match kind {
+        let Some(net) = self.net.as_mut() else {
+            return;
+        };
+        net.pump_raw(|bytes| match kind {
             Kind::Mmo => match ServerMessage::decode(bytes) {
                 Ok(ServerMessage::Chat(line)) => {
                     if let Some(sent) = sent_us(&line.text) {
@@ -104,13 +190,20 @@ impl Sim {
                 }
             }
         });
-        match self.stage {
-            Stage::Connecting if self.net.is_connected() => match kind {
+        let secure = self.connect_started.is_some();
+        if self.stage == Stage::Connecting && kind == Kind::Mmo && secure {
+            // Token mode: the connect token is the login, and the server says LoggedIn as soon as the
+            // connection is up, possibly in the very update that brings it up, before renet calls the
+            // client connected (renet_netcode marks it so at the start of its next update).
+            self.stage = Stage::LoggingIn;
+        }
+        if self.stage == Stage::Connecting && net.is_connected() {
+            match kind {
                 // One message, as a login is: after any exchange, renet keeps acknowledging every
                 // packet (an ack packet per flush each way), so a floor whose clients never spoke
                 // would skip the cost every mmo player pays.
                 Kind::Floor => {
-                    self.net.send(&ClientMessage::Chat {
+                    net.send(&ClientMessage::Chat {
                         text: format!("hello from {}", self.name),
                     });
                     self.ready();
@@ -119,34 +212,35 @@ impl Sim {
                     self.ask(Request::Register);
                     self.stage = Stage::Registering;
                 }
-            },
-            Stage::Registering | Stage::LoggingIn => {
-                for answer in answers {
-                    match answer {
-                        ServerMessage::Registered { .. } => {
-                            self.ask(Request::Login);
-                            self.stage = Stage::LoggingIn;
-                        }
-                        ServerMessage::LoggedIn { .. } => self.ready(),
-                        ServerMessage::Denied { request, reason } if reason.contains("busy") => {
-                            std::thread::sleep(Duration::from_millis(1));
-                            self.ask(request);
-                        }
-                        ServerMessage::Denied {
-                            request: Request::Register,
-                            reason,
-                        } if reason.contains("taken") => {
-                            self.ask(Request::Login);
-                            self.stage = Stage::LoggingIn;
-                        }
-                        ServerMessage::Denied { request, reason } => {
-                            panic!("{} was refused {request:?}: {reason}", self.name)
-                        }
-                        _ => {}
+            }
+        }
+        if matches!(self.stage, Stage::Registering | Stage::LoggingIn) {
+            for answer in answers {
+                match answer {
+                    ServerMessage::Registered { .. } => {
+                        self.ask(Request::Login);
+                        self.stage = Stage::LoggingIn;
                     }
+                    ServerMessage::LoggedIn { .. } => self.ready(),
+                    ServerMessage::Denied { request, reason }
+                        if reason.contains("busy") && !secure =>
+                    {
+                        std::thread::sleep(Duration::from_millis(1));
+                        self.ask(request);
+                    }
+                    ServerMessage::Denied {
+                        request: Request::Register,
+                        reason,
+                    } if reason.contains("taken") && !secure => {
+                        self.ask(Request::Login);
+                        self.stage = Stage::LoggingIn;
+                    }
+                    ServerMessage::Denied { request, reason } => {
+                        panic!("{} was refused {request:?}: {reason}", self.name)
+                    }
+                    _ => {}
                 }
             }
-            _ => {}
         }
     }
 
@@ -156,18 +250,39 @@ impl Sim {
             Some(sent) => sent.elapsed(),
             None => self.created.elapsed(),
         });
+        self.connected_after = self.connect_started.map(|started| started.elapsed());
     }
 
     fn say(&mut self, seq: u64) {
-        self.net.send(&ClientMessage::Chat {
-            text: format!("{} {} {seq}", now_us(), self.name),
-        });
+        let text = format!("{} {} {seq}", now_us(), self.name);
+        self.net().send(&ClientMessage::Chat { text });
     }
 }
 
 /// The send time a line carries as its first word.
 fn sent_us(text: &str) -> Option<u64> {
     text.split(' ').next()?.parse().ok()
+}
+
+/// Who is not ready yet, and at which step (for a setup that timed out).
+fn stuck(sims: &[Sim]) -> String {
+    let waiting: Vec<String> = sims
+        .iter()
+        .filter(|s| s.stage != Stage::Ready)
+        .map(|s| format!("{} {:?}", s.name, s.stage))
+        .collect();
+    let shown = waiting
+        .iter()
+        .take(10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("{} of {} waiting: {shown}", waiting.len(), sims.len())
+}
+
+/// `{prefix}0`, `{prefix}1`, …
+fn names(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}{i}")).collect()
 }
 
 fn idle_pass() {
@@ -177,9 +292,7 @@ fn idle_pass() {
 /// Creates `count` players named `{prefix}{i}` and runs them until all are logged in (or, on the floor,
 /// connected).
 fn join(target: &Target, prefix: &str, count: usize, client_hz: u32) -> Vec<Sim> {
-    let mut sims: Vec<Sim> = (0..count)
-        .map(|i| Sim::new(target.addr, format!("{prefix}{i}"), client_hz))
-        .collect();
+    let mut sims = Sim::spawn_all(target, names(prefix, count), client_hz);
     run_until_ready(&mut sims, target.kind, |_| {});
     sims
 }
@@ -189,15 +302,16 @@ fn run_until_ready(sims: &mut [Sim], kind: Kind, mut between_passes: impl FnMut(
     while sims.iter().any(|s| s.stage != Stage::Ready) {
         assert!(
             Instant::now() < deadline,
-            "players did not all log in within {SETUP_LIMIT:?}"
+            "players did not all log in within {SETUP_LIMIT:?}: {}",
+            stuck(sims)
         );
         for sim in sims.iter_mut() {
             sim.pump(kind, |_, _| {});
-            if sim.net.is_disconnected() {
+            if sim.is_disconnected() {
                 panic!(
                     "{} was disconnected: {:?}",
                     sim.name,
-                    sim.net.disconnect_reason()
+                    sim.net.as_ref().and_then(NetClient::disconnect_reason)
                 );
             }
         }
@@ -234,6 +348,10 @@ fn base_report(name: &str, target: &Target, options: &Options) -> Report {
         rate: options.rate,
         duration_s: options.duration.as_secs_f64(),
         client_hz: options.client_hz,
+        auth: match target.access.auth() {
+            Auth::InBand => None,
+            auth => Some(auth),
+        },
         ..Report::default()
     }
 }
@@ -251,6 +369,9 @@ fn finish(report: &mut Report, target: &Target, meter: &CpuMeter, mark: usize) {
     if let Some((received, dropped, blocks)) = target.gate_stats_since(mark) {
         (report.datagrams, report.dropped, report.blocks) =
             (Some(received), Some(dropped), Some(blocks));
+    }
+    if report.auth == Some(Auth::Token) {
+        report.forged = target.forged_since(mark);
     }
 }
 
@@ -339,14 +460,15 @@ pub fn chat(target: &Target, options: &Options) -> Report {
 }
 
 /// `login-storm`: a pair already online chats at `rate` while N new accounts register and log in at
-/// once (on the floor: connect at once).
+/// once (on the floor: connect at once). A login's latency runs from its login request to the
+/// server's LoggedIn; in token mode that is the HTTPS login, then the UDP connection with its connect
+/// token, whose own part (token handed to netcode → LoggedIn; on the floor → connected) is reported
+/// as `connect_p50_ms`/`connect_p99_ms`.
 pub fn login_storm(target: &Target, options: &Options) -> Report {
     let mut pair = join(target, "pair_", 2, options.client_hz);
     let (mark, meter) = (target.log_mark(), CpuMeter::start(target));
     let storm_start = Instant::now();
-    let mut storm: Vec<Sim> = (0..options.clients)
-        .map(|i| Sim::new(target.addr, format!("storm_{i}"), options.client_hz))
-        .collect();
+    let mut storm = Sim::spawn_all(target, names("storm_", options.clients), options.client_hz);
     let mut storm_done_at = None;
     let deadline = storm_start + SETUP_LIMIT;
     let storm_running = |_: &mut [Sim]| {
@@ -370,6 +492,14 @@ pub fn login_storm(target: &Target, options: &Options) -> Report {
     report.login_p50_ms = quantile_ms(&logins, 0.50);
     report.login_p99_ms = quantile_ms(&logins, 0.99);
     report.logins_per_s = storm_done_at.map(|d| options.clients as f64 / d.as_secs_f64());
+    let mut connects: Vec<u64> = storm
+        .iter()
+        .filter_map(|s| s.connected_after)
+        .map(|d| d.as_micros() as u64)
+        .collect();
+    connects.sort_unstable();
+    report.connect_p50_ms = quantile_ms(&connects, 0.50);
+    report.connect_p99_ms = quantile_ms(&connects, 0.99);
     finish(&mut report, target, &meter, mark);
     report
 }

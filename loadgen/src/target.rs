@@ -1,13 +1,18 @@
 //! The system under test: an mmo server or the floor relay, started as a child process (release build,
-//! temp database, free loopback port) or given by address; and its CPU time, memory and tick statistics
-//! read from /proc and from its log.
+//! temp database, free loopback port) or given by address; how players get in ([`Access`]: in-band,
+//! over mmo's HTTPS login endpoint, or with tokens for the secure floor); and its CPU time, memory and
+//! tick statistics read from /proc and from its log.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use mmo::client::api::{ApiClient, ApiError};
+
+use crate::token::{self, Auth, Key};
 
 /// Which server a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -17,10 +22,57 @@ pub enum Kind {
     Floor,
 }
 
+/// How players get into a target.
+#[derive(Clone)]
+pub enum Access {
+    /// Netcode's unsecure mode: on mmo, Register and Login messages over UDP; on the floor, straight in.
+    InBand,
+    /// mmo in token mode: register and log in at this HTTPS endpoint, then connect in secure mode.
+    Https(ApiClient),
+    /// The floor relay in secure mode: connect tokens made with its private key.
+    Key(Key),
+}
+
+impl Access {
+    /// The mode this access belongs to.
+    pub fn auth(&self) -> Auth {
+        match self {
+            Access::InBand => Auth::InBand,
+            Access::Https(_) | Access::Key(_) => Auth::Token,
+        }
+    }
+}
+
+/// Why a target did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("{kind:?} exited or did not say it was ready within {limit:?}:\n{logs}")]
+    NotReady {
+        kind: Kind,
+        limit: Duration,
+        logs: String,
+    },
+    #[error("{kind:?} logged an address that does not parse: {addr}")]
+    BadAddress { kind: Kind, addr: String },
+    #[error("cannot use the server's HTTPS login endpoint")]
+    Api(#[from] ApiError),
+}
+
+/// The environment twin of mmo's `--registrations-per-minute` (HTTPS registrations one address may
+/// make a minute, and at once).
+pub const REGISTRATIONS_ENV: &str = "MMO_REGISTRATIONS_PER_MINUTE";
+
+/// How long a started server has to log that it listens.
+const START_LIMIT: Duration = Duration::from_secs(60);
+
 /// A running server.
 pub struct Target {
     pub kind: Kind,
+    /// Its UDP address.
     pub addr: SocketAddr,
+    pub access: Access,
     child: Option<Child>,
     pid: Option<u32>,
     logs: Arc<Mutex<Vec<String>>>,
@@ -35,12 +87,14 @@ pub fn default_server_bin() -> PathBuf {
 
 impl Target {
     /// Starts `mmo` on a free port with a temp database, reporting tick stats every second; with
-    /// `lift_chat_limit`, players may chat at any rate.
+    /// `lift_chat_limit`, players may chat at any rate. In token mode its HTTPS endpoint takes a free
+    /// port too, with the self-signed certificate it makes beside the database.
     pub fn start_mmo(
-        bin: &std::path::Path,
+        bin: &Path,
         tick_hz: u16,
         lift_chat_limit: bool,
-    ) -> std::io::Result<Self> {
+        auth: Auth,
+    ) -> Result<Self, StartError> {
         let dir = tempfile::tempdir()?;
         let mut command = Command::new(bin);
         command
@@ -70,13 +124,21 @@ impl Target {
             // per-player chat limit, which is abuse protection, not capacity.
             command.args(["--chat-burst", "1000", "--chat-per-second", "1000"]);
         }
-        let mut target = Self::spawn(Kind::Mmo, command)?;
+        if auth == Auth::Token {
+            command.args(["--auth", "token", "--http-bind", "127.0.0.1:0"]);
+            // Every simulated player registers from 127.0.0.1: lift the per-address registration
+            // allowance (abuse protection, not capacity). Given as the env twin of
+            // `--registrations-per-minute`, which a server without that flag ignores.
+            command.env(REGISTRATIONS_ENV, "1000000");
+        }
+        let mut target = Self::spawn(Kind::Mmo, command, auth == Auth::Token)?;
         target._dir = Some(dir);
         Ok(target)
     }
 
-    /// Starts the floor relay (this executable's `relay` subcommand) on a free port.
-    pub fn start_floor(tick_hz: u16) -> std::io::Result<Self> {
+    /// Starts the floor relay (this executable's `relay` subcommand) on a free port; in token mode in
+    /// netcode's secure mode, with a fresh key handed over in a temp file.
+    pub fn start_floor(tick_hz: u16, auth: Auth) -> Result<Self, StartError> {
         let mut command = Command::new(std::env::current_exe()?);
         command.args([
             "relay",
@@ -85,14 +147,30 @@ impl Target {
             "--tick-hz",
             &tick_hz.to_string(),
         ]);
-        Self::spawn(Kind::Floor, command)
+        let secure = match auth {
+            Auth::InBand => None,
+            Auth::Token => {
+                let (dir, key) = (tempfile::tempdir()?, token::random_key());
+                let path = dir.path().join("relay.key");
+                token::write_key_file(&path, &key)?;
+                command.arg("--key-file").arg(&path);
+                Some((dir, key))
+            }
+        };
+        let mut target = Self::spawn(Kind::Floor, command, false)?;
+        if let Some((dir, key)) = secure {
+            (target.access, target._dir) = (Access::Key(key), Some(dir));
+        }
+        Ok(target)
     }
 
-    /// A server someone else started: no CPU or memory figures unless `pid` is given.
+    /// A server someone else started: no CPU or memory figures unless `pid` is given. Players get in
+    /// in-band unless [`Target::with_access`] says otherwise.
     pub fn external(kind: Kind, addr: SocketAddr, pid: Option<u32>) -> Self {
         Self {
             kind,
             addr,
+            access: Access::InBand,
             child: None,
             pid,
             logs: Arc::default(),
@@ -100,50 +178,76 @@ impl Target {
         }
     }
 
-    fn spawn(kind: Kind, mut command: Command) -> std::io::Result<Self> {
+    /// How players get in (for an [`external`](Target::external) server in token mode).
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Starts `command` and waits until it logs its UDP address and, with `https`, its login endpoint.
+    fn spawn(kind: Kind, mut command: Command, https: bool) -> Result<Self, StartError> {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
         let logs: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (addr_tx, addr_rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
         let streams: [Box<dyn Read + Send>; 2] = [
             Box::new(child.stdout.take().expect("piped")),
             Box::new(child.stderr.take().expect("piped")),
         ];
         for stream in streams {
-            let (logs, addr_tx) = (logs.clone(), addr_tx.clone());
+            let (logs, ready_tx) = (logs.clone(), ready_tx.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     let line = strip_ansi(&line);
-                    if line.contains("listening")
-                        && let Some(addr) = field(&line, "addr")
-                    {
-                        let _ = addr_tx.send(addr.to_owned());
+                    if let Some(ready) = Ready::parse(&line) {
+                        let _ = ready_tx.send(ready);
                     }
                     logs.lock().expect("log lock").push(line);
                 }
             });
         }
-        let addr = match addr_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => addr.parse().map_err(std::io::Error::other)?,
-            Err(_) => {
-                let _ = child.kill();
-                let logs = logs.lock().expect("log lock").join("\n");
-                return Err(std::io::Error::other(format!(
-                    "{kind:?} did not start listening:\n{logs}"
-                )));
+        // Once both streams close (the child exited), waiting ends at once.
+        drop(ready_tx);
+        let deadline = Instant::now() + START_LIMIT;
+        let (mut addr, mut endpoint) = (None, None);
+        while addr.is_none() || (https && endpoint.is_none()) {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match ready_rx.recv_timeout(wait) {
+                Ok(Ready::Udp(text)) => addr = Some(text),
+                Ok(Ready::Https { url, cert }) => endpoint = Some((url, cert)),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let logs = logs.lock().expect("log lock").join("\n");
+                    return Err(StartError::NotReady {
+                        kind,
+                        limit: START_LIMIT,
+                        logs,
+                    });
+                }
             }
-        };
-        Ok(Self {
+        }
+        let mut target = Self {
             kind,
-            addr,
+            addr: ([127, 0, 0, 1], 0).into(),
+            access: Access::InBand,
             pid: Some(child.id()),
             child: Some(child),
             logs,
             _dir: None,
-        })
+        };
+        // From here on, dropping the target ends the child.
+        let addr = addr.expect("waited for");
+        target.addr = addr
+            .parse()
+            .map_err(|_| StartError::BadAddress { kind, addr })?;
+        if let Some((url, cert)) = endpoint {
+            target.access = Access::Https(ApiClient::with_ca_file(&url, Some(&cert))?);
+        }
+        Ok(target)
     }
 
     /// CPU time (user + system) the process has used so far.
@@ -216,6 +320,18 @@ impl Target {
         }
         sums
     }
+
+    /// Token mode: connection requests the gate found not sealed with the server's key since `mark`
+    /// (within `dropped`), summed over its tick stats lines; `None` if the server does not count them.
+    pub fn forged_since(&self, mark: usize) -> Option<u64> {
+        let logs = self.logs.lock().expect("log lock");
+        let mut sum = None;
+        for line in logs.iter().skip(mark).filter(|l| l.contains("tick stats")) {
+            let forged = field(line, "forged").and_then(|v| v.parse::<u64>().ok())?;
+            *sum.get_or_insert(0) += forged;
+        }
+        sum
+    }
 }
 
 impl Drop for Target {
@@ -227,10 +343,35 @@ impl Drop for Target {
     }
 }
 
-/// The value of `key=value` in a log line.
+/// A log line that says the server is ready, in part.
+#[derive(Debug, PartialEq, Eq)]
+enum Ready {
+    /// "listening" with `addr=`: the UDP socket.
+    Udp(String),
+    /// "https login endpoint ready" with `url=` and `cert=` (token mode).
+    Https { url: String, cert: PathBuf },
+}
+
+impl Ready {
+    fn parse(line: &str) -> Option<Self> {
+        if line.contains("https login endpoint ready") {
+            return Some(Ready::Https {
+                url: field(line, "url")?.to_owned(),
+                cert: PathBuf::from(field(line, "cert")?),
+            });
+        }
+        if line.contains("listening") {
+            return Some(Ready::Udp(field(line, "addr")?.to_owned()));
+        }
+        None
+    }
+}
+
+/// The value of `key=value` in a log line (without the quotes a `Debug` field has).
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
         .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+        .map(|value| value.trim_matches('"'))
 }
 
 fn strip_ansi(line: &str) -> String {
@@ -253,4 +394,34 @@ fn clock_ticks_per_second() -> f64 {
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_lines_give_the_udp_address_and_the_login_endpoint() {
+        let udp = "2026-11-21T10:00:00.000000Z  INFO mmo::server: listening addr=127.0.0.1:40000 \
+                   db=/tmp/x/loadgen.sqlite3 tick_hz=60 max_clients=1024";
+        assert_eq!(
+            Ready::parse(udp),
+            Some(Ready::Udp("127.0.0.1:40000".into()))
+        );
+        let https = "2026-11-21T10:00:00.000000Z  INFO mmo::http: https login endpoint ready \
+                     url=https://127.0.0.1:40001 cert=\"/tmp/x/cert.pem\" sha256=AB:CD";
+        assert_eq!(
+            Ready::parse(https),
+            Some(Ready::Https {
+                url: "https://127.0.0.1:40001".into(),
+                cert: "/tmp/x/cert.pem".into(),
+            })
+        );
+        assert_eq!(Ready::parse("tick stats p50_us=10"), None);
+        let relay = "relay listening addr=127.0.0.1:40002";
+        assert_eq!(
+            Ready::parse(relay),
+            Some(Ready::Udp("127.0.0.1:40002".into()))
+        );
+    }
 }

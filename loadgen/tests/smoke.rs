@@ -1,13 +1,15 @@
-//! The load generator's scenarios run and count correctly (a few clients, a few seconds; no timing
-//! assertions: figures are for BENCHMARKS.md, measured in release builds).
+//! The load generator's scenarios run and count correctly, in-band and in token mode (a few clients, a
+//! few seconds; no timing assertions: figures are for BENCHMARKS.md, measured in release builds).
 
 use std::time::Duration;
 
-use mmo::config::Config;
+use mmo::client::api::ApiClient;
+use mmo::config::{AuthMode, Config};
 use mmo::server::ServerHandle;
 use mmo_loadgen::relay::Relay;
 use mmo_loadgen::scenario::{self, Options};
-use mmo_loadgen::target::{Kind, Target};
+use mmo_loadgen::target::{Access, Kind, Target};
+use mmo_loadgen::token::{self, Auth};
 
 fn options(clients: usize) -> Options {
     Options {
@@ -85,4 +87,71 @@ fn chat_counts_every_line_on_the_floor_relay() {
         (report.expected, 0),
         "{report:?}"
     );
+}
+
+#[test]
+fn token_mode_logs_in_over_https_and_counts_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().join("db.sqlite3"),
+    );
+    config.auth = AuthMode::Token;
+    config.http_bind = Some("127.0.0.1:0".parse().unwrap());
+    (config.chat_burst, config.chat_per_second) = (1000, 1000.0);
+    let server = ServerHandle::spawn(config).expect("server starts");
+    let https = server.https().expect("token mode serves HTTPS");
+    let api = ApiClient::with_ca_file(&https.url, Some(&https.cert_path)).unwrap();
+    let target = Target::external(Kind::Mmo, server.addr(), Some(std::process::id()))
+        .with_access(Access::Https(api));
+
+    let report = scenario::chat(&target, &options(3));
+    assert!(report.sent >= 3, "{report:?}");
+    assert_eq!(
+        (report.delivered, report.lost),
+        (report.expected, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.auth, Some(Auth::Token));
+    let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+    assert_eq!(json["auth"], "token", "{json}");
+
+    let storm = scenario::login_storm(&target, &options(3));
+    assert_eq!(storm.lost, 0, "{storm:?}");
+    assert!(
+        storm.logins_per_s.is_some()
+            && storm.login_p99_ms.is_some()
+            && storm.connect_p99_ms.is_some(),
+        "{storm:?}"
+    );
+    server.stop();
+}
+
+#[test]
+fn chat_and_login_storm_run_on_the_secure_floor_relay() {
+    let key = token::random_key();
+    let relay = Relay::bind_secure("127.0.0.1:0".parse().unwrap(), key).unwrap();
+    let target = Target::external(Kind::Floor, relay.addr, None).with_access(Access::Key(key));
+    std::thread::spawn(move || relay.run(60));
+    let report = scenario::chat(&target, &options(3));
+    assert!(report.sent >= 3);
+    assert_eq!(
+        (report.delivered, report.lost),
+        (report.expected, 0),
+        "{report:?}"
+    );
+    let storm = scenario::login_storm(&target, &options(3));
+    assert!(storm.connect_p99_ms.is_some(), "{storm:?}");
+}
+
+#[test]
+fn in_band_reports_keep_their_json_keys() {
+    let json: serde_json::Value =
+        serde_json::from_str(&mmo_loadgen::report::Report::default().json()).unwrap();
+    for key in ["auth", "forged", "connect_p50_ms", "connect_p99_ms"] {
+        assert!(
+            json.get(key).is_none(),
+            "{key} in an in-band report: {json}"
+        );
+    }
 }
