@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the BENCHMARKS.md sets against mmo (and the floor relay, in the same invocation).
-# Usage: scripts/bench.sh [OUT_FILE] [capacity|abuse|all]   (default: all)
+# Usage: scripts/bench.sh [OUT_FILE] [capacity|token|abuse|all]   (default: all)
 #   capacity: every scenario, mmo and floor (about 6 minutes on 2 cores)
+#   token:    the capacity rows in token mode: HTTPS login, secure netcode, the floor secure too (7 minutes)
 #   abuse:    50 players chatting beside each kind of abuse (about 5 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,15 @@ capacity() {
     run idle --clients 0 --duration 20 --floor
     run idle --clients 1000 --duration 20 --floor
 }
+token() {
+    run chat --clients 10 --rate 1 --duration 20 --floor --auth token
+    run chat --clients 50 --rate 1 --duration 20 --floor --auth token
+    run chat --clients 200 --rate 1 --duration 20 --floor --auth token
+    run login-storm --clients 200 --rate 10 --floor --auth token
+    run idle --clients 0 --duration 20 --floor --auth token
+    run idle --clients 1000 --duration 20 --floor --auth token
+    run chat --clients 50 --rate 1 --duration 20 --auth token --abuse junk-many --abuse-rate 20000 --floor
+}
 abuse() {
     # The same 50 players, 1 line a second each, 20 s: first alone, then beside each abuse.
     local chat=(chat --clients 50 --rate 1 --duration 20)
@@ -33,7 +43,8 @@ abuse() {
 {
     case $set_name in
     capacity) capacity ;;
+    token) token ;;
     abuse) abuse ;;
-    *) capacity; abuse ;;
+    *) capacity; token; abuse ;;
     esac
 } >"$out" 2>&1
