@@ -5,11 +5,9 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+use common::proxy::Proxy;
 use common::*;
 use mmo::api;
 use mmo::client::api::{ApiClient, decode_connect_token, encode_connect_token};
@@ -318,79 +316,6 @@ fn an_untrusted_certificate_is_refused_by_the_client() {
         matches!(error, mmo::client::api::ApiError::Untrusted { .. }),
         "{error:?}"
     );
-}
-
-/// A UDP proxy on loopback between one client and the server, recording every datagram both ways.
-struct Proxy {
-    addr: SocketAddr,
-    recorded: Arc<Mutex<Vec<Vec<u8>>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Proxy {
-    /// A proxy to `server`, listening on a fresh loopback port.
-    fn start(server: SocketAddr) -> Self {
-        Self::start_on(UdpSocket::bind("127.0.0.1:0").unwrap(), server)
-    }
-
-    /// A proxy to `server`, listening on `front` (bound before the server starts, so that the server
-    /// can be told the proxy's address).
-    fn start_on(front: UdpSocket, server: SocketAddr) -> Self {
-        let back = UdpSocket::bind("127.0.0.1:0").unwrap();
-        back.connect(server).unwrap();
-        for socket in [&front, &back] {
-            socket.set_nonblocking(true).unwrap();
-        }
-        let addr = front.local_addr().unwrap();
-        let recorded = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (log, flag) = (recorded.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut client = None;
-            let mut buffer = [0u8; 2048];
-            // Bounded: the test ends it, or it ends by itself after a minute.
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            while !flag.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
-                let mut idle = true;
-                if let Ok((len, from)) = front.recv_from(&mut buffer) {
-                    client = Some(from);
-                    log.lock().unwrap().push(buffer[..len].to_vec());
-                    let _ = back.send(&buffer[..len]);
-                    idle = false;
-                }
-                if let Ok(len) = back.recv(&mut buffer) {
-                    log.lock().unwrap().push(buffer[..len].to_vec());
-                    if let Some(client) = client {
-                        let _ = front.send_to(&buffer[..len], client);
-                    }
-                    idle = false;
-                }
-                if idle {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        });
-        Self {
-            addr,
-            recorded,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn datagrams(&self) -> Vec<Vec<u8>> {
-        self.recorded.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {

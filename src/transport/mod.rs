@@ -5,6 +5,11 @@
 //! Each tick, [`Transport`] hands netcode at most [`MAX_PER_TICK`] datagrams the gate let through,
 //! closes the connections of players the gate blocked, tells the gate who connected and left (players
 //! get a bigger budget), and after the game systems ran, encrypts and sends what renet queued.
+//!
+//! A client with nothing queued or unacknowledged on any channel would get a packet holding only an ack
+//! every tick (renet acknowledges on every flush, forever): such a client is sent its acks every
+//! [`ACK_EVERY`] ticks instead, spread over the ticks by client id. Its own reliable messages are still
+//! acknowledged well within renet's resend time (200 ms), and anything for it goes out the same tick.
 
 pub mod gate;
 
@@ -27,6 +32,9 @@ const QUEUE: usize = 32_768;
 /// Datagrams netcode processes in one tick at most (1,024 players at 60 packets a second each are ~1,000
 /// a tick); the rest wait for the next tick, so a burst cannot make one tick arbitrarily long.
 pub const MAX_PER_TICK: usize = 8_192;
+/// Ticks between two packets to a client that is owed only acks: every 6th tick is 10 a second at 60 Hz,
+/// 100 ms, half of renet's resend time, so no client resends for want of an ack.
+pub const ACK_EVERY: u64 = 6;
 
 pub(crate) fn plugin(app: &mut App) {
     app.add_systems(
@@ -50,6 +58,11 @@ pub struct Transport {
     counters: Arc<Counters>,
     /// Secure netcode (token mode): connections carry their account in the token's user data.
     secure: bool,
+    /// Each server channel and its memory limit: a client whose channels are all at their limit has
+    /// nothing queued or unacknowledged.
+    channels: Vec<(u8, usize)>,
+    /// Ticks sent so far (chooses which quiet clients get their acks this tick).
+    sends: u64,
     /// Stops and joins the gate thread when the transport is dropped.
     _gate: Gate,
 }
@@ -86,6 +99,12 @@ impl Transport {
             control,
             counters,
             secure: token_key.is_some(),
+            channels: crate::protocol::connection_config()
+                .server_channels_config
+                .iter()
+                .map(|channel| (channel.channel_id, channel.max_memory_usage_bytes))
+                .collect(),
+            sends: 0,
             _gate: gate,
         })
     }
@@ -149,8 +168,22 @@ impl Transport {
         }
     }
 
+    /// Whether `client_id` gets a packet this tick: always when something is queued or unacknowledged
+    /// for it, otherwise (acks only) every [`ACK_EVERY`] ticks.
+    fn due(&self, server: &RenetServer, client_id: ClientId) -> bool {
+        let quiet = self
+            .channels
+            .iter()
+            .all(|&(channel, limit)| server.channel_available_memory(client_id, channel) == limit);
+        !quiet || client_id.wrapping_add(self.sends).is_multiple_of(ACK_EVERY)
+    }
+
     fn send_packets(&mut self, server: &mut RenetServer) {
+        self.sends = self.sends.wrapping_add(1);
         for client_id in server.clients_id() {
+            if !self.due(server, client_id) {
+                continue;
+            }
             let Ok(packets) = server.get_packets_to_send(client_id) else {
                 continue;
             };
