@@ -1,10 +1,15 @@
-//! The server's transport: netcode (renetcode's [`NetcodeServer`]) on a UDP socket whose receiving side
-//! is the [`gate`] thread. It replaces renet_netcode's `NetcodeServerTransport`, which drained the socket
-//! inside the tick without any limit, so one flooding address cost every player its packets.
+//! The server's transport: netcode (renetcode's [`NetcodeServer`]) on a UDP socket, on two threads of
+//! its own, so that the tick does no per-datagram work but renet's. It replaces renet_netcode's
+//! `NetcodeServerTransport`, which drained the socket and ran netcode inside the tick.
 //!
-//! Each tick, [`Transport`] hands netcode at most [`MAX_PER_TICK`] datagrams the gate let through,
-//! closes the connections of players the gate blocked, tells the gate who connected and left (players
-//! get a bigger budget), and after the game systems ran, encrypts and sends what renet queued.
+//! - The [`gate`] thread drains the socket and drops what no peer should send, or more than a sender's
+//!   budget, before anything is decrypted.
+//! - The [`netcode`] thread decrypts what the gate passed and hands the tick whole renet packets and
+//!   connection events; it encrypts and sends the renet packets the tick queued; it runs netcode's
+//!   keep-alives and timeouts.
+//! - Each tick, [`Transport`] feeds renet at most [`MAX_PER_TICK`] packets and events from the netcode
+//!   thread, asks it to close the connections renet closed, and after the game systems ran, hands it
+//!   what renet has to send.
 //!
 //! A client with nothing queued or unacknowledged on any channel would get a packet holding only an ack
 //! every tick (renet acknowledges on every flush, forever): such a client is sent its acks every
@@ -12,25 +17,33 @@
 //! acknowledged well within renet's resend time (200 ms), and anything for it goes out the same tick.
 
 pub mod gate;
+pub mod netcode;
 
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use bevy::prelude::*;
 use bevy_renet::renet::ClientId;
 use bevy_renet::{RenetReceive, RenetSend, RenetServer, RenetServerPlugin};
-use crossbeam_channel::{Receiver, Sender};
-use renetcode::{NetcodeServer, ServerConfig, ServerResult};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use renetcode::{NETCODE_USER_DATA_BYTES, NetcodeServer, ServerConfig};
 
 use crate::api::{TokenUser, UserDataError};
-use gate::{Control, Counters, CountersSnapshot, Gate, GateState, Gated, Limits};
+use gate::{Counters, CountersSnapshot, Gate, GateState, Limits};
+use netcode::{FromTick, NetcodeCounters, NetcodeThread, ToTick};
 
-/// Datagrams the gate may queue for the tick; when full, it drops (counted as `queue_full`).
+/// Datagrams the gate may queue for the netcode thread; when full, it drops (counted as `queue_full`).
 const QUEUE: usize = 32_768;
-/// Datagrams netcode processes in one tick at most (1,024 players at 60 packets a second each are ~1,000
-/// a tick); the rest wait for the next tick, so a burst cannot make one tick arbitrarily long.
+/// Packets and events the netcode thread may queue for the tick; beyond it, payloads are dropped.
+const TO_TICK_QUEUE: usize = 32_768;
+/// Sends the tick may queue for the netcode thread (one per client per tick, plus disconnects).
+const FROM_TICK_QUEUE: usize = 16_384;
+/// Packets and events the tick takes from the netcode thread in one tick at most (1,024 players at 60
+/// packets a second each are ~1,000 a tick); the rest wait for the next tick, so a burst cannot make
+/// one tick arbitrarily long.
 pub const MAX_PER_TICK: usize = 8_192;
 /// Ticks between two packets to a client that is owed only acks: every 6th tick is 10 a second at 60 Hz,
 /// 100 ms, half of renet's resend time, so no client resends for want of an ack.
@@ -48,14 +61,24 @@ pub(crate) fn plugin(app: &mut App) {
     .add_systems(Last, disconnect_on_exit);
 }
 
-/// netcode, the sending socket and the gate's channels.
+/// A connected client as the tick knows it.
+#[derive(Debug)]
+struct Client {
+    addr: SocketAddr,
+    user_data: Box<[u8; NETCODE_USER_DATA_BYTES]>,
+}
+
+/// The tick's end of the transport: the queues to and from the netcode thread, and what it said of each
+/// client. Dropping it sends what is queued, then stops and joins both threads.
 #[derive(Resource)]
 pub struct Transport {
-    socket: UdpSocket,
-    netcode: NetcodeServer,
-    gated: Receiver<Gated>,
-    control: Sender<Control>,
+    to_netcode: Option<Sender<FromTick>>,
+    from_netcode: Option<Receiver<ToTick>>,
+    clients: HashMap<ClientId, Client>,
+    /// Clients renet closed, whose netcode end is being closed.
+    closing: HashSet<ClientId>,
     counters: Arc<Counters>,
+    netcode_counters: Arc<NetcodeCounters>,
     /// Secure netcode (token mode): connections carry their account in the token's user data.
     secure: bool,
     /// Each server channel and its memory limit: a client whose channels are all at their limit has
@@ -63,14 +86,15 @@ pub struct Transport {
     channels: Vec<(u8, usize)>,
     /// Ticks sent so far (chooses which quiet clients get their acks this tick).
     sends: u64,
-    /// Stops and joins the gate thread when the transport is dropped.
+    netcode: NetcodeThread,
+    /// Stops and joins the gate thread when the transport is dropped (after the netcode thread).
     _gate: Gate,
 }
 
 impl Transport {
-    /// Starts the gate on `socket` and netcode with `config`. `token_key` is netcode's private key in
-    /// token mode (`config` must then be secure with the same key): the gate drops connection requests
-    /// not sealed with it.
+    /// Starts the gate on `socket` and netcode with `config` on its thread. `token_key` is netcode's
+    /// private key in token mode (`config` must then be secure with the same key): the gate drops
+    /// connection requests not sealed with it.
     pub fn new(
         socket: UdpSocket,
         config: ServerConfig,
@@ -80,7 +104,10 @@ impl Transport {
         socket.set_nonblocking(true)?;
         let (gated_tx, gated) = crossbeam_channel::bounded(QUEUE);
         let (control, control_rx) = crossbeam_channel::unbounded();
+        let (to_netcode, from_tick) = crossbeam_channel::bounded(FROM_TICK_QUEUE);
+        let (to_tick, from_netcode) = crossbeam_channel::bounded(TO_TICK_QUEUE);
         let counters = Arc::new(Counters::default());
+        let netcode_counters = Arc::new(NetcodeCounters::default());
         let mut state = GateState::new(config.protocol_id, limits);
         if let Some(key) = &token_key {
             state = state.require_tokens_sealed_with(key);
@@ -92,12 +119,22 @@ impl Transport {
             gated_tx,
             counters.clone(),
         )?;
-        Ok(Self {
+        let netcode = NetcodeThread::spawn(
+            NetcodeServer::new(config),
             socket,
-            netcode: NetcodeServer::new(config),
             gated,
+            from_tick,
+            to_tick,
             control,
+            netcode_counters.clone(),
+        )?;
+        Ok(Self {
+            to_netcode: Some(to_netcode),
+            from_netcode: Some(from_netcode),
+            clients: HashMap::new(),
+            closing: HashSet::new(),
             counters,
+            netcode_counters,
             secure: token_key.is_some(),
             channels: crate::protocol::connection_config()
                 .server_channels_config
@@ -105,6 +142,7 @@ impl Transport {
                 .map(|channel| (channel.channel_id, channel.max_memory_usage_bytes))
                 .collect(),
             sends: 0,
+            netcode,
             _gate: gate,
         })
     }
@@ -115,13 +153,13 @@ impl Transport {
         if !self.secure {
             return None;
         }
-        let data = self.netcode.user_data(client_id)?;
-        Some(TokenUser::from_user_data(&data))
+        let client = self.clients.get(&client_id)?;
+        Some(TokenUser::from_user_data(&client.user_data))
     }
 
     /// The address a connected client sends from.
     pub fn client_addr(&self, client_id: ClientId) -> Option<SocketAddr> {
-        self.netcode.client_addr(client_id)
+        self.clients.get(&client_id).map(|client| client.addr)
     }
 
     /// What the gate has received and dropped so far.
@@ -129,42 +167,57 @@ impl Transport {
         self.counters.snapshot()
     }
 
-    /// Disconnects every client at once (netcode sends each a disconnect packet).
-    pub fn disconnect_all(&mut self, server: &mut RenetServer) {
-        for client_id in self.netcode.clients_id() {
-            let result = self.netcode.disconnect(client_id);
-            handle(result, &self.socket, &self.control, server);
+    /// Payloads the netcode thread dropped because the tick's queue was full, and datagrams it sent.
+    pub fn netcode_counters(&self) -> (u64, u64) {
+        let get = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        (
+            get(&self.netcode_counters.to_tick_full),
+            get(&self.netcode_counters.sent),
+        )
+    }
+
+    /// Disconnects every client (the netcode thread sends each a disconnect packet).
+    pub fn disconnect_all(&mut self, _server: &mut RenetServer) {
+        self.tell_netcode(FromTick::DisconnectAll);
+    }
+
+    /// A request the netcode thread must get (waits for room: it drains its queue continuously).
+    fn tell_netcode(&self, request: FromTick) {
+        if let Some(to_netcode) = &self.to_netcode {
+            let _ = to_netcode.send(request);
         }
     }
 
-    fn update(&mut self, delta: Duration, server: &mut RenetServer) {
-        self.netcode.update(delta);
-        for gated in self.gated.try_iter().take(MAX_PER_TICK) {
-            match gated {
-                Gated::Datagram { addr, mut bytes } => {
-                    let result = self.netcode.process_packet(addr, &mut bytes);
-                    handle(result, &self.socket, &self.control, server);
+    fn update(&mut self, server: &mut RenetServer) {
+        let Some(from_netcode) = &self.from_netcode else {
+            return;
+        };
+        for event in from_netcode.try_iter().take(MAX_PER_TICK) {
+            match event {
+                ToTick::Connected {
+                    client_id,
+                    addr,
+                    user_data,
+                } => {
+                    self.clients.insert(client_id, Client { addr, user_data });
+                    server.add_connection(client_id);
                 }
-                Gated::Blocked(addr) => {
-                    let flooder = self
-                        .netcode
-                        .clients_id_iter()
-                        .find(|&id| self.netcode.client_addr(id) == Some(addr));
-                    if let Some(client_id) = flooder {
-                        warn!(client_id, %addr, "disconnecting a flooding client");
-                        let result = self.netcode.disconnect(client_id);
-                        handle(result, &self.socket, &self.control, server);
+                ToTick::Payload { client_id, bytes } => {
+                    if let Err(error) = server.process_packet_from(&bytes, client_id) {
+                        debug!(client_id, %error, "payload for an unknown client");
                     }
+                }
+                ToTick::Disconnected { client_id } => {
+                    self.clients.remove(&client_id);
+                    self.closing.remove(&client_id);
+                    server.remove_connection(client_id);
                 }
             }
         }
-        for client_id in self.netcode.clients_id() {
-            let result = self.netcode.update_client(client_id);
-            handle(result, &self.socket, &self.control, server);
-        }
         for client_id in server.disconnections_id() {
-            let result = self.netcode.disconnect(client_id);
-            handle(result, &self.socket, &self.control, server);
+            if self.closing.insert(client_id) {
+                self.tell_netcode(FromTick::Disconnect(client_id));
+            }
         }
     }
 
@@ -180,6 +233,9 @@ impl Transport {
 
     fn send_packets(&mut self, server: &mut RenetServer) {
         self.sends = self.sends.wrapping_add(1);
+        let Some(to_netcode) = &self.to_netcode else {
+            return;
+        };
         for client_id in server.clients_id() {
             if !self.due(server, client_id) {
                 continue;
@@ -187,76 +243,30 @@ impl Transport {
             let Ok(packets) = server.get_packets_to_send(client_id) else {
                 continue;
             };
-            for packet in packets {
-                match self.netcode.generate_payload_packet(client_id, &packet) {
-                    Ok((addr, payload)) => {
-                        if let Err(error) = self.socket.send_to(payload, addr) {
-                            // renet resends what mattered; a full send buffer is not worth a warning.
-                            debug!(client_id, %addr, %error, "send failed");
-                            break;
-                        }
-                    }
-                    Err(error) => {
-                        warn!(client_id, %error, "cannot encrypt a packet");
-                        break;
-                    }
-                }
+            if packets.is_empty() {
+                continue;
+            }
+            match to_netcode.try_send(FromTick::Packets { client_id, packets }) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                // The netcode thread is behind: like a lost datagram, renet resends what mattered.
+                Err(TrySendError::Full(_)) => debug!(client_id, "netcode queue full; packets dropped"),
             }
         }
     }
 }
 
-/// Carries out what netcode decided: send its packet, hand a payload to renet, add or remove a
-/// connection (and tell the gate).
-fn handle(
-    result: ServerResult<'_, '_>,
-    socket: &UdpSocket,
-    control: &Sender<Control>,
-    server: &mut RenetServer,
-) {
-    let send = |payload: &[u8], addr: SocketAddr| {
-        if let Err(error) = socket.send_to(payload, addr) {
-            debug!(%addr, %error, "send failed");
-        }
-    };
-    match result {
-        ServerResult::None => {}
-        ServerResult::PacketToSend { addr, payload } => send(payload, addr),
-        ServerResult::Payload { client_id, payload } => {
-            if let Err(error) = server.process_packet_from(payload, client_id) {
-                debug!(client_id, %error, "payload for an unknown client");
-            }
-        }
-        ServerResult::ClientConnected {
-            client_id,
-            addr,
-            payload,
-            ..
-        } => {
-            let _ = control.send(Control::Connected(addr));
-            server.add_connection(client_id);
-            send(payload, addr);
-        }
-        ServerResult::ClientDisconnected {
-            client_id,
-            addr,
-            payload,
-        } => {
-            let _ = control.send(Control::Disconnected(addr));
-            server.remove_connection(client_id);
-            if let Some(payload) = payload {
-                send(payload, addr);
-            }
-        }
+impl Drop for Transport {
+    fn drop(&mut self) {
+        // The netcode thread sends what is queued and stops once its queue from the tick closes; it
+        // never waits on the tick's queue once that is closed too.
+        self.to_netcode = None;
+        self.from_netcode = None;
+        self.netcode.join();
     }
 }
 
-fn receive(
-    mut transport: ResMut<Transport>,
-    mut server: ResMut<RenetServer>,
-    time: Res<Time<Real>>,
-) {
-    transport.update(time.delta(), &mut server);
+fn receive(mut transport: ResMut<Transport>, mut server: ResMut<RenetServer>) {
+    transport.update(&mut server);
 }
 
 fn send(mut transport: ResMut<Transport>, mut server: ResMut<RenetServer>) {
