@@ -3,10 +3,30 @@
 
 mod common;
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::proxy::Proxy;
 use common::*;
+use mmo::protocol::ServerMessage;
+
+/// The tests here count the process's threads, so they run one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Names of this process's threads that belong to a server (gate, netcode, HTTPS, auth workers).
+fn server_threads() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .filter(|name| name.starts_with("mmo-") || name.starts_with("auth-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
 
 /// Pumps `client` for `time`.
 fn pump_for(client: &mut TestClient, time: Duration) {
@@ -19,6 +39,7 @@ fn pump_for(client: &mut TestClient, time: Duration) {
 
 #[test]
 fn a_quiet_player_gets_acks_ten_times_a_second_and_lines_at_once() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let server = TestServer::start();
     let proxy = Proxy::start(server.addr);
     let mut alice = TestClient::connect(proxy.addr);
@@ -42,4 +63,51 @@ fn a_quiet_player_gets_acks_ten_times_a_second_and_lines_at_once() {
     for expected in ["still instant", "and back"] {
         assert_eq!(bob.next_chat().unwrap().text, expected);
     }
+}
+
+#[test]
+fn stopping_with_packets_in_flight_loses_no_acknowledged_line_and_leaves_no_thread() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !std::path::Path::new("/proc/self/task").exists() {
+        return; // thread names are read from Linux's /proc
+    }
+    let mut server = TestServer::start_token();
+    let threads = server_threads();
+    for expected in [
+        "mmo-netcode",
+        "mmo-udp-gate",
+        "mmo-https-main",
+        "mmo-server",
+    ] {
+        assert!(
+            threads.iter().any(|t| t == expected),
+            "{expected} in {threads:?}"
+        );
+    }
+    let mut alice = server.token_player("Alice");
+    let mut bob = server.token_player("Bob");
+    for i in 0..20 {
+        alice.chat(&format!("line {i}"));
+    }
+    // Acknowledged: the server echoed the last line back to its sender.
+    alice.expect("the last line echoed", |m| {
+        matches!(m, ServerMessage::Chat(line) if line.text == "line 19").then_some(())
+    });
+    bob.flush();
+    server.stop();
+    let left: Vec<String> = server_threads();
+    assert!(left.is_empty(), "threads left behind: {left:?}");
+
+    server.restart();
+    let api = server.api();
+    api.register("Carol", PASSWORD).unwrap();
+    let login = api.login("Carol", PASSWORD).unwrap();
+    let mut carol = TestClient::connect_with_token(&login.connect_token);
+    let history = carol.expect("history", |m| match m {
+        ServerMessage::ChatHistory { lines } => Some(lines.clone()),
+        _ => None,
+    });
+    let said: Vec<&str> = history.iter().map(|line| line.text.as_str()).collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
+    assert_eq!(said, expected, "every acknowledged line is in the history");
 }
