@@ -1,7 +1,9 @@
-//! UDP socket tuning shared by the server and tools that run servers (the load generator's relay), and
-//! the layout of netcode's connection request, which the server checks and tests forge.
+//! UDP socket tuning shared by the server and tools that run servers (the load generator's relay),
+//! batched receiving ([`RecvBatch`]: one `recvmmsg` for up to 64 datagrams on Linux), and the layout of
+//! netcode's connection request, which the server checks and tests forge.
 
-use std::net::UdpSocket;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
 
 /// Asks the kernel for a receive buffer of `bytes` (it grants at most `net.core.rmem_max`); returns the
 /// size it reports back.
@@ -38,6 +40,154 @@ pub fn enlarge_receive_buffer(socket: &UdpSocket, bytes: usize) -> usize {
     {
         let _ = (socket, bytes);
         bytes
+    }
+}
+
+/// Datagrams [`RecvBatch::recv`] reads at most in one call.
+pub const BATCH: usize = 64;
+/// Bytes kept of each datagram (netcode's largest packet; longer ones are cut, and then refused).
+pub const DATAGRAM_BYTES: usize = 1400;
+
+/// Buffers for receiving up to [`BATCH`] datagrams with one system call.
+pub struct RecvBatch {
+    buffers: Vec<[u8; DATAGRAM_BYTES]>,
+    received: Vec<(usize, SocketAddr)>,
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self {
+            buffers: vec![[0u8; DATAGRAM_BYTES]; BATCH],
+            received: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+impl RecvBatch {
+    /// Reads what is waiting on the (non-blocking) socket, up to [`BATCH`] datagrams; `WouldBlock`
+    /// when nothing is.
+    pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.received.clear();
+        self.recv_into(socket)?;
+        Ok(self.received.len())
+    }
+
+    /// The datagrams the last [`RecvBatch::recv`] read, with their senders.
+    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
+        self.received
+            .iter()
+            .zip(&self.buffers)
+            .map(|(&(len, addr), buffer)| (addr, &buffer[..len]))
+    }
+
+    #[cfg(target_os = "linux")]
+    fn recv_into(&mut self, socket: &UdpSocket) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+        let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut messages: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..BATCH {
+            iovecs[i] = libc::iovec {
+                iov_base: self.buffers[i].as_mut_ptr().cast(),
+                iov_len: DATAGRAM_BYTES,
+            };
+            let header = &mut messages[i].msg_hdr;
+            header.msg_name = (&raw mut names[i]).cast();
+            header.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_iov = &raw mut iovecs[i];
+            header.msg_iovlen = 1;
+        }
+        // SAFETY: every header points at a live buffer and name of the sizes given, for the whole call.
+        let count = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                messages.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if count < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for (message, name) in messages.iter().zip(&names).take(count as usize) {
+            if let Some(addr) = socket_addr(name) {
+                let len = (message.msg_len as usize).min(DATAGRAM_BYTES);
+                self.received.push((len, addr));
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn recv_into(&mut self, socket: &UdpSocket) -> io::Result<()> {
+        let (len, addr) = socket.recv_from(&mut self.buffers[0])?;
+        self.received.push((len.min(DATAGRAM_BYTES), addr));
+        Ok(())
+    }
+}
+
+/// The address in a `sockaddr_storage` the kernel filled in.
+#[cfg(target_os = "linux")]
+fn socket_addr(name: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    match i32::from(name.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which it is large enough for.
+            let v4 =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+            Some(SocketAddrV4::new(ip, u16::from_be(v4.sin_port)).into())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let v6 =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(v6.sin6_addr.s6_addr);
+            let port = u16::from_be(v6.sin6_port);
+            Some(SocketAddrV6::new(ip, port, v6.sin6_flowinfo, v6.sin6_scope_id).into())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_reads_every_waiting_datagram_with_its_sender() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let (a, b) = (
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+        );
+        let to = server.local_addr().unwrap();
+        a.send_to(b"one", to).unwrap();
+        b.send_to(&[7u8; 1200], to).unwrap();
+        a.send_to(b"three", to).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut batch = RecvBatch::default();
+        let mut got = Vec::new();
+        while let Ok(n) = batch.recv(&server) {
+            assert!(n > 0);
+            got.extend(
+                batch
+                    .datagrams()
+                    .map(|(addr, bytes)| (addr, bytes.to_vec())),
+            );
+        }
+        let (a, b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        assert_eq!(
+            got,
+            vec![
+                (a, b"one".to_vec()),
+                (b, vec![7u8; 1200]),
+                (a, b"three".to_vec())
+            ]
+        );
     }
 }
 

@@ -30,6 +30,7 @@ use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use renetcode::NETCODE_MAX_PACKET_BYTES;
 
+use crate::udp::RecvBatch;
 use crate::udp::connection_request as request;
 
 /// The smallest packet netcode decodes: a prefix, one sequence byte and a MAC.
@@ -158,22 +159,25 @@ impl Gate {
         let thread = std::thread::Builder::new()
             .name("mmo-udp-gate".into())
             .spawn(move || {
-                let mut buffer = [0u8; NETCODE_MAX_PACKET_BYTES];
+                let mut batch = RecvBatch::default();
                 while !flag.load(Ordering::Relaxed) {
                     if !wait_readable(&socket) {
                         continue;
                     }
                     // Under a flood this loop only ends when the server stops.
                     while !flag.load(Ordering::Relaxed) {
-                        match socket.recv_from(&mut buffer) {
-                            Ok((len, addr)) => {
-                                Counters::add(&counters.received);
+                        match batch.recv(&socket) {
+                            Ok(_) => {
                                 // A player's first packets follow its `Connected` closely.
                                 for change in control.try_iter() {
                                     state.apply(change);
                                 }
-                                let verdict = state.judge(addr, &buffer[..len], Instant::now());
-                                forward(verdict, addr, &buffer[..len], &out, &counters);
+                                let now = Instant::now();
+                                for (addr, bytes) in batch.datagrams() {
+                                    Counters::add(&counters.received);
+                                    let verdict = state.judge(addr, bytes, now);
+                                    forward(verdict, addr, bytes, &out, &counters);
+                                }
                             }
                             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                                 // Let datagrams gather: one wake-up per batch, not per datagram,

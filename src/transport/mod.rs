@@ -249,7 +249,9 @@ impl Transport {
             match to_netcode.try_send(FromTick::Packets { client_id, packets }) {
                 Ok(()) | Err(TrySendError::Disconnected(_)) => {}
                 // The netcode thread is behind: like a lost datagram, renet resends what mattered.
-                Err(TrySendError::Full(_)) => debug!(client_id, "netcode queue full; packets dropped"),
+                Err(TrySendError::Full(_)) => {
+                    debug!(client_id, "netcode queue full; packets dropped")
+                }
             }
         }
     }

@@ -35,8 +35,13 @@ pub enum ToTick {
         user_data: Box<[u8; NETCODE_USER_DATA_BYTES]>,
     },
     /// A decrypted renet packet from a connected client.
-    Payload { client_id: ClientId, bytes: Vec<u8> },
-    Disconnected { client_id: ClientId },
+    Payload {
+        client_id: ClientId,
+        bytes: Vec<u8>,
+    },
+    Disconnected {
+        client_id: ClientId,
+    },
 }
 
 /// What the tick asks of the netcode thread.
@@ -211,7 +216,6 @@ impl State {
             }
         }
     }
-
 }
 
 impl Outlet {
