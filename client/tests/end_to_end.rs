@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
-use mmo::client::NetClient;
 use mmo::config::Config;
 use mmo::protocol::{ClientMessage, ServerMessage};
 use mmo::server::ServerHandle;
@@ -14,38 +11,6 @@ use mmo_client::alert::DismissAlert;
 use mmo_client::chat::{ChatInput, ChatLog};
 use mmo_client::login::{LoginButton, PasswordField, RegisterButton, UsernameField};
 use mmo_client::screens::Screen;
-
-/// Another player, on the plain library client.
-struct Peer {
-    net: NetClient,
-    inbox: Vec<ServerMessage>,
-}
-
-impl Peer {
-    fn connect(addr: std::net::SocketAddr) -> Self {
-        Self {
-            net: NetClient::connect(addr, 60).unwrap(),
-            inbox: Vec::new(),
-        }
-    }
-
-    fn pump(&mut self) {
-        self.net.pump(&mut self.inbox).unwrap();
-    }
-
-    fn wait_for(&mut self, what: &str, matches: impl Fn(&ServerMessage) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.inbox.iter().any(&matches) {
-            assert!(
-                Instant::now() < deadline,
-                "peer timed out waiting for {what}: {:?}",
-                self.inbox
-            );
-            self.pump();
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-}
 
 const PASSWORD: &str = "alice's password";
 
@@ -77,19 +42,19 @@ fn register_login_chat_and_get_kicked_against_the_real_server() {
 
     // bob joins and speaks; alice's log shows it as the tutorial does.
     let mut bob = Peer::connect(server.addr());
-    bob.net.send(&ClientMessage::Register {
+    bob.send(&ClientMessage::Register {
         username: "bob".into(),
         password: "bob's password".into(),
     });
     bob.wait_for("registered", |m| {
         matches!(m, ServerMessage::Registered { .. })
     });
-    bob.net.send(&ClientMessage::Login {
+    bob.send(&ClientMessage::Login {
         username: "bob".into(),
         password: "bob's password".into(),
     });
     bob.wait_for("logged in", |m| matches!(m, ServerMessage::LoggedIn { .. }));
-    bob.net.send(&ClientMessage::Chat {
+    bob.send(&ClientMessage::Chat {
         text: "hi alice".into(),
     });
     run_until(
@@ -121,7 +86,7 @@ fn register_login_chat_and_get_kicked_against_the_real_server() {
 
     // Someone logs in as alice elsewhere: this client goes back to the login screen and says why.
     let mut elsewhere = Peer::connect(server.addr());
-    elsewhere.net.send(&ClientMessage::Login {
+    elsewhere.send(&ClientMessage::Login {
         username: "alice".into(),
         password: PASSWORD.into(),
     });

@@ -6,13 +6,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_renet::RenetClient;
 use common::*;
-use mmo::client::NetClient;
-use mmo::client::api::{ApiClient, decode_connect_token};
+use mmo::client::api::ApiClient;
 use mmo::config::{AuthMode, Config};
 use mmo::protocol::{ClientMessage, ServerMessage};
 use mmo::server::ServerHandle;
@@ -81,42 +79,6 @@ fn wait_for_chat(app: &mut App) {
     run_until(app, "the chatbox", || {}, |app| screen(app) == Screen::Chat);
 }
 
-/// Another player, logged in over HTTPS and playing over secure UDP with the plain library client.
-struct Peer {
-    net: NetClient,
-    inbox: Vec<ServerMessage>,
-}
-
-impl Peer {
-    fn log_in(api: &ApiClient, username: &str, password: &str) -> Self {
-        let answer = api.login(username, password).expect("peer logs in");
-        let token = decode_connect_token(&answer.connect_token).unwrap();
-        let mut peer = Self {
-            net: NetClient::connect_with_token(token, 60).unwrap(),
-            inbox: Vec::new(),
-        };
-        peer.wait_for("logged in", |m| matches!(m, ServerMessage::LoggedIn { .. }));
-        peer
-    }
-
-    fn pump(&mut self) {
-        self.net.pump(&mut self.inbox).unwrap();
-    }
-
-    fn wait_for(&mut self, what: &str, matches: impl Fn(&ServerMessage) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.inbox.iter().any(&matches) {
-            assert!(
-                Instant::now() < deadline,
-                "peer timed out waiting for {what}: {:?}",
-                self.inbox
-            );
-            self.pump();
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-}
-
 #[test]
 fn register_log_in_and_chat_over_https_and_encrypted_udp() {
     let dir = tempfile::tempdir().unwrap();
@@ -170,7 +132,7 @@ fn register_log_in_and_chat_over_https_and_encrypted_udp() {
     let api = api(&server);
     api.register("bob", "bob's password").unwrap();
     let mut bob = Peer::log_in(&api, "bob", "bob's password");
-    bob.net.send(&ClientMessage::Chat {
+    bob.send(&ClientMessage::Chat {
         text: "hi alice".into(),
     });
     run_until(

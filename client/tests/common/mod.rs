@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy_simple_text_input::{TextInputSubmitMessage, TextInputValue};
-use mmo::protocol::ClientMessage;
+use mmo::client::NetClient;
+use mmo::client::api::{ApiClient, decode_connect_token};
+use mmo::protocol::{ClientMessage, ServerMessage};
 use mmo_client::alert::Alerts;
 use mmo_client::config::ClientConfig;
 use mmo_client::net::ToServer;
@@ -117,4 +119,53 @@ pub fn texts_of<C: Component>(app: &mut App) -> Vec<String> {
         .iter(world)
         .map(|t| t.0.clone())
         .collect()
+}
+
+/// Another player, on the plain library client (in-band, or over HTTPS and secure UDP).
+pub struct Peer {
+    net: NetClient,
+    pub inbox: Vec<ServerMessage>,
+}
+
+impl Peer {
+    /// In-band: connects to `addr` (log in by sending messages).
+    pub fn connect(addr: SocketAddr) -> Self {
+        Self {
+            net: NetClient::connect(addr, 60).unwrap(),
+            inbox: Vec::new(),
+        }
+    }
+
+    /// Token mode: logs in over HTTPS and connects with the connect token.
+    pub fn log_in(api: &ApiClient, username: &str, password: &str) -> Self {
+        let answer = api.login(username, password).expect("peer logs in");
+        let token = decode_connect_token(&answer.connect_token).unwrap();
+        let mut peer = Self {
+            net: NetClient::connect_with_token(token, 60).unwrap(),
+            inbox: Vec::new(),
+        };
+        peer.wait_for("logged in", |m| matches!(m, ServerMessage::LoggedIn { .. }));
+        peer
+    }
+
+    pub fn pump(&mut self) {
+        self.net.pump(&mut self.inbox).unwrap();
+    }
+
+    pub fn send(&mut self, message: &ClientMessage) {
+        self.net.send(message);
+    }
+
+    pub fn wait_for(&mut self, what: &str, matches: impl Fn(&ServerMessage) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.inbox.iter().any(&matches) {
+            assert!(
+                Instant::now() < deadline,
+                "peer timed out waiting for {what}: {:?}",
+                self.inbox
+            );
+            self.pump();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
 }
