@@ -1,8 +1,10 @@
 //! Tick statistics: how long each tick's work takes (from the start of `First` to the end of `Last`),
 //! reported as p50, p99 and max every `--stats-interval` seconds in a log line that operators and the
 //! load generator read: `tick stats ticks=… p50_us=… p99_us=… max_us=… connections=… players=…
-//! datagrams=… dropped=… blocks=… forged=…` (the last four from the transport's gate, since the last line;
-//! `forged` counts token-mode connection requests not sealed with the server's key, within `dropped`).
+//! datagrams=… dropped=… blocks=… forged=… sent=… queue_drops=…` (from the transport, since the last line:
+//! the gate's datagrams received and dropped, addresses blocked, token-mode connection requests not sealed
+//! with the server's key (within `dropped`); the netcode thread's datagrams sent, and payloads it dropped
+//! because the tick's queue was full).
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,8 @@ pub struct TickStats {
     tick_started: Option<Instant>,
     durations_us: Vec<u32>,
     gate_before: CountersSnapshot,
+    /// The netcode thread's (queue drops, datagrams sent) at the last report.
+    netcode_before: (u64, u64),
 }
 
 impl TickStats {
@@ -42,6 +46,7 @@ impl TickStats {
             tick_started: None,
             durations_us: Vec::new(),
             gate_before: CountersSnapshot::default(),
+            netcode_before: (0, 0),
         }
     }
 }
@@ -79,6 +84,9 @@ fn report(
     durations.sort_unstable();
     let gate = transport.counters();
     let before = std::mem::replace(&mut stats.gate_before, gate);
+    let (queue_drops, sent) = transport.netcode_counters();
+    let (drops_before, sent_before) =
+        std::mem::replace(&mut stats.netcode_before, (queue_drops, sent));
     info!(
         ticks = durations.len(),
         p50_us = quantile(&durations, 0.50),
@@ -90,6 +98,8 @@ fn report(
         dropped = gate.dropped() - before.dropped(),
         blocks = gate.blocks - before.blocks,
         forged = gate.forged - before.forged,
+        sent = sent - sent_before,
+        queue_drops = queue_drops - drops_before,
         "tick stats"
     );
     stats.since = Instant::now();

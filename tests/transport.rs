@@ -72,17 +72,24 @@ fn stopping_with_packets_in_flight_loses_no_acknowledged_line_and_leaves_no_thre
         return; // thread names are read from Linux's /proc
     }
     let mut server = TestServer::start_token();
-    let threads = server_threads();
-    for expected in [
+    // A new thread takes its name from inside itself, a moment after it starts.
+    let expected = [
         "mmo-netcode",
         "mmo-udp-gate",
         "mmo-https-main",
         "mmo-server",
-    ] {
-        assert!(
-            threads.iter().any(|t| t == expected),
-            "{expected} in {threads:?}"
-        );
+    ];
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let threads = server_threads();
+        if expected
+            .iter()
+            .all(|name| threads.iter().any(|t| t == name))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "missing threads: {threads:?}");
+        std::thread::sleep(Duration::from_millis(10));
     }
     let mut alice = server.token_player("Alice");
     let mut bob = server.token_player("Bob");
