@@ -128,6 +128,127 @@ impl RecvBatch {
     }
 }
 
+/// Datagrams queued to go out with one system call (`sendmmsg` on Linux), up to [`BATCH`] at a time.
+/// UDP is best effort: a datagram the kernel refuses is dropped, as on the wire (renet resends).
+pub struct SendBatch {
+    buffers: Vec<[u8; DATAGRAM_BYTES]>,
+    queued: Vec<(usize, SocketAddr)>,
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        Self {
+            buffers: vec![[0u8; DATAGRAM_BYTES]; BATCH],
+            queued: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+impl SendBatch {
+    /// Queues a datagram (at most [`DATAGRAM_BYTES`]); sends the batch first if it is full.
+    pub fn push(&mut self, socket: &UdpSocket, addr: SocketAddr, bytes: &[u8]) {
+        if self.queued.len() == BATCH {
+            self.flush(socket);
+        }
+        let len = bytes.len().min(DATAGRAM_BYTES);
+        self.buffers[self.queued.len()][..len].copy_from_slice(&bytes[..len]);
+        self.queued.push((len, addr));
+    }
+
+    /// Sends what is queued; returns how many datagrams it tried (those the kernel refused are dropped).
+    pub fn flush(&mut self, socket: &UdpSocket) -> usize {
+        if self.queued.is_empty() {
+            return 0;
+        }
+        let sent = self.send_queued(socket);
+        self.queued.clear();
+        sent
+    }
+
+    #[cfg(target_os = "linux")]
+    fn send_queued(&mut self, socket: &UdpSocket) -> usize {
+        use std::os::fd::AsRawFd;
+        let count = self.queued.len();
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+        let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut messages: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for (i, &(len, addr)) in self.queued.iter().enumerate() {
+            let name_len = write_socket_addr(addr, &mut names[i]);
+            iovecs[i] = libc::iovec {
+                iov_base: self.buffers[i].as_mut_ptr().cast(),
+                iov_len: len,
+            };
+            let header = &mut messages[i].msg_hdr;
+            header.msg_name = (&raw mut names[i]).cast();
+            header.msg_namelen = name_len;
+            header.msg_iov = &raw mut iovecs[i];
+            header.msg_iovlen = 1;
+        }
+        let mut sent = 0;
+        while sent < count {
+            // SAFETY: the headers from `sent` on point at live buffers and names of the sizes given.
+            let n = unsafe {
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    messages[sent..].as_mut_ptr(),
+                    (count - sent) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n <= 0 {
+                // A full send buffer or an unreachable peer: skip that datagram, send the rest.
+                sent += 1;
+                continue;
+            }
+            sent += n as usize;
+        }
+        sent
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn send_queued(&mut self, socket: &UdpSocket) -> usize {
+        self.queued
+            .iter()
+            .zip(&self.buffers)
+            .filter(|((len, addr), buffer)| socket.send_to(&buffer[..*len], addr).is_ok())
+            .count()
+    }
+}
+
+/// Writes `addr` as a C socket address; returns its length.
+#[cfg(target_os = "linux")]
+fn write_socket_addr(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(v4) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for any socket address.
+            let out = unsafe {
+                &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
+            out.sin_family = libc::AF_INET as libc::sa_family_t;
+            out.sin_port = v4.port().to_be();
+            out.sin_addr = libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            };
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: as above.
+            let out = unsafe {
+                &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            out.sin6_port = v6.port().to_be();
+            out.sin6_flowinfo = v6.flowinfo();
+            out.sin6_addr = libc::in6_addr {
+                s6_addr: v6.ip().octets(),
+            };
+            out.sin6_scope_id = v6.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
 /// The address in a `sockaddr_storage` the kernel filled in.
 #[cfg(target_os = "linux")]
 fn socket_addr(name: &libc::sockaddr_storage) -> Option<SocketAddr> {
@@ -188,6 +309,31 @@ mod tests {
                 (a, b"three".to_vec())
             ]
         );
+    }
+
+    #[test]
+    fn a_send_batch_delivers_every_datagram_to_its_address() {
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (a, b) = (
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+        );
+        let mut batch = SendBatch::default();
+        for i in 0..100u8 {
+            let to = if i % 2 == 0 { &a } else { &b };
+            batch.push(&sender, to.local_addr().unwrap(), &[i; 10]);
+        }
+        batch.flush(&sender);
+        for (socket, first) in [(&a, 0u8), (&b, 1u8)] {
+            socket
+                .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            let mut buffer = [0u8; 64];
+            for i in (first..100).step_by(2) {
+                let (len, _) = socket.recv_from(&mut buffer).unwrap();
+                assert_eq!(&buffer[..len], &[i; 10]);
+            }
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The netcode thread: netcode's per-packet work off the tick. It owns renetcode's [`NetcodeServer`] and
 //! the sending socket; it takes the datagrams the [`gate`](super::gate) let through, decrypts them and
 //! hands the tick whole renet packets and connection events; it takes the tick's renet packets,
-//! encrypts and sends them; and it runs netcode's keep-alives and timeouts on its own clock.
+//! encrypts and sends them (`sendmmsg`, 64 datagrams a call); and it runs netcode's keep-alives and
+//! timeouts on its own clock.
 //!
 //! The tick and this thread meet only through bounded queues. A payload that finds the tick's queue
 //! full is dropped (counted; renet resends what mattered, as for any lost datagram); connection events
@@ -20,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, select};
 use renetcode::{NETCODE_USER_DATA_BYTES, NetcodeServer, ServerResult};
 
 use super::gate::{Control, Gated};
+use crate::udp::SendBatch;
 
 /// How often netcode's clock advances (keep-alives every 250 ms, timeouts) when no datagram arrives.
 const UPDATE_EVERY: Duration = Duration::from_millis(10);
@@ -90,6 +92,7 @@ impl NetcodeThread {
                 control,
                 counters,
                 clients: HashMap::new(),
+                batch: SendBatch::default(),
             },
         };
         let thread = std::thread::Builder::new()
@@ -123,6 +126,8 @@ struct Outlet {
     counters: Arc<NetcodeCounters>,
     /// Connected clients by address (for the gate's blocks).
     clients: HashMap<SocketAddr, ClientId>,
+    /// Datagrams to send, flushed with one system call per 64 (and before the thread waits).
+    batch: SendBatch,
 }
 
 impl State {
@@ -158,6 +163,7 @@ impl State {
             if !open {
                 // The tick is gone; everything it queued was handled above (a disconnected channel
                 // reports its end only once empty).
+                self.out.flush();
                 return;
             }
             let now = Instant::now();
@@ -169,6 +175,7 @@ impl State {
                     self.out.handle(result);
                 }
             }
+            self.out.flush();
         }
     }
 
@@ -193,14 +200,7 @@ impl State {
             FromTick::Packets { client_id, packets } => {
                 for packet in packets {
                     match self.netcode.generate_payload_packet(client_id, &packet) {
-                        Ok((addr, payload)) => {
-                            if let Err(error) = self.out.socket.send_to(payload, addr) {
-                                // renet resends what mattered; a full buffer is not worth a warning.
-                                tracing::debug!(client_id, %addr, %error, "send failed");
-                                break;
-                            }
-                            self.out.counters.sent.fetch_add(1, Ordering::Relaxed);
-                        }
+                        Ok((addr, payload)) => self.out.send(payload, addr),
                         // The client left meanwhile: its Disconnected is on its way to the tick.
                         Err(_) => break,
                     }
@@ -226,17 +226,23 @@ impl State {
 }
 
 impl Outlet {
+    /// Queues a datagram (sent at the next flush, or sooner when 64 are queued).
+    fn send(&mut self, payload: &[u8], addr: SocketAddr) {
+        self.batch.push(&self.socket, addr, payload);
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends every queued datagram.
+    fn flush(&mut self) {
+        self.batch.flush(&self.socket);
+    }
+
     /// Carries out what netcode decided: send its packet, hand a payload or an event to the tick (and
     /// tell the gate who connected and left).
     fn handle(&mut self, result: ServerResult<'_, '_>) {
-        let send = |socket: &UdpSocket, payload: &[u8], addr: SocketAddr| {
-            if let Err(error) = socket.send_to(payload, addr) {
-                tracing::debug!(%addr, %error, "send failed");
-            }
-        };
         match result {
             ServerResult::None => {}
-            ServerResult::PacketToSend { addr, payload } => send(&self.socket, payload, addr),
+            ServerResult::PacketToSend { addr, payload } => self.send(payload, addr),
             ServerResult::Payload { client_id, payload } => {
                 let bytes = payload.to_vec();
                 match self.to_tick.try_send(ToTick::Payload { client_id, bytes }) {
@@ -254,7 +260,7 @@ impl Outlet {
             } => {
                 let _ = self.control.send(Control::Connected(addr));
                 self.clients.insert(addr, client_id);
-                send(&self.socket, payload, addr);
+                self.send(payload, addr);
                 self.tell_tick(ToTick::Connected {
                     client_id,
                     addr,
@@ -269,7 +275,7 @@ impl Outlet {
                 let _ = self.control.send(Control::Disconnected(addr));
                 self.clients.remove(&addr);
                 if let Some(payload) = payload {
-                    send(&self.socket, payload, addr);
+                    self.send(payload, addr);
                 }
                 self.tell_tick(ToTick::Disconnected { client_id });
             }
