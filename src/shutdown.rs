@@ -53,7 +53,7 @@ fn drive_shutdown(
     mut phase: Local<Phase>,
     handle: Res<ShutdownHandle>,
     mut server: ResMut<RenetServer>,
-    mut transport: ResMut<Transport>,
+    transport: Res<Transport>,
     open: Query<(Entity, &Connection), Without<Closing>>,
     mut exit: MessageWriter<AppExit>,
 ) {
@@ -72,7 +72,7 @@ fn drive_shutdown(
             *phase = Phase::Draining(Instant::now() + DRAIN_GRACE);
         }
         Phase::Draining(deadline) if !server.has_connections() || Instant::now() >= deadline => {
-            transport.disconnect_all(&mut server);
+            transport.disconnect_all();
             commands.trigger(ServerStopping);
             exit.write(AppExit::Success);
             info!("all clients disconnected; flushing pending work");

@@ -162,19 +162,6 @@ impl AuthQueue {
         }
     }
 
-    /// Jobs waiting for a worker.
-    pub fn len(&self) -> usize {
-        let jobs = self
-            .0
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        jobs.as_ref().map_or(0, |jobs| jobs.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn close(&self) {
         *self
             .0

@@ -120,14 +120,6 @@ impl TokenIssuer {
         }
     }
 
-    pub fn private_key(&self) -> [u8; 32] {
-        self.private_key
-    }
-
-    pub fn public_addr(&self) -> SocketAddr {
-        self.public_addr
-    }
-
     /// A fresh connect token for the account, base64 as the API answers it.
     pub fn connect_token(&self, account_id: i32, name: &str) -> Result<String, IssueError> {
         let user = TokenUser {

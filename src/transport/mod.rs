@@ -177,7 +177,7 @@ impl Transport {
     }
 
     /// Disconnects every client (the netcode thread sends each a disconnect packet).
-    pub fn disconnect_all(&mut self, _server: &mut RenetServer) {
+    pub fn disconnect_all(&self) {
         self.tell_netcode(FromTick::DisconnectAll);
     }
 
@@ -275,12 +275,8 @@ fn send(mut transport: ResMut<Transport>, mut server: ResMut<RenetServer>) {
     transport.send_packets(&mut server);
 }
 
-fn disconnect_on_exit(
-    exit: MessageReader<AppExit>,
-    mut transport: ResMut<Transport>,
-    mut server: ResMut<RenetServer>,
-) {
+fn disconnect_on_exit(exit: MessageReader<AppExit>, transport: Res<Transport>) {
     if !exit.is_empty() {
-        transport.disconnect_all(&mut server);
+        transport.disconnect_all();
     }
 }
