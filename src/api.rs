@@ -92,6 +92,23 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+/// Reads a netcode private key as `--netcode-key-file` holds it: 32 raw bytes, or 64 hex digits
+/// (whitespace around them allowed). The server and the load generator's relay share this format.
+pub fn parse_netcode_key(bytes: &[u8]) -> Option<[u8; 32]> {
+    if let Ok(raw) = <[u8; 32]>::try_from(bytes) {
+        return Some(raw);
+    }
+    let hex = std::str::from_utf8(bytes).ok()?.trim();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (byte, pair) in key.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(key)
+}
+
 /// Bytes of netcode's connect-token user data.
 pub const USER_DATA_BYTES: usize = 256;
 
@@ -140,6 +157,15 @@ impl TokenUser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_netcode_key_is_raw_bytes_or_hex() {
+        assert_eq!(parse_netcode_key(&[7u8; 32]), Some([7u8; 32]));
+        let hex = format!("{}\n", "0a".repeat(32));
+        assert_eq!(parse_netcode_key(hex.as_bytes()), Some([10u8; 32]));
+        assert_eq!(parse_netcode_key(b"not a key"), None);
+        assert_eq!(parse_netcode_key("+a".repeat(32).as_bytes()), None);
+    }
 
     #[test]
     fn user_data_round_trips_and_refuses_what_does_not_fit() {

@@ -203,24 +203,9 @@ pub fn read_key_file(path: &Path) -> Result<Key, KeyFileError> {
         path: path.display().to_string(),
         source,
     })?;
-    parse_key(&bytes).ok_or_else(|| KeyFileError::Malformed {
+    mmo::api::parse_netcode_key(&bytes).ok_or_else(|| KeyFileError::Malformed {
         path: path.display().to_string(),
     })
-}
-
-fn parse_key(bytes: &[u8]) -> Option<Key> {
-    if let Ok(key) = Key::try_from(bytes) {
-        return Some(key);
-    }
-    let hex = std::str::from_utf8(bytes).ok()?.trim();
-    if hex.len() != 2 * NETCODE_KEY_BYTES || !hex.is_ascii() {
-        return None;
-    }
-    let mut key = [0u8; NETCODE_KEY_BYTES];
-    for (byte, pair) in key.iter_mut().zip(hex.as_bytes().chunks(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(key)
 }
 
 #[cfg(test)]

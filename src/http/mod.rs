@@ -154,19 +154,8 @@ pub fn netcode_key(file: Option<&Path>) -> Result<[u8; 32], HttpError> {
         detail,
     };
     let bytes = std::fs::read(path).map_err(|e| error(e.to_string()))?;
-    if let Ok(raw) = <[u8; 32]>::try_from(bytes.as_slice()) {
-        return Ok(raw);
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let hex = text.trim();
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(error("expected 32 bytes, or 64 hex digits".into()));
-    }
-    let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| error(e.to_string()))?;
-    }
-    Ok(key)
+    api::parse_netcode_key(&bytes)
+        .ok_or_else(|| error("expected 32 bytes, or 64 hex digits".into()))
 }
 
 /// The endpoint, bound and with its certificate loaded, waiting for the plugin to start serving.
