@@ -3,6 +3,7 @@
 //! lockout reveals nothing) and per connection (in token mode, per IP address of the HTTPS client).
 //! The per-name count is shared by both login paths: the tick's and the HTTPS endpoint's.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -66,7 +67,7 @@ impl<K> Default for FailureTable<K> {
     }
 }
 
-impl<K: Hash + Eq + Clone> FailureTable<K> {
+impl<K: Hash + Eq> FailureTable<K> {
     fn table(&self) -> MutexGuard<'_, HashMap<K, Failures>> {
         // A panic elsewhere while holding the lock leaves the counts usable.
         self.0
@@ -74,19 +75,31 @@ impl<K: Hash + Eq + Clone> FailureTable<K> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn is_locked(&self, key: &K, now: Instant) -> bool {
+    pub fn is_locked<Q>(&self, key: &Q, now: Instant) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.table().get(key).is_some_and(|f| f.is_locked(now))
     }
 
-    pub fn record(&self, key: &K, now: Instant) {
+    pub fn record<Q>(&self, key: &Q, now: Instant)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let mut table = self.table();
         if table.len() >= MAX_TRACKED_NAMES {
             table.retain(|_, failures| !failures.is_stale(now));
         }
-        table.entry(key.clone()).or_default().record(now);
+        table.entry(key.to_owned()).or_default().record(now);
     }
 
-    pub fn forget(&self, key: &K) {
+    pub fn forget<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.table().remove(key);
     }
 }
@@ -97,15 +110,15 @@ pub struct NameFailures(pub FailureTable<String>);
 
 impl NameFailures {
     pub fn is_locked(&self, key: &str, now: Instant) -> bool {
-        self.0.is_locked(&key.to_owned(), now)
+        self.0.is_locked(key, now)
     }
 
     pub fn record(&self, key: &str, now: Instant) {
-        self.0.record(&key.to_owned(), now);
+        self.0.record(key, now);
     }
 
     pub fn forget(&self, key: &str) {
-        self.0.forget(&key.to_owned());
+        self.0.forget(key);
     }
 }
 
