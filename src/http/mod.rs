@@ -262,7 +262,10 @@ pub(crate) fn plugin(app: &mut App) {
     };
     info!(url = %info.url, cert = %info.cert_path.display(), sha256 = %info.fingerprint, "https login endpoint ready");
     app.insert_resource(server)
-        .add_systems(Last, publish_players_online)
+        .add_systems(
+            Last,
+            publish_players_online.run_if(resource_changed::<OnlineAccounts>),
+        )
         .add_observer(stop_serving);
 }
 
