@@ -518,8 +518,10 @@ fn sealed_with(key: &XChaCha20Poly1305, protocol_id: u64, request_bytes: &[u8]) 
     additional[..13].copy_from_slice(request::VERSION_INFO);
     additional[13..21].copy_from_slice(&protocol_id.to_le_bytes());
     additional[21..].copy_from_slice(&request_bytes[request::EXPIRY]);
-    let (text, tag) = sealed.split_at(sealed.len() - 16);
-    let mut text = text.to_vec();
+    let (sealed_text, tag) = sealed.split_at(sealed.len() - 16);
+    // Opened on the stack: this runs for every connection request within its sender's budget.
+    let mut text = [0u8; request::BYTES - request::TOKEN.start - 16];
+    text.copy_from_slice(sealed_text);
     key.decrypt_in_place_detached(
         XNonce::from_slice(&request_bytes[request::NONCE]),
         &additional,
