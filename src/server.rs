@@ -15,6 +15,7 @@ use crate::config::{AuthMode, Config};
 use crate::http::{self, HttpsInfo, TokenIssuer};
 use crate::net::SecureNetcode;
 use crate::shutdown::ShutdownHandle;
+use crate::transport::Transport;
 use crate::{auth, chat, db, net, players, shutdown, stats};
 
 /// Why the server could not start.
@@ -162,7 +163,15 @@ fn run_loop(mut app: App, tick: Duration, idle_tick: Duration) -> AppExit {
             .get_resource::<RenetServer>()
             .is_some_and(|server| server.has_connections());
         let wait = if busy { tick } else { idle_tick };
-        if let Some(rest) = wait.checked_sub(started.elapsed()) {
+        // Until the next tick, the transport takes in what arrives (renet's share of it, off the tick).
+        let until = started + wait;
+        let world = app.world_mut();
+        if world.contains_resource::<Transport>() && world.contains_resource::<RenetServer>() {
+            world.resource_scope(|world, mut transport: Mut<Transport>| {
+                let mut server = world.resource_mut::<RenetServer>();
+                transport.pump_until(&mut server, until);
+            });
+        } else if let Some(rest) = until.checked_duration_since(Instant::now()) {
             std::thread::sleep(rest);
         }
     }

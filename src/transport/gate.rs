@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use renetcode::NETCODE_MAX_PACKET_BYTES;
 
 use crate::udp::RecvBatch;
@@ -78,6 +78,8 @@ pub enum Gated {
     Datagram { addr: SocketAddr, bytes: Vec<u8> },
     /// A connected player's address was blocked for flooding: close its connection.
     Blocked(SocketAddr),
+    /// Everything that reached the socket before the tick's sync request `n` came before this.
+    Synced(u64),
 }
 
 /// Running totals since the server started; read with [`Counters::snapshot`].
@@ -141,6 +143,8 @@ impl Counters {
 #[derive(Debug)]
 pub struct Gate {
     stop: Arc<AtomicBool>,
+    /// Set while the gate waits for an empty socket to become readable: it then answers no sync.
+    parked: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -150,18 +154,29 @@ impl Gate {
         socket: UdpSocket,
         state: GateState,
         control: Receiver<Control>,
+        syncs: Receiver<u64>,
         out: Sender<Gated>,
         counters: Arc<Counters>,
     ) -> io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let parked = Arc::new(AtomicBool::new(false));
+        let (flag, parked_flag) = (stop.clone(), parked.clone());
         let mut state = state;
         let thread = std::thread::Builder::new()
             .name("mmo-udp-gate".into())
             .spawn(move || {
                 let mut batch = RecvBatch::default();
+                // A sync the tick asked for while the gate was draining: answered once the socket is empty.
+                let mut pending: Option<u64> = None;
                 while !flag.load(Ordering::Relaxed) {
-                    if !wait_readable(&socket) {
+                    parked_flag.store(true, Ordering::Relaxed);
+                    // The socket was empty at the last look: a sync asked for since is answered now.
+                    for sync in syncs.try_iter() {
+                        let _ = out.try_send(Gated::Synced(sync));
+                    }
+                    let readable = wait_readable(&socket);
+                    parked_flag.store(false, Ordering::Relaxed);
+                    if !readable {
                         continue;
                     }
                     // Under a flood this loop only ends when the server stops.
@@ -180,10 +195,21 @@ impl Gate {
                                 }
                             }
                             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                                // The socket is empty: all that arrived before these syncs is queued.
+                                for sync in pending.take().into_iter().chain(syncs.try_iter()) {
+                                    let _ = out.try_send(Gated::Synced(sync));
+                                }
                                 // Let datagrams gather: one wake-up per batch, not per datagram,
-                                // leaves the CPU to the tick and the auth workers.
-                                std::thread::sleep(BATCH_PAUSE);
-                                break;
+                                // leaves the CPU to the tick and the auth workers. The tick's sync
+                                // (at the start of each tick) ends the rest early.
+                                match syncs.recv_timeout(BATCH_PAUSE) {
+                                    Ok(sync) => pending = Some(sync),
+                                    Err(RecvTimeoutError::Timeout) => break,
+                                    Err(RecvTimeoutError::Disconnected) => {
+                                        std::thread::sleep(BATCH_PAUSE);
+                                        break;
+                                    }
+                                }
                             }
                             // An ICMP "port unreachable" from an earlier send, or a signal: go on.
                             Err(error)
@@ -202,8 +228,14 @@ impl Gate {
             })?;
         Ok(Self {
             stop,
+            parked,
             thread: Some(thread),
         })
+    }
+
+    /// Whether the gate is waiting on an empty socket (it answers syncs only when it wakes).
+    pub fn parked(&self) -> bool {
+        self.parked.load(Ordering::Relaxed)
     }
 }
 

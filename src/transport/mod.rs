@@ -24,6 +24,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_renet::renet::ClientId;
@@ -48,6 +49,11 @@ pub const MAX_PER_TICK: usize = 8_192;
 /// Ticks between two packets to a client that is owed only acks: every 6th tick is 10 a second at 60 Hz,
 /// 100 ms, half of renet's resend time, so no client resends for want of an ack.
 pub const ACK_EVERY: u64 = 6;
+/// How often the tick's thread takes in decrypted packets while it waits for the next tick.
+const PUMP_EVERY: Duration = Duration::from_millis(2);
+/// How long a tick waits at most for the gate and the netcode thread to hand it what reached the socket
+/// before the tick started (normally a fraction of a millisecond).
+const SYNC_LIMIT: Duration = Duration::from_millis(2);
 
 pub(crate) fn plugin(app: &mut App) {
     app.add_systems(
@@ -86,6 +92,10 @@ pub struct Transport {
     channels: Vec<(u8, usize)>,
     /// Ticks sent so far (chooses which quiet clients get their acks this tick).
     sends: u64,
+    /// Asks the gate to drain the socket now and mark the spot (see [`Transport::update`]).
+    syncs: Sender<u64>,
+    /// The last sync asked for.
+    synced: u64,
     netcode: NetcodeThread,
     /// Stops and joins the gate thread when the transport is dropped (after the netcode thread).
     _gate: Gate,
@@ -104,6 +114,7 @@ impl Transport {
         socket.set_nonblocking(true)?;
         let (gated_tx, gated) = crossbeam_channel::bounded(QUEUE);
         let (control, control_rx) = crossbeam_channel::unbounded();
+        let (syncs, syncs_rx) = crossbeam_channel::bounded(4);
         let (to_netcode, from_tick) = crossbeam_channel::bounded(FROM_TICK_QUEUE);
         let (to_tick, from_netcode) = crossbeam_channel::bounded(TO_TICK_QUEUE);
         let counters = Arc::new(Counters::default());
@@ -116,6 +127,7 @@ impl Transport {
             socket.try_clone()?,
             state,
             control_rx,
+            syncs_rx,
             gated_tx,
             counters.clone(),
         )?;
@@ -142,6 +154,8 @@ impl Transport {
                 .map(|channel| (channel.channel_id, channel.max_memory_usage_bytes))
                 .collect(),
             sends: 0,
+            syncs,
+            synced: 0,
             netcode,
             _gate: gate,
         })
@@ -192,31 +206,87 @@ impl Transport {
         let Some(from_netcode) = &self.from_netcode else {
             return;
         };
-        for event in from_netcode.try_iter().take(MAX_PER_TICK) {
-            match event {
-                ToTick::Connected {
-                    client_id,
-                    addr,
-                    user_data,
-                } => {
-                    self.clients.insert(client_id, Client { addr, user_data });
-                    server.add_connection(client_id);
-                }
-                ToTick::Payload { client_id, bytes } => {
-                    if let Err(error) = server.process_packet_from(&bytes, client_id) {
-                        debug!(client_id, %error, "payload for an unknown client");
+        // Sync: everything that reached the socket before the tick started is this tick's, not the
+        // next one's. The gate stops resting, drains the socket and marks the spot; the netcode thread
+        // decrypts up to the mark; the tick waits for it at most SYNC_LIMIT.
+        let mut taken = 0;
+        if !self._gate.parked() {
+            self.synced += 1;
+            if self.syncs.try_send(self.synced).is_ok() {
+                let deadline = Instant::now() + SYNC_LIMIT;
+                while taken < MAX_PER_TICK {
+                    match from_netcode.recv_deadline(deadline) {
+                        Ok(ToTick::Synced(sync)) if sync == self.synced => break,
+                        Ok(event) => {
+                            taken += 1;
+                            Self::apply(&mut self.clients, &mut self.closing, server, event);
+                        }
+                        Err(_) => break,
                     }
                 }
-                ToTick::Disconnected { client_id } => {
-                    self.clients.remove(&client_id);
-                    self.closing.remove(&client_id);
-                    server.remove_connection(client_id);
-                }
             }
+        }
+        for event in from_netcode.try_iter().take(MAX_PER_TICK - taken) {
+            Self::apply(&mut self.clients, &mut self.closing, server, event);
         }
         for client_id in server.disconnections_id() {
             if self.closing.insert(client_id) {
                 self.tell_netcode(FromTick::Disconnect(client_id));
+            }
+        }
+    }
+
+    fn apply(
+        clients: &mut HashMap<ClientId, Client>,
+        closing: &mut HashSet<ClientId>,
+        server: &mut RenetServer,
+        event: ToTick,
+    ) {
+        match event {
+            ToTick::Connected {
+                client_id,
+                addr,
+                user_data,
+            } => {
+                clients.insert(client_id, Client { addr, user_data });
+                server.add_connection(client_id);
+            }
+            ToTick::Payload { client_id, bytes } => {
+                if let Err(error) = server.process_packet_from(&bytes, client_id) {
+                    debug!(client_id, %error, "payload for an unknown client");
+                }
+            }
+            ToTick::Disconnected { client_id } => {
+                clients.remove(&client_id);
+                closing.remove(&client_id);
+                server.remove_connection(client_id);
+            }
+            // A sync answered after its tick gave up waiting.
+            ToTick::Synced(_) => {}
+        }
+    }
+
+    /// Between ticks: until `until`, hands renet what the netcode thread decrypted, a few times a
+    /// tick (every [`PUMP_EVERY`]) rather than per packet, so that the next tick starts with its input
+    /// already taken in. Sleeps out the rest.
+    pub fn pump_until(&mut self, server: &mut RenetServer, until: Instant) {
+        loop {
+            let now = Instant::now();
+            let Some(rest) = until.checked_duration_since(now) else {
+                return;
+            };
+            // With nobody connected there is nothing to take in early: one sleep.
+            let step = if self.clients.is_empty() {
+                rest
+            } else {
+                rest.min(PUMP_EVERY)
+            };
+            std::thread::sleep(step);
+            let Some(from_netcode) = &self.from_netcode else {
+                continue;
+            };
+            for event in from_netcode.try_iter().take(MAX_PER_TICK) {
+                Self::apply(&mut self.clients, &mut self.closing, server, event);
             }
         }
     }
@@ -236,6 +306,7 @@ impl Transport {
         let Some(to_netcode) = &self.to_netcode else {
             return;
         };
+        let mut batch = Vec::new();
         for client_id in server.clients_id() {
             if !self.due(server, client_id) {
                 continue;
@@ -243,16 +314,17 @@ impl Transport {
             let Ok(packets) = server.get_packets_to_send(client_id) else {
                 continue;
             };
-            if packets.is_empty() {
-                continue;
+            if !packets.is_empty() {
+                batch.push((client_id, packets));
             }
-            match to_netcode.try_send(FromTick::Packets { client_id, packets }) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                // The netcode thread is behind: like a lost datagram, renet resends what mattered.
-                Err(TrySendError::Full(_)) => {
-                    debug!(client_id, "netcode queue full; packets dropped")
-                }
-            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        match to_netcode.try_send(FromTick::Packets(batch)) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            // The netcode thread is ticks behind: like lost datagrams, renet resends what mattered.
+            Err(TrySendError::Full(_)) => debug!("netcode queue full; a tick's packets dropped"),
         }
     }
 }

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bevy_renet::renet::ClientId;
-use crossbeam_channel::{Receiver, Sender, TrySendError, select};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, select};
 use renetcode::{NETCODE_USER_DATA_BYTES, NetcodeServer, ServerResult};
 
 use super::gate::{Control, Gated};
@@ -25,6 +25,9 @@ use crate::udp::SendBatch;
 
 /// How often netcode's clock advances (keep-alives every 250 ms, timeouts) when no datagram arrives.
 const UPDATE_EVERY: Duration = Duration::from_millis(10);
+/// How often every connected client is checked for its keep-alive (due 250 ms after the last packet
+/// to it) and its timeout: a keep-alive leaves at most this much late.
+const SWEEP_EVERY: Duration = Duration::from_millis(50);
 /// The same with nobody connected: an empty server wakes this thread 10 times a second, not 100.
 const IDLE_UPDATE_EVERY: Duration = Duration::from_millis(100);
 /// Datagrams (or tick requests) handled in one batch before the clock and the other queue get a look.
@@ -46,16 +49,15 @@ pub enum ToTick {
     Disconnected {
         client_id: ClientId,
     },
+    /// Everything the gate passed before the tick's sync request `n` is above.
+    Synced(u64),
 }
 
 /// What the tick asks of the netcode thread.
 #[derive(Debug)]
 pub enum FromTick {
-    /// renet packets for a client, to encrypt and send.
-    Packets {
-        client_id: ClientId,
-        packets: Vec<Vec<u8>>,
-    },
+    /// One tick's renet packets, by client, to encrypt and send.
+    Packets(Vec<(ClientId, Vec<Vec<u8>>)>),
     Disconnect(ClientId),
     DisconnectAll,
 }
@@ -133,32 +135,43 @@ struct Outlet {
 impl State {
     fn run(&mut self, gated: &Receiver<Gated>, from_tick: &Receiver<FromTick>) {
         let mut last_update = Instant::now();
+        let mut last_sweep = last_update;
         loop {
             let mut open = true;
+            // The tick's packets first: they are due now, while what the gate passed is needed only
+            // by the next tick (which syncs with this thread before it reads).
+            loop {
+                match from_tick.try_recv() {
+                    Ok(request) => self.requested(request),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
             let wait = if self.netcode.connected_clients() == 0 {
                 IDLE_UPDATE_EVERY
             } else {
                 UPDATE_EVERY
             };
-            select! {
-                recv(gated) -> first => {
-                    if let Ok(first) = first {
-                        self.gated(first);
-                        for next in gated.try_iter().take(BATCH) {
-                            self.gated(next);
+            if open {
+                self.out.flush();
+                select! {
+                    recv(gated) -> first => {
+                        if let Ok(first) = first {
+                            self.gated(first);
+                            for next in gated.try_iter().take(BATCH) {
+                                self.gated(next);
+                            }
                         }
                     }
+                    recv(from_tick) -> first => match first {
+                        Ok(first) => self.requested(first),
+                        Err(_) => open = false,
+                    },
+                    default(wait) => {}
                 }
-                recv(from_tick) -> first => match first {
-                    Ok(first) => {
-                        self.requested(first);
-                        for next in from_tick.try_iter().take(BATCH) {
-                            self.requested(next);
-                        }
-                    }
-                    Err(_) => open = false,
-                },
-                default(wait) => {}
             }
             if !open {
                 // The tick is gone; everything it queued was handled above (a disconnected channel
@@ -170,6 +183,11 @@ impl State {
             if now - last_update >= UPDATE_EVERY {
                 self.netcode.update(now - last_update);
                 last_update = now;
+            }
+            if now - last_sweep >= SWEEP_EVERY {
+                last_sweep = now;
+                // renetcode finds each client by a scan of all 1,024 slots: a sweep of 1,000 clients
+                // is a million slot looks, so it runs at 20 Hz, not at the clock's 100 Hz.
                 for client_id in self.netcode.clients_id() {
                     let result = self.netcode.update_client(client_id);
                     self.out.handle(result);
@@ -185,6 +203,9 @@ impl State {
                 let result = self.netcode.process_packet(addr, &mut bytes);
                 self.out.handle(result);
             }
+            Gated::Synced(sync) => {
+                let _ = self.out.to_tick.try_send(ToTick::Synced(sync));
+            }
             Gated::Blocked(addr) => {
                 if let Some(&client_id) = self.out.clients.get(&addr) {
                     tracing::warn!(client_id, %addr, "disconnecting a flooding client");
@@ -197,12 +218,14 @@ impl State {
 
     fn requested(&mut self, request: FromTick) {
         match request {
-            FromTick::Packets { client_id, packets } => {
-                for packet in packets {
-                    match self.netcode.generate_payload_packet(client_id, &packet) {
-                        Ok((addr, payload)) => self.out.send(payload, addr),
-                        // The client left meanwhile: its Disconnected is on its way to the tick.
-                        Err(_) => break,
+            FromTick::Packets(batch) => {
+                for (client_id, packets) in batch {
+                    for packet in packets {
+                        match self.netcode.generate_payload_packet(client_id, &packet) {
+                            Ok((addr, payload)) => self.out.send(payload, addr),
+                            // The client left meanwhile: its Disconnected is on its way to the tick.
+                            Err(_) => break,
+                        }
                     }
                 }
             }
