@@ -80,6 +80,14 @@ impl RecvBatch {
             .map(|(&(len, addr), buffer)| (addr, &buffer[..len]))
     }
 
+    /// The same, writable in place (netcode decrypts in the buffer it was read into).
+    pub fn datagrams_mut(&mut self) -> impl Iterator<Item = (SocketAddr, &mut [u8])> + '_ {
+        self.received
+            .iter()
+            .zip(&mut self.buffers)
+            .map(|(&(len, addr), buffer)| (addr, &mut buffer[..len]))
+    }
+
     #[cfg(target_os = "linux")]
     fn recv_into(&mut self, socket: &UdpSocket) -> io::Result<()> {
         use std::os::fd::AsRawFd;
@@ -126,6 +134,28 @@ impl RecvBatch {
         self.received.push((len.min(DATAGRAM_BYTES), addr));
         Ok(())
     }
+}
+
+/// Waits up to `timeout` for `socket` to become readable; whether it did.
+#[cfg(unix)]
+pub fn wait_readable(socket: &UdpSocket, timeout: std::time::Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut poll = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd for a socket that outlives the call.
+    let ready = unsafe { libc::poll(&raw mut poll, 1, millis) };
+    ready > 0
+}
+
+/// Without `poll`: a short sleep, then a look.
+#[cfg(not(unix))]
+pub fn wait_readable(_socket: &UdpSocket, _timeout: std::time::Duration) -> bool {
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    true
 }
 
 /// Datagrams queued to go out with one system call (`sendmmsg` on Linux), up to [`BATCH`] at a time.

@@ -13,7 +13,7 @@ use mmo::protocol::ServerMessage;
 /// The tests here count the process's threads, so they run one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Names of this process's threads that belong to a server (gate, netcode, HTTPS, auth workers).
+/// Names of this process's threads that belong to a server (netcode, HTTPS, auth workers).
 fn server_threads() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
         .map(|tasks| {
@@ -73,12 +73,7 @@ fn stopping_with_packets_in_flight_loses_no_acknowledged_line_and_leaves_no_thre
     }
     let mut server = TestServer::start_token();
     // A new thread takes its name from inside itself, a moment after it starts.
-    let expected = [
-        "mmo-netcode",
-        "mmo-udp-gate",
-        "mmo-https-main",
-        "mmo-server",
-    ];
+    let expected = ["mmo-netcode", "mmo-https-main", "mmo-server"];
     let deadline = Instant::now() + PATIENCE;
     loop {
         let threads = server_threads();

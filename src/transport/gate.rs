@@ -1,9 +1,7 @@
-//! The packet gate: a thread that drains the server's UDP socket as datagrams arrive and decides, before
-//! netcode decrypts anything, which of them the tick will see.
-//!
-//! Why a thread: the tick sleeps between ticks, and a flood arriving meanwhile overflowed the kernel's
-//! receive buffer, dropping every player's packets with the flood's. The gate is awake whenever the
-//! socket is readable, so the buffer stays empty, and it hands the tick a bounded queue.
+//! The packet gate: what the transport decides about each datagram before netcode decrypts anything.
+//! The netcode thread ([`super::netcode`]) drains the socket as datagrams arrive, whether the tick
+//! runs or sleeps (a flood arriving while the tick slept once overflowed the kernel's receive buffer,
+//! dropping every player's packets with the flood's), and asks [`GateState::judge`] about each one.
 //!
 //! What it drops, counting each reason ([`Counters`]):
 //! - datagrams no netcode peer would send (wrong length, unknown packet type, a connection request for
@@ -14,23 +12,17 @@
 //! - datagrams over the sender's budget: a token bucket per address (players get more than strangers,
 //!   and all strangers together share one more bucket, so many addresses cannot crowd players out);
 //! - everything from an address that sent more than twice its budget within a second, for a while
-//!   (it is *blocked*; a player's connection is closed by the tick);
-//! - datagrams that find the tick's queue full.
+//!   (it is *blocked*; a player's connection is closed).
 
 use std::collections::HashMap;
-use std::io;
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use renetcode::NETCODE_MAX_PACKET_BYTES;
 
-use crate::udp::RecvBatch;
 use crate::udp::connection_request as request;
 
 /// The smallest packet netcode decodes: a prefix, one sequence byte and a MAC.
@@ -42,11 +34,6 @@ const MAX_EXPIRY_SECS: u64 = request::CLIENT_EXPIRY_SECS + 600;
 const MAX_TRACKED: usize = 65_536;
 /// An address not heard from for this long is forgotten (unless it is blocked or a player).
 const FORGET_AFTER: Duration = Duration::from_secs(10);
-/// How long the gate rests after emptying the socket. Small beside a 16.7 ms tick; at 20,000 datagrams
-/// a second, 40 wait in the kernel buffer meanwhile.
-const BATCH_PAUSE: Duration = Duration::from_millis(2);
-/// How long the gate waits for the socket before looking at its stop flag again.
-const POLL_MS: i32 = 50;
 
 /// How much each address may send. See the module docs.
 #[derive(Debug, Clone, Copy)]
@@ -62,24 +49,13 @@ pub struct Limits {
     pub block_for: Duration,
 }
 
-/// What the tick tells the gate.
+/// What netcode tells the gate about an address.
 #[derive(Debug, Clone, Copy)]
 pub enum Control {
     /// netcode connected a client at this address: it gets a player's budget.
     Connected(SocketAddr),
     /// The client at this address is gone.
     Disconnected(SocketAddr),
-}
-
-/// What the gate tells the tick.
-#[derive(Debug)]
-pub enum Gated {
-    /// A datagram to hand to netcode.
-    Datagram { addr: SocketAddr, bytes: Vec<u8> },
-    /// A connected player's address was blocked for flooding: close its connection.
-    Blocked(SocketAddr),
-    /// Everything that reached the socket before the tick's sync request `n` came before this.
-    Synced(u64),
 }
 
 /// Running totals since the server started; read with [`Counters::snapshot`].
@@ -90,7 +66,6 @@ pub struct Counters {
     forged: AtomicU64,
     over_budget: AtomicU64,
     blocked: AtomicU64,
-    queue_full: AtomicU64,
     blocks: AtomicU64,
 }
 
@@ -107,8 +82,6 @@ pub struct CountersSnapshot {
     pub over_budget: u64,
     /// Dropped: the sender is blocked.
     pub blocked: u64,
-    /// Dropped: the tick's queue was full.
-    pub queue_full: u64,
     /// Times an address was blocked.
     pub blocks: u64,
 }
@@ -116,7 +89,7 @@ pub struct CountersSnapshot {
 impl CountersSnapshot {
     /// Every datagram dropped, for whatever reason.
     pub fn dropped(&self) -> u64 {
-        self.malformed + self.forged + self.over_budget + self.blocked + self.queue_full
+        self.malformed + self.forged + self.over_budget + self.blocked
     }
 }
 
@@ -129,179 +102,30 @@ impl Counters {
             forged: get(&self.forged),
             over_budget: get(&self.over_budget),
             blocked: get(&self.blocked),
-            queue_full: get(&self.queue_full),
             blocks: get(&self.blocks),
         }
+    }
+
+    /// Counts a datagram read from the socket and what was decided about it.
+    pub fn record(&self, verdict: Verdict) {
+        Self::add(&self.received);
+        let counter = match verdict {
+            Verdict::Pass => return,
+            Verdict::Malformed => &self.malformed,
+            Verdict::Forged => &self.forged,
+            Verdict::OverBudget => &self.over_budget,
+            Verdict::Blocked => &self.blocked,
+            Verdict::NewlyBlocked { .. } => {
+                Self::add(&self.blocks);
+                &self.blocked
+            }
+        };
+        Self::add(counter);
     }
 
     fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// The running gate thread; stops when dropped.
-#[derive(Debug)]
-pub struct Gate {
-    stop: Arc<AtomicBool>,
-    /// Set while the gate waits for an empty socket to become readable: it then answers no sync.
-    parked: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Gate {
-    /// Starts draining `socket` (which must be non-blocking; the server keeps a clone for sending).
-    pub fn spawn(
-        socket: UdpSocket,
-        state: GateState,
-        control: Receiver<Control>,
-        syncs: Receiver<u64>,
-        out: Sender<Gated>,
-        counters: Arc<Counters>,
-    ) -> io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let parked = Arc::new(AtomicBool::new(false));
-        let (flag, parked_flag) = (stop.clone(), parked.clone());
-        let mut state = state;
-        let thread = std::thread::Builder::new()
-            .name("mmo-udp-gate".into())
-            .spawn(move || {
-                let mut batch = RecvBatch::default();
-                // A sync the tick asked for while the gate was draining: answered once the socket is empty.
-                let mut pending: Option<u64> = None;
-                while !flag.load(Ordering::Relaxed) {
-                    parked_flag.store(true, Ordering::Relaxed);
-                    // The socket was empty at the last look: a sync asked for since is answered now.
-                    for sync in syncs.try_iter() {
-                        let _ = out.try_send(Gated::Synced(sync));
-                    }
-                    let readable = wait_readable(&socket);
-                    parked_flag.store(false, Ordering::Relaxed);
-                    if !readable {
-                        continue;
-                    }
-                    // Under a flood this loop only ends when the server stops.
-                    while !flag.load(Ordering::Relaxed) {
-                        match batch.recv(&socket) {
-                            Ok(_) => {
-                                // A player's first packets follow its `Connected` closely.
-                                for change in control.try_iter() {
-                                    state.apply(change);
-                                }
-                                let now = Instant::now();
-                                for (addr, bytes) in batch.datagrams() {
-                                    Counters::add(&counters.received);
-                                    let verdict = state.judge(addr, bytes, now);
-                                    forward(verdict, addr, bytes, &out, &counters);
-                                }
-                            }
-                            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                                // The socket is empty: all that arrived before these syncs is queued.
-                                for sync in pending.take().into_iter().chain(syncs.try_iter()) {
-                                    let _ = out.try_send(Gated::Synced(sync));
-                                }
-                                // Let datagrams gather: one wake-up per batch, not per datagram,
-                                // leaves the CPU to the tick and the auth workers. The tick's sync
-                                // (at the start of each tick) ends the rest early.
-                                match syncs.recv_timeout(BATCH_PAUSE) {
-                                    Ok(sync) => pending = Some(sync),
-                                    Err(RecvTimeoutError::Timeout) => break,
-                                    Err(RecvTimeoutError::Disconnected) => {
-                                        std::thread::sleep(BATCH_PAUSE);
-                                        break;
-                                    }
-                                }
-                            }
-                            // An ICMP "port unreachable" from an earlier send, or a signal: go on.
-                            Err(error)
-                                if matches!(
-                                    error.kind(),
-                                    io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
-                                ) => {}
-                            Err(error) => {
-                                tracing::error!(%error, "UDP receive failed");
-                                std::thread::sleep(Duration::from_millis(POLL_MS as u64));
-                                break;
-                            }
-                        }
-                    }
-                }
-            })?;
-        Ok(Self {
-            stop,
-            parked,
-            thread: Some(thread),
-        })
-    }
-
-    /// Whether the gate is waiting on an empty socket (it answers syncs only when it wakes).
-    pub fn parked(&self) -> bool {
-        self.parked.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn forward(
-    verdict: Verdict,
-    addr: SocketAddr,
-    bytes: &[u8],
-    out: &Sender<Gated>,
-    counters: &Counters,
-) {
-    let counter = match verdict {
-        Verdict::Pass => {
-            let gated = Gated::Datagram {
-                addr,
-                bytes: bytes.to_vec(),
-            };
-            match out.try_send(gated) {
-                Err(TrySendError::Full(_)) => &counters.queue_full,
-                // Handed over; or the server is gone and the gate stops with it.
-                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
-            }
-        }
-        Verdict::Malformed => &counters.malformed,
-        Verdict::Forged => &counters.forged,
-        Verdict::OverBudget => &counters.over_budget,
-        Verdict::Blocked => &counters.blocked,
-        Verdict::NewlyBlocked { player } => {
-            Counters::add(&counters.blocks);
-            if player {
-                tracing::warn!(%addr, "player address flooding; blocking it and closing its connection");
-                // Bounded by the number of players; the tick drains these every tick.
-                let _ = out.try_send(Gated::Blocked(addr));
-            }
-            &counters.blocked
-        }
-    };
-    Counters::add(counter);
-}
-
-/// Waits up to [`POLL_MS`] for the socket to become readable.
-#[cfg(unix)]
-fn wait_readable(socket: &UdpSocket) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut poll = libc::pollfd {
-        fd: socket.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for a socket that outlives the call.
-    let ready = unsafe { libc::poll(&raw mut poll, 1, POLL_MS) };
-    ready > 0
-}
-
-#[cfg(not(unix))]
-fn wait_readable(_socket: &UdpSocket) -> bool {
-    std::thread::sleep(Duration::from_millis(1));
-    true
 }
 
 /// What the gate does with one datagram.

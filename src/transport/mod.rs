@@ -1,15 +1,16 @@
-//! The server's transport: netcode (renetcode's [`NetcodeServer`]) on a UDP socket, on two threads of
-//! its own, so that the tick does no per-datagram work but renet's. It replaces renet_netcode's
+//! The server's transport: netcode (renetcode's [`NetcodeServer`]) on a UDP socket, on a thread of its
+//! own, so that the tick does no per-datagram work but renet's. It replaces renet_netcode's
 //! `NetcodeServerTransport`, which drained the socket and ran netcode inside the tick.
 //!
-//! - The [`gate`] thread drains the socket and drops what no peer should send, or more than a sender's
-//!   budget, before anything is decrypted.
-//! - The [`netcode`] thread decrypts what the gate passed and hands the tick whole renet packets and
-//!   connection events; it encrypts and sends the renet packets the tick queued; it runs netcode's
-//!   keep-alives and timeouts.
-//! - Each tick, [`Transport`] feeds renet at most [`MAX_PER_TICK`] packets and events from the netcode
-//!   thread, asks it to close the connections renet closed, and after the game systems ran, hands it
-//!   what renet has to send.
+//! - The [`netcode`] thread drains the socket, drops through the [`gate`] what no peer should send, or
+//!   more than a sender's budget, before anything is decrypted, decrypts the rest and hands the tick
+//!   whole renet packets and connection events; it encrypts and sends the renet packets the tick
+//!   handed it; it runs netcode's keep-alives and timeouts.
+//! - At the start of each tick, [`Transport`] syncs with it (the socket read to empty: what arrived
+//!   before the tick is the tick's, not the next one's), feeds renet at most [`MAX_PER_TICK`] packets
+//!   and events, and asks it to close the connections renet closed; after the game systems ran, it hands
+//!   it what renet has to send, one batch a tick. Between ticks, the tick's thread feeds renet what
+//!   arrives ([`Transport::pump_until`]), so a tick starts with most of its input taken in.
 //!
 //! A client with nothing queued or unacknowledged on any channel would get a packet holding only an ack
 //! every tick (renet acknowledges on every flush, forever): such a client is sent its acks every
@@ -33,15 +34,14 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use renetcode::{NETCODE_USER_DATA_BYTES, NetcodeServer, ServerConfig};
 
 use crate::api::{TokenUser, UserDataError};
-use gate::{Counters, CountersSnapshot, Gate, GateState, Limits};
+use gate::{Counters, CountersSnapshot, GateState, Limits};
 use netcode::{FromTick, NetcodeCounters, NetcodeThread, ToTick};
 
-/// Datagrams the gate may queue for the netcode thread; when full, it drops (counted as `queue_full`).
-const QUEUE: usize = 32_768;
 /// Packets and events the netcode thread may queue for the tick; beyond it, payloads are dropped.
 const TO_TICK_QUEUE: usize = 32_768;
-/// Sends the tick may queue for the netcode thread (one per client per tick, plus disconnects).
-const FROM_TICK_QUEUE: usize = 16_384;
+/// Requests the tick may queue for the netcode thread: a batch of packets and a sync a tick, and
+/// disconnects (at most one per client).
+const FROM_TICK_QUEUE: usize = 4_096;
 /// Packets and events the tick takes from the netcode thread in one tick at most (1,024 players at 60
 /// packets a second each are ~1,000 a tick); the rest wait for the next tick, so a burst cannot make
 /// one tick arbitrarily long.
@@ -51,8 +51,8 @@ pub const MAX_PER_TICK: usize = 8_192;
 pub const ACK_EVERY: u64 = 6;
 /// How often the tick's thread takes in decrypted packets while it waits for the next tick.
 const PUMP_EVERY: Duration = Duration::from_millis(2);
-/// How long a tick waits at most for the gate and the netcode thread to hand it what reached the socket
-/// before the tick started (normally a fraction of a millisecond).
+/// How long a tick waits at most for the netcode thread to hand it what reached the socket before the
+/// tick started (normally a fraction of a millisecond).
 const SYNC_LIMIT: Duration = Duration::from_millis(2);
 
 pub(crate) fn plugin(app: &mut App) {
@@ -92,19 +92,15 @@ pub struct Transport {
     channels: Vec<(u8, usize)>,
     /// Ticks sent so far (chooses which quiet clients get their acks this tick).
     sends: u64,
-    /// Asks the gate to drain the socket now and mark the spot (see [`Transport::update`]).
-    syncs: Sender<u64>,
-    /// The last sync asked for.
+    /// The last sync asked for (see [`Transport::update`]).
     synced: u64,
     netcode: NetcodeThread,
-    /// Stops and joins the gate thread when the transport is dropped (after the netcode thread).
-    _gate: Gate,
 }
 
 impl Transport {
-    /// Starts the gate on `socket` and netcode with `config` on its thread. `token_key` is netcode's
-    /// private key in token mode (`config` must then be secure with the same key): the gate drops
-    /// connection requests not sealed with it.
+    /// Starts netcode with `config` on `socket`, on its thread. `token_key` is netcode's private key in
+    /// token mode (`config` must then be secure with the same key): the gate drops connection requests
+    /// not sealed with it.
     pub fn new(
         socket: UdpSocket,
         config: ServerConfig,
@@ -112,33 +108,22 @@ impl Transport {
         token_key: Option<[u8; 32]>,
     ) -> io::Result<Self> {
         socket.set_nonblocking(true)?;
-        let (gated_tx, gated) = crossbeam_channel::bounded(QUEUE);
-        let (control, control_rx) = crossbeam_channel::unbounded();
-        let (syncs, syncs_rx) = crossbeam_channel::bounded(4);
         let (to_netcode, from_tick) = crossbeam_channel::bounded(FROM_TICK_QUEUE);
         let (to_tick, from_netcode) = crossbeam_channel::bounded(TO_TICK_QUEUE);
         let counters = Arc::new(Counters::default());
         let netcode_counters = Arc::new(NetcodeCounters::default());
-        let mut state = GateState::new(config.protocol_id, limits);
+        let mut gate = GateState::new(config.protocol_id, limits);
         if let Some(key) = &token_key {
-            state = state.require_tokens_sealed_with(key);
+            gate = gate.require_tokens_sealed_with(key);
         }
-        let gate = Gate::spawn(
-            socket.try_clone()?,
-            state,
-            control_rx,
-            syncs_rx,
-            gated_tx,
-            counters.clone(),
-        )?;
         let netcode = NetcodeThread::spawn(
             NetcodeServer::new(config),
+            gate,
             socket,
-            gated,
             from_tick,
             to_tick,
-            control,
             netcode_counters.clone(),
+            counters.clone(),
         )?;
         Ok(Self {
             to_netcode: Some(to_netcode),
@@ -154,10 +139,8 @@ impl Transport {
                 .map(|channel| (channel.channel_id, channel.max_memory_usage_bytes))
                 .collect(),
             sends: 0,
-            syncs,
             synced: 0,
             netcode,
-            _gate: gate,
         })
     }
 
@@ -207,12 +190,15 @@ impl Transport {
             return;
         };
         // Sync: everything that reached the socket before the tick started is this tick's, not the
-        // next one's. The gate stops resting, drains the socket and marks the spot; the netcode thread
-        // decrypts up to the mark; the tick waits for it at most SYNC_LIMIT.
+        // next one's. The netcode thread stops resting, reads the socket to empty, decrypts what the
+        // gate passes and says so; the tick waits for it at most SYNC_LIMIT. (With nobody connected,
+        // nothing is due to anyone, and the thread waits on the socket rather than resting.)
         let mut taken = 0;
-        if !self._gate.parked() {
+        if !self.clients.is_empty()
+            && let Some(to_netcode) = &self.to_netcode
+        {
             self.synced += 1;
-            if self.syncs.try_send(self.synced).is_ok() {
+            if to_netcode.try_send(FromTick::Sync(self.synced)).is_ok() {
                 let deadline = Instant::now() + SYNC_LIMIT;
                 while taken < MAX_PER_TICK {
                     match from_netcode.recv_deadline(deadline) {

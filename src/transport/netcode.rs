@@ -1,8 +1,17 @@
-//! The netcode thread: netcode's per-packet work off the tick. It owns renetcode's [`NetcodeServer`] and
-//! the sending socket; it takes the datagrams the [`gate`](super::gate) let through, decrypts them and
-//! hands the tick whole renet packets and connection events; it takes the tick's renet packets,
-//! encrypts and sends them (`sendmmsg`, 64 datagrams a call); and it runs netcode's keep-alives and
-//! timeouts on its own clock.
+//! The transport's thread: netcode's per-packet work off the tick. It owns the socket, the
+//! [`gate`](super::gate) and renetcode's [`NetcodeServer`]:
+//!
+//! - it drains the socket (`recvmmsg`, 64 datagrams a call) whenever there is something to read, while
+//!   the tick runs or sleeps, asks the gate about each datagram, and decrypts those it passes in the
+//!   buffer they were read into, handing the tick whole renet packets and connection events;
+//! - it takes the tick's renet packets (one batch a tick), encrypts and sends them (`sendmmsg`), before
+//!   it reads again: they are due now, what it reads is needed only by the next tick;
+//! - it runs netcode's clock, keep-alives and timeouts;
+//! - at the start of each tick it answers the tick's sync: the socket read to empty, everything that
+//!   reached it before the tick started is in the tick's queue.
+//!
+//! Between reads it rests [`REST`] (waking at once for the tick), so that under load one wake-up reads
+//! many datagrams; with nobody connected it waits on the socket instead.
 //!
 //! The tick and this thread meet only through bounded queues. A payload that finds the tick's queue
 //! full is dropped (counted; renet resends what mattered, as for any lost datagram); connection events
@@ -10,6 +19,7 @@
 //! everything already queued, then stops.
 
 use std::collections::HashMap;
+use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,21 +27,25 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bevy_renet::renet::ClientId;
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, select};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use renetcode::{NETCODE_USER_DATA_BYTES, NetcodeServer, ServerResult};
 
-use super::gate::{Control, Gated};
-use crate::udp::SendBatch;
+use super::gate::{Control, Counters, GateState, Verdict};
+use crate::udp::{RecvBatch, SendBatch, wait_readable};
 
-/// How often netcode's clock advances (keep-alives every 250 ms, timeouts) when no datagram arrives.
+/// How often netcode's clock advances (its keep-alives and timeouts count in it).
 const UPDATE_EVERY: Duration = Duration::from_millis(10);
 /// How often every connected client is checked for its keep-alive (due 250 ms after the last packet
 /// to it) and its timeout: a keep-alive leaves at most this much late.
 const SWEEP_EVERY: Duration = Duration::from_millis(50);
-/// The same with nobody connected: an empty server wakes this thread 10 times a second, not 100.
-const IDLE_UPDATE_EVERY: Duration = Duration::from_millis(100);
-/// Datagrams (or tick requests) handled in one batch before the clock and the other queue get a look.
-const BATCH: usize = 256;
+/// How long the thread rests after emptying the socket (unless the tick asks for something): at
+/// 60,000 datagrams a second, 120 wait in the kernel's buffer meanwhile and are read with two calls.
+/// Small beside a 16.7 ms tick, and the tick's sync reads the socket at each tick's start anyway.
+pub const REST: Duration = Duration::from_millis(2);
+/// With nobody connected: how long it waits on an empty socket before looking at the tick's queue.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// `recvmmsg` calls (64 datagrams each) before the tick's requests get a look again, under a flood.
+const READS_PER_TURN: usize = 16;
 
 /// What the netcode thread tells the tick.
 #[derive(Debug)]
@@ -49,7 +63,7 @@ pub enum ToTick {
     Disconnected {
         client_id: ClientId,
     },
-    /// Everything the gate passed before the tick's sync request `n` is above.
+    /// The answer to [`FromTick::Sync`]: what reached the socket before it is above.
     Synced(u64),
 }
 
@@ -60,6 +74,8 @@ pub enum FromTick {
     Packets(Vec<(ClientId, Vec<Vec<u8>>)>),
     Disconnect(ClientId),
     DisconnectAll,
+    /// Read the socket to empty now and say so with [`ToTick::Synced`].
+    Sync(u64),
 }
 
 /// What the netcode thread counts.
@@ -77,21 +93,25 @@ pub struct NetcodeThread {
 }
 
 impl NetcodeThread {
+    /// Starts the thread on `socket` (non-blocking). `gate_counters` count what the gate decides.
     pub fn spawn(
         netcode: NetcodeServer,
+        gate: GateState,
         socket: UdpSocket,
-        gated: Receiver<Gated>,
         from_tick: Receiver<FromTick>,
         to_tick: Sender<ToTick>,
-        control: Sender<Control>,
         counters: Arc<NetcodeCounters>,
-    ) -> std::io::Result<Self> {
+        gate_counters: Arc<Counters>,
+    ) -> io::Result<Self> {
         let mut state = State {
             netcode,
+            received: RecvBatch::default(),
+            gate_counters,
+            sync: None,
             out: Outlet {
                 socket,
                 to_tick,
-                control,
+                gate,
                 counters,
                 clients: HashMap::new(),
                 batch: SendBatch::default(),
@@ -99,7 +119,7 @@ impl NetcodeThread {
         };
         let thread = std::thread::Builder::new()
             .name("mmo-netcode".into())
-            .spawn(move || state.run(&gated, &from_tick))?;
+            .spawn(move || state.run(&from_tick))?;
         Ok(Self {
             thread: Some(thread),
         })
@@ -117,6 +137,11 @@ impl NetcodeThread {
 
 struct State {
     netcode: NetcodeServer,
+    /// The datagrams of the last read.
+    received: RecvBatch,
+    gate_counters: Arc<Counters>,
+    /// A sync the tick asked for, answered once the socket is read to empty.
+    sync: Option<u64>,
     out: Outlet,
 }
 
@@ -124,7 +149,7 @@ struct State {
 struct Outlet {
     socket: UdpSocket,
     to_tick: Sender<ToTick>,
-    control: Sender<Control>,
+    gate: GateState,
     counters: Arc<NetcodeCounters>,
     /// Connected clients by address (for the gate's blocks).
     clients: HashMap<SocketAddr, ClientId>,
@@ -132,52 +157,39 @@ struct Outlet {
     batch: SendBatch,
 }
 
+/// How a read of the socket ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Read to empty; it had this many datagrams.
+    Emptied(usize),
+    /// More is waiting (a flood): go round again after the tick's requests.
+    More,
+}
+
 impl State {
-    fn run(&mut self, gated: &Receiver<Gated>, from_tick: &Receiver<FromTick>) {
+    fn run(&mut self, from_tick: &Receiver<FromTick>) {
         let mut last_update = Instant::now();
         let mut last_sweep = last_update;
         loop {
-            let mut open = true;
-            // The tick's packets first: they are due now, while what the gate passed is needed only
-            // by the next tick (which syncs with this thread before it reads).
-            loop {
+            // The tick's requests first: its packets are due now.
+            let open = loop {
                 match from_tick.try_recv() {
                     Ok(request) => self.requested(request),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
+                    Err(TryRecvError::Empty) => break true,
+                    Err(TryRecvError::Disconnected) => break false,
                 }
-            }
-            let wait = if self.netcode.connected_clients() == 0 {
-                IDLE_UPDATE_EVERY
-            } else {
-                UPDATE_EVERY
             };
-            if open {
-                self.out.flush();
-                select! {
-                    recv(gated) -> first => {
-                        if let Ok(first) = first {
-                            self.gated(first);
-                            for next in gated.try_iter().take(BATCH) {
-                                self.gated(next);
-                            }
-                        }
-                    }
-                    recv(from_tick) -> first => match first {
-                        Ok(first) => self.requested(first),
-                        Err(_) => open = false,
-                    },
-                    default(wait) => {}
-                }
-            }
+            self.out.flush();
             if !open {
-                // The tick is gone; everything it queued was handled above (a disconnected channel
+                // The tick is gone; everything it queued was sent above (a disconnected channel
                 // reports its end only once empty).
-                self.out.flush();
                 return;
+            }
+            let read = self.read_socket();
+            if read != Read::More
+                && let Some(sync) = self.sync.take()
+            {
+                let _ = self.out.to_tick.try_send(ToTick::Synced(sync));
             }
             let now = Instant::now();
             if now - last_update >= UPDATE_EVERY {
@@ -194,26 +206,70 @@ impl State {
                 }
             }
             self.out.flush();
+            match read {
+                Read::More => {}
+                Read::Emptied(0) if self.netcode.connected_clients() == 0 => {
+                    // Nobody connected and nothing arriving: wait on the socket, not the clock.
+                    wait_readable(&self.out.socket, IDLE_WAIT);
+                }
+                // Let datagrams gather: one wake-up per batch, not per datagram; the tick's packets
+                // and syncs end the rest at once.
+                Read::Emptied(_) => match from_tick.recv_timeout(REST) {
+                    Ok(request) => self.requested(request),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    // Seen (and sent what was queued) at the top of the loop.
+                    Err(RecvTimeoutError::Disconnected) => {}
+                },
+            }
         }
     }
 
-    fn gated(&mut self, gated: Gated) {
-        match gated {
-            Gated::Datagram { addr, mut bytes } => {
-                let result = self.netcode.process_packet(addr, &mut bytes);
-                self.out.handle(result);
+    /// Reads the socket until it is empty (or [`READS_PER_TURN`] calls), passing each datagram the
+    /// gate lets through to netcode.
+    fn read_socket(&mut self) -> Read {
+        let mut count = 0;
+        for _ in 0..READS_PER_TURN {
+            match self.received.recv(&self.out.socket) {
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    return Read::Emptied(count);
+                }
+                // An ICMP "port unreachable" from an earlier send, or a signal: go on.
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "UDP receive failed");
+                    return Read::Emptied(count);
+                }
             }
-            Gated::Synced(sync) => {
-                let _ = self.out.to_tick.try_send(ToTick::Synced(sync));
-            }
-            Gated::Blocked(addr) => {
-                if let Some(&client_id) = self.out.clients.get(&addr) {
-                    tracing::warn!(client_id, %addr, "disconnecting a flooding client");
-                    let result = self.netcode.disconnect(client_id);
-                    self.out.handle(result);
+            let now = Instant::now();
+            for (addr, bytes) in self.received.datagrams_mut() {
+                count += 1;
+                let verdict = self.out.gate.judge(addr, bytes, now);
+                self.gate_counters.record(verdict);
+                match verdict {
+                    Verdict::Pass => {
+                        let result = self.netcode.process_packet(addr, bytes);
+                        self.out.handle(result);
+                    }
+                    Verdict::NewlyBlocked { player: true } => {
+                        tracing::warn!(%addr, "player address flooding; blocking it and closing its connection");
+                        if let Some(&client_id) = self.out.clients.get(&addr) {
+                            let result = self.netcode.disconnect(client_id);
+                            self.out.handle(result);
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
+        Read::More
     }
 
     fn requested(&mut self, request: FromTick) {
@@ -244,6 +300,7 @@ impl State {
                     self.out.handle(result);
                 }
             }
+            FromTick::Sync(sync) => self.sync = Some(sync),
         }
     }
 }
@@ -261,7 +318,7 @@ impl Outlet {
     }
 
     /// Carries out what netcode decided: send its packet, hand a payload or an event to the tick (and
-    /// tell the gate who connected and left).
+    /// tell the gate who connected and left: players get a player's budget).
     fn handle(&mut self, result: ServerResult<'_, '_>) {
         match result {
             ServerResult::None => {}
@@ -281,7 +338,7 @@ impl Outlet {
                 user_data,
                 payload,
             } => {
-                let _ = self.control.send(Control::Connected(addr));
+                self.gate.apply(Control::Connected(addr));
                 self.clients.insert(addr, client_id);
                 self.send(payload, addr);
                 self.tell_tick(ToTick::Connected {
@@ -295,7 +352,7 @@ impl Outlet {
                 addr,
                 payload,
             } => {
-                let _ = self.control.send(Control::Disconnected(addr));
+                self.gate.apply(Control::Disconnected(addr));
                 self.clients.remove(&addr);
                 if let Some(payload) = payload {
                     self.send(payload, addr);
