@@ -77,6 +77,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub packet_block_secs: u32,
 
+    /// Decrypted packets and connection events the transport holds for a tick that is late (a long
+    /// tick, a stalled one). Beyond it, packets are dropped as if lost on the wire (renet resends what
+    /// mattered, and the "tick stats" line counts them as queue_drops); connection events always wait.
+    #[arg(long, env = "MMO_TRANSPORT_QUEUE", default_value_t = 32_768,
+          value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
+    pub transport_queue: u32,
+
     /// Allow in-band login (passwords over unsecure netcode) on a non-loopback address. Only for a LAN
     /// you trust: anyone on the path can read the passwords.
     #[arg(long, env = "MMO_ALLOW_INSECURE_REMOTE")]

@@ -98,7 +98,8 @@ pub(crate) fn bind(
         block_for: Duration::from_secs(u64::from(config.packet_block_secs)),
     };
     let key = secure.as_ref().map(|secure| secure.private_key);
-    let transport = Transport::new(socket, server_config, limits, key)?;
+    let queue = usize::try_from(config.transport_queue).unwrap_or(usize::MAX);
+    let transport = Transport::new(socket, server_config, limits, queue, key)?;
     Ok((
         RenetServer::new(protocol::connection_config()),
         transport,

@@ -186,6 +186,15 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// Builds the server on a new thread and runs it there; returns once it listens.
     pub fn spawn(config: Config) -> Result<Self, StartError> {
+        Self::spawn_with(config, |_| {})
+    }
+
+    /// The same, with `extend` adding to the app (plugins, systems) after [`build`], as a game's own
+    /// `main` would.
+    pub fn spawn_with(
+        config: Config,
+        extend: impl FnOnce(&mut App) + Send + 'static,
+    ) -> Result<Self, StartError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("mmo-server".into())
@@ -193,6 +202,7 @@ impl ServerHandle {
                 let mut app = App::new();
                 match build(&mut app, config) {
                     Ok(started) => {
+                        extend(&mut app);
                         let _ = tx.send(Ok(started));
                         app.run()
                     }

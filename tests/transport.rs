@@ -3,12 +3,16 @@
 
 mod common;
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+use mmo::transport::Transport;
 
 use common::proxy::Proxy;
 use common::*;
-use mmo::protocol::ServerMessage;
+use mmo::protocol::{ClientMessage, ServerMessage};
 
 /// The tests here count the process's threads, so they run one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -28,11 +32,13 @@ fn server_threads() -> Vec<String> {
     names
 }
 
-/// Pumps `client` for `time`.
-fn pump_for(client: &mut TestClient, time: Duration) {
+/// Pumps `clients` for `time` (each flushes at its own frame rate).
+fn pump_for(clients: &mut [&mut TestClient], time: Duration) {
     let until = Instant::now() + time;
     while Instant::now() < until {
-        client.pump();
+        for client in clients.iter_mut() {
+            client.pump();
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -48,9 +54,9 @@ fn a_quiet_player_gets_acks_ten_times_a_second_and_lines_at_once() {
     let mut bob = server.player("Bob");
     // Alice's client sends a packet every frame (60 a second), so she is always owed acks; once the
     // login's messages are acknowledged she has nothing else coming.
-    pump_for(&mut alice, Duration::from_millis(500));
+    pump_for(&mut [&mut alice], Duration::from_millis(500));
     let before = proxy.sent_to_client();
-    pump_for(&mut alice, Duration::from_secs(2));
+    pump_for(&mut [&mut alice], Duration::from_secs(2));
     let quiet = proxy.sent_to_client() - before;
     assert!(
         (10..=40).contains(&quiet),
@@ -112,4 +118,80 @@ fn stopping_with_packets_in_flight_loses_no_acknowledged_line_and_leaves_no_thre
     let said: Vec<&str> = history.iter().map(|line| line.text.as_str()).collect();
     let expected: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
     assert_eq!(said, expected, "every acknowledged line is in the history");
+}
+
+/// A gameplay system that, when asked, holds the tick for a while, as a slow system would; and reads
+/// the transport's drop counter for the test.
+#[derive(Resource, Clone, Default)]
+struct Stall {
+    /// Milliseconds the next tick should take; 0 = none.
+    next_ms: Arc<AtomicU64>,
+    /// Payloads the transport dropped because the tick was late.
+    queue_drops: Arc<AtomicU64>,
+}
+
+fn stall(stall: Res<Stall>, transport: Res<Transport>) {
+    let ms = stall.next_ms.swap(0, Ordering::Relaxed);
+    if ms > 0 {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+    let (drops, _sent) = transport.netcode_counters();
+    stall.queue_drops.store(drops, Ordering::Relaxed);
+}
+
+#[test]
+fn a_stalled_tick_with_its_queue_full_keeps_every_connection_and_loses_no_line() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let stalls = Stall::default();
+    let hook = stalls.clone();
+    let server = TestServer::start_extended(
+        |config| {
+            config.chat_burst = 1000;
+            config.chat_per_second = 1000.0;
+            // Two players flushing 60 times a second fill this within a second of a stalled tick.
+            config.transport_queue = 32;
+        },
+        move |app| {
+            app.insert_resource(hook).add_systems(Update, stall);
+        },
+    );
+    let mut alice = server.player("Alice");
+    let mut bob = server.player("Bob");
+
+    // The tick stops for 3 s; meanwhile Alice talks, both keep flushing, and Carol connects.
+    stalls.next_ms.store(3_000, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(100));
+    for i in 0..10 {
+        alice.send(&ClientMessage::Chat {
+            text: format!("said during the stall {i}"),
+        });
+    }
+    let mut carol = TestClient::start_connecting(server.addr);
+    pump_for(
+        &mut [&mut alice, &mut bob, &mut carol],
+        Duration::from_millis(2_500),
+    );
+    // The netcode thread answered Carol's handshake and kept everyone alive without the tick.
+    assert!(carol.is_connected(), "Carol's handshake needs no tick");
+    assert!(alice.is_connected() && bob.is_connected());
+
+    // After the stall: every line reaches Bob, in order (what the full queue dropped, renet resent).
+    for i in 0..10 {
+        let text = format!("said during the stall {i}");
+        bob.expect(&text, |m| {
+            matches!(m, ServerMessage::Chat(line) if line.sender == "Alice" && line.text == text)
+                .then_some(())
+        });
+    }
+    assert!(
+        stalls.queue_drops.load(Ordering::Relaxed) > 0,
+        "the queue filled and dropped payloads"
+    );
+    // Carol's connection reached the tick although the queue was full: she can log in.
+    carol.register("Carol", PASSWORD).expect("Carol registers");
+    carol.login("Carol", PASSWORD).expect("Carol logs in");
+    bob.expect("Carol joined", |m| {
+        matches!(m, ServerMessage::PlayerJoined { name } if name == "Carol").then_some(())
+    });
+    assert!(alice.is_connected() && bob.is_connected());
 }

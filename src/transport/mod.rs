@@ -37,8 +37,6 @@ use crate::api::{TokenUser, UserDataError};
 use gate::{Counters, CountersSnapshot, GateState, Limits};
 use netcode::{FromTick, NetcodeCounters, NetcodeThread, ToTick};
 
-/// Packets and events the netcode thread may queue for the tick; beyond it, payloads are dropped.
-const TO_TICK_QUEUE: usize = 32_768;
 /// Requests the tick may queue for the netcode thread: a batch of packets and a sync a tick, and
 /// disconnects (at most one per client).
 const FROM_TICK_QUEUE: usize = 4_096;
@@ -98,18 +96,20 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// Starts netcode with `config` on `socket`, on its thread. `token_key` is netcode's private key in
-    /// token mode (`config` must then be secure with the same key): the gate drops connection requests
-    /// not sealed with it.
+    /// Starts netcode with `config` on `socket`, on its thread. It may queue `queue` packets and events
+    /// for the tick; beyond it, payloads are dropped. `token_key` is netcode's private key in token mode
+    /// (`config` must then be secure with the same key): the gate drops connection requests not
+    /// sealed with it.
     pub fn new(
         socket: UdpSocket,
         config: ServerConfig,
         limits: Limits,
+        queue: usize,
         token_key: Option<[u8; 32]>,
     ) -> io::Result<Self> {
         socket.set_nonblocking(true)?;
         let (to_netcode, from_tick) = crossbeam_channel::bounded(FROM_TICK_QUEUE);
-        let (to_tick, from_netcode) = crossbeam_channel::bounded(TO_TICK_QUEUE);
+        let (to_tick, from_netcode) = crossbeam_channel::unbounded();
         let counters = Arc::new(Counters::default());
         let netcode_counters = Arc::new(NetcodeCounters::default());
         let mut gate = GateState::new(config.protocol_id, limits);
@@ -122,6 +122,7 @@ impl Transport {
             socket,
             from_tick,
             to_tick,
+            queue,
             netcode_counters.clone(),
             counters.clone(),
         )?;
@@ -205,7 +206,13 @@ impl Transport {
                         Ok(ToTick::Synced(sync)) if sync == self.synced => break,
                         Ok(event) => {
                             taken += 1;
-                            Self::apply(&mut self.clients, &mut self.closing, server, event);
+                            Self::apply(
+                                &mut self.clients,
+                                &mut self.closing,
+                                &self.netcode_counters,
+                                server,
+                                event,
+                            );
                         }
                         Err(_) => break,
                     }
@@ -213,7 +220,13 @@ impl Transport {
             }
         }
         for event in from_netcode.try_iter().take(MAX_PER_TICK - taken) {
-            Self::apply(&mut self.clients, &mut self.closing, server, event);
+            Self::apply(
+                &mut self.clients,
+                &mut self.closing,
+                &self.netcode_counters,
+                server,
+                event,
+            );
         }
         for client_id in server.disconnections_id() {
             if self.closing.insert(client_id) {
@@ -225,6 +238,7 @@ impl Transport {
     fn apply(
         clients: &mut HashMap<ClientId, Client>,
         closing: &mut HashSet<ClientId>,
+        counters: &NetcodeCounters,
         server: &mut RenetServer,
         event: ToTick,
     ) {
@@ -238,6 +252,7 @@ impl Transport {
                 server.add_connection(client_id);
             }
             ToTick::Payload { client_id, bytes } => {
+                counters.waiting.fetch_sub(1, Ordering::Relaxed);
                 if let Err(error) = server.process_packet_from(&bytes, client_id) {
                     debug!(client_id, %error, "payload for an unknown client");
                 }
@@ -272,7 +287,13 @@ impl Transport {
                 continue;
             };
             for event in from_netcode.try_iter().take(MAX_PER_TICK) {
-                Self::apply(&mut self.clients, &mut self.closing, server, event);
+                Self::apply(
+                    &mut self.clients,
+                    &mut self.closing,
+                    &self.netcode_counters,
+                    server,
+                    event,
+                );
             }
         }
     }

@@ -13,21 +13,22 @@
 //! Between reads it rests [`REST`] (waking at once for the tick), so that under load one wake-up reads
 //! many datagrams; with nobody connected it waits on the socket instead.
 //!
-//! The tick and this thread meet only through bounded queues. A payload that finds the tick's queue
-//! full is dropped (counted; renet resends what mattered, as for any lost datagram); connection events
-//! always get through (at most two per client). When the tick's side goes away, the thread sends
+//! The tick and this thread meet only through queues. At most `--transport-queue` payloads wait for the
+//! tick; beyond that a payload is dropped (counted; renet resends what mattered, as for any lost
+//! datagram), so a stalled tick costs bounded memory and never stops this thread, which keeps reading
+//! the socket and keeping clients alive. Connection events always get through (at most two per client). When the tick's side goes away, the thread sends
 //! everything already queued, then stops.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bevy_renet::renet::ClientId;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use renetcode::{NETCODE_USER_DATA_BYTES, NetcodeServer, ServerResult};
 
 use super::gate::{Control, Counters, GateState, Verdict};
@@ -81,7 +82,9 @@ pub enum FromTick {
 /// What the netcode thread counts.
 #[derive(Debug, Default)]
 pub struct NetcodeCounters {
-    /// Payloads dropped because the tick's queue was full.
+    /// Payloads handed to the tick and not yet taken (the tick takes one off as it reads each).
+    pub waiting: AtomicUsize,
+    /// Payloads dropped because [`NetcodeCounters::waiting`] was at the queue's limit.
     pub to_tick_full: AtomicU64,
     /// Datagrams sent.
     pub sent: AtomicU64,
@@ -93,13 +96,17 @@ pub struct NetcodeThread {
 }
 
 impl NetcodeThread {
-    /// Starts the thread on `socket` (non-blocking). `gate_counters` count what the gate decides.
+    /// Starts the thread on `socket` (non-blocking). At most `queue` payloads wait in `to_tick` (which
+    /// is unbounded: connection events are never dropped nor waited for). `gate_counters` count what the
+    /// gate decides.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         netcode: NetcodeServer,
         gate: GateState,
         socket: UdpSocket,
         from_tick: Receiver<FromTick>,
         to_tick: Sender<ToTick>,
+        queue: usize,
         counters: Arc<NetcodeCounters>,
         gate_counters: Arc<Counters>,
     ) -> io::Result<Self> {
@@ -111,6 +118,7 @@ impl NetcodeThread {
             out: Outlet {
                 socket,
                 to_tick,
+                queue,
                 gate,
                 counters,
                 clients: HashMap::new(),
@@ -149,6 +157,8 @@ struct State {
 struct Outlet {
     socket: UdpSocket,
     to_tick: Sender<ToTick>,
+    /// Payloads that may wait for the tick at once.
+    queue: usize,
     gate: GateState,
     counters: Arc<NetcodeCounters>,
     /// Connected clients by address (for the gate's blocks).
@@ -189,7 +199,7 @@ impl State {
             if read != Read::More
                 && let Some(sync) = self.sync.take()
             {
-                let _ = self.out.to_tick.try_send(ToTick::Synced(sync));
+                self.out.tell_tick(ToTick::Synced(sync));
             }
             let now = Instant::now();
             if now - last_update >= UPDATE_EVERY {
@@ -324,13 +334,14 @@ impl Outlet {
             ServerResult::None => {}
             ServerResult::PacketToSend { addr, payload } => self.send(payload, addr),
             ServerResult::Payload { client_id, payload } => {
-                let bytes = payload.to_vec();
-                match self.to_tick.try_send(ToTick::Payload { client_id, bytes }) {
-                    Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                    Err(TrySendError::Full(_)) => {
-                        self.counters.to_tick_full.fetch_add(1, Ordering::Relaxed);
-                    }
+                if self.counters.waiting.load(Ordering::Relaxed) >= self.queue {
+                    // The tick is late: like a datagram lost on the wire (renet resends).
+                    self.counters.to_tick_full.fetch_add(1, Ordering::Relaxed);
+                    return;
                 }
+                self.counters.waiting.fetch_add(1, Ordering::Relaxed);
+                let bytes = payload.to_vec();
+                let _ = self.to_tick.send(ToTick::Payload { client_id, bytes });
             }
             ServerResult::ClientConnected {
                 client_id,
@@ -362,8 +373,9 @@ impl Outlet {
         }
     }
 
-    /// A connection event: it must reach the tick, so this waits for room (the tick drains its queue
-    /// every tick); only a tick that is gone loses it.
+    /// A connection event: it must reach the tick, and the queue takes it whatever the payloads waiting
+    /// (there are at most two per connection, and connections are paced by the gate's budgets); only a
+    /// tick that is gone loses it.
     fn tell_tick(&self, event: ToTick) {
         let _ = self.to_tick.send(event);
     }

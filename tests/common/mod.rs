@@ -49,12 +49,21 @@ impl TestServer {
 
     /// A server whose configuration `tweak` adjusts.
     pub fn start_with(tweak: impl Fn(&mut Config) + 'static) -> Self {
+        Self::start_extended(tweak, |_| {})
+    }
+
+    /// A server whose configuration `tweak` adjusts, with `extend` adding to its app (as a game's own
+    /// plugins would). A restart starts it without them.
+    pub fn start_extended(
+        tweak: impl Fn(&mut Config) + 'static,
+        extend: impl FnOnce(&mut bevy::prelude::App) + Send + 'static,
+    ) -> Self {
         init_logging();
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("mmo.sqlite3");
         let mut config = config(&db);
         tweak(&mut config);
-        let handle = ServerHandle::spawn(config.clone()).expect("server starts");
+        let handle = ServerHandle::spawn_with(config.clone(), extend).expect("server starts");
         Self {
             addr: handle.addr(),
             handle: Some(handle),
