@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the BENCHMARKS.md sets against mmo (and the floor relay, in the same invocation).
 # Usage: scripts/bench.sh [OUT_FILE] [capacity|token|abuse|all]   (default: all)
-#   capacity: every scenario, mmo and floor (about 6 minutes on 2 cores)
+#   capacity: every scenario, mmo and floor (about 7 minutes on 2 cores)
 #   token:    the capacity rows in token mode: HTTPS login, secure netcode, the floor secure too (7 minutes)
 #   abuse:    50 players chatting beside each kind of abuse (about 5 minutes)
 set -euo pipefail
@@ -15,6 +15,7 @@ capacity() {
     run chat --clients 10 --rate 1 --duration 20 --floor
     run chat --clients 50 --rate 1 --duration 20 --floor
     run chat --clients 200 --rate 1 --duration 20 --floor
+    run chat --clients 500 --rate 1 --duration 20 --floor
     run login-storm --clients 200 --rate 10 --floor
     run idle --clients 0 --duration 20 --floor
     run idle --clients 1000 --duration 20 --floor

@@ -32,7 +32,7 @@ pub(crate) fn plugin(app: &mut App) {
         .add_systems(PostUpdate, close_kicked_connections);
 }
 
-/// The gate thread drains the socket as datagrams arrive, but it shares 2 cores with the tick and the
+/// The netcode thread drains the socket as datagrams arrive, but it shares 2 cores with the tick and the
 /// auth workers: the kernel's default receive buffer (208 KB) overflowed in a login storm of 200 clients
 /// before the gate existed, and every dropped packet cost its sender a 200 ms resend. Ask for more.
 const RECEIVE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
