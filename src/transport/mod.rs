@@ -187,7 +187,8 @@ impl Transport {
     }
 
     fn update(&mut self, server: &mut RenetServer) {
-        let Some(from_netcode) = &self.from_netcode else {
+        // A handle of the queue's own (a counted reference), so that `apply` may borrow all of `self`.
+        let Some(from_netcode) = self.from_netcode.clone() else {
             return;
         };
         // Sync: everything that reached the socket before the tick started is this tick's, not the
@@ -206,13 +207,7 @@ impl Transport {
                         Ok(ToTick::Synced(sync)) if sync == self.synced => break,
                         Ok(event) => {
                             taken += 1;
-                            Self::apply(
-                                &mut self.clients,
-                                &mut self.closing,
-                                &self.netcode_counters,
-                                server,
-                                event,
-                            );
+                            self.apply(server, event);
                         }
                         Err(_) => break,
                     }
@@ -220,13 +215,7 @@ impl Transport {
             }
         }
         for event in from_netcode.try_iter().take(MAX_PER_TICK - taken) {
-            Self::apply(
-                &mut self.clients,
-                &mut self.closing,
-                &self.netcode_counters,
-                server,
-                event,
-            );
+            self.apply(server, event);
         }
         for client_id in server.disconnections_id() {
             if self.closing.insert(client_id) {
@@ -235,31 +224,28 @@ impl Transport {
         }
     }
 
-    fn apply(
-        clients: &mut HashMap<ClientId, Client>,
-        closing: &mut HashSet<ClientId>,
-        counters: &NetcodeCounters,
-        server: &mut RenetServer,
-        event: ToTick,
-    ) {
+    /// Hands renet one thing the netcode thread said.
+    fn apply(&mut self, server: &mut RenetServer, event: ToTick) {
         match event {
             ToTick::Connected {
                 client_id,
                 addr,
                 user_data,
             } => {
-                clients.insert(client_id, Client { addr, user_data });
+                self.clients.insert(client_id, Client { addr, user_data });
                 server.add_connection(client_id);
             }
             ToTick::Payload { client_id, bytes } => {
-                counters.waiting.fetch_sub(1, Ordering::Relaxed);
+                self.netcode_counters
+                    .waiting
+                    .fetch_sub(1, Ordering::Relaxed);
                 if let Err(error) = server.process_packet_from(&bytes, client_id) {
                     debug!(client_id, %error, "payload for an unknown client");
                 }
             }
             ToTick::Disconnected { client_id } => {
-                clients.remove(&client_id);
-                closing.remove(&client_id);
+                self.clients.remove(&client_id);
+                self.closing.remove(&client_id);
                 server.remove_connection(client_id);
             }
             // A sync answered after its tick gave up waiting.
@@ -283,17 +269,11 @@ impl Transport {
                 rest.min(PUMP_EVERY)
             };
             std::thread::sleep(step);
-            let Some(from_netcode) = &self.from_netcode else {
+            let Some(from_netcode) = self.from_netcode.clone() else {
                 continue;
             };
             for event in from_netcode.try_iter().take(MAX_PER_TICK) {
-                Self::apply(
-                    &mut self.clients,
-                    &mut self.closing,
-                    &self.netcode_counters,
-                    server,
-                    event,
-                );
+                self.apply(server, event);
             }
         }
     }
