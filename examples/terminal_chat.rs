@@ -121,5 +121,11 @@ fn print_message(message: ServerMessage) {
         ServerMessage::PlayerJoined { name } => println!("* {name} joined"),
         ServerMessage::PlayerLeft { name } => println!("* {name} left"),
         ServerMessage::Kicked { reason } => println!("* Kicked: {reason}"),
+        ServerMessage::Spawned { at, .. } => println!("* You stand at ({}, {})", at.x(), at.y()),
+        ServerMessage::EnteredView { name, at, .. } => {
+            println!("* {name} is near, at ({}, {})", at.x(), at.y())
+        }
+        // A chat terminal shows no map: who walks out of view stays in the online list.
+        ServerMessage::LeftView { .. } => {}
     }
 }

@@ -12,7 +12,13 @@ use std::time::{Duration, Instant, SystemTime};
 use renet::RenetClient;
 use renet_netcode::{ClientAuthentication, NetcodeClientTransport, NetcodeError};
 
-use crate::protocol::{self, CHANNEL, ClientMessage, DecodeError, ServerMessage};
+use crate::protocol::{
+    self, CHANNEL, ClientMessage, DecodeError, SNAPSHOT_CHANNEL, ServerMessage, Snapshot,
+};
+
+/// World snapshots a client keeps until they are taken ([`NetClient::take_snapshots`]); older ones are
+/// dropped first.
+pub const MAX_KEPT_SNAPSHOTS: usize = 64;
 
 #[cfg(feature = "https-client")]
 pub mod api;
@@ -36,6 +42,8 @@ pub struct NetClient {
     last_update: Instant,
     last_flush: Instant,
     flush_now: bool,
+    /// World snapshots received and not yet taken, oldest first.
+    snapshots: std::collections::VecDeque<Snapshot>,
 }
 
 impl NetClient {
@@ -65,6 +73,7 @@ impl NetClient {
             last_update: Instant::now(),
             last_flush: Instant::now(),
             flush_now: true,
+            snapshots: std::collections::VecDeque::new(),
         }
     }
 
@@ -91,11 +100,25 @@ impl NetClient {
         while let Some(bytes) = self.client.receive_message(CHANNEL) {
             on_message(&bytes);
         }
+        while let Some(bytes) = self.client.receive_message(SNAPSHOT_CHANNEL) {
+            // Snapshots that do not decode are dropped, as a lost datagram would be.
+            if let Ok(snapshot) = Snapshot::decode(&bytes) {
+                if self.snapshots.len() == MAX_KEPT_SNAPSHOTS {
+                    self.snapshots.pop_front();
+                }
+                self.snapshots.push_back(snapshot);
+            }
+        }
         if self.flush_now || now - self.last_flush >= self.frame {
             let _ = self.transport.send_packets(&mut self.client);
             self.last_flush = now;
             self.flush_now = false;
         }
+    }
+
+    /// The world snapshots received since the last call, oldest first (at most [`MAX_KEPT_SNAPSHOTS`]).
+    pub fn take_snapshots(&mut self) -> Vec<Snapshot> {
+        self.snapshots.drain(..).collect()
     }
 
     /// Sends whatever renet has queued now, frame or not. Once anything was exchanged, renet sends an

@@ -62,6 +62,21 @@ pub struct Config {
     #[arg(long, env = "MMO_CHAT_KICK_AFTER", default_value_t = 10)]
     pub chat_kick_after: u32,
 
+    /// World units a player walks per second.
+    #[arg(long, env = "MMO_MOVE_SPEED", default_value_t = 40.0,
+          value_parser = parse_positive)]
+    pub move_speed: f32,
+
+    /// World units a player sees around itself: players farther away are not sent to it.
+    #[arg(long, env = "MMO_VIEW_RADIUS", default_value_t = 100.0,
+          value_parser = parse_positive)]
+    pub view_radius: f32,
+
+    /// World snapshots a second sent to each player (at most the tick rate).
+    #[arg(long, env = "MMO_SNAPSHOT_HZ", default_value_t = 20,
+          value_parser = clap::value_parser!(u16).range(1..=240))]
+    pub snapshot_hz: u16,
+
     /// Seconds a connection may stay without logging in before it is disconnected.
     #[arg(long, env = "MMO_LOGIN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     pub login_timeout: u32,
@@ -148,6 +163,14 @@ pub const DEFAULT_HTTP_PORT: u16 = 5443;
 
 fn default_workers() -> u16 {
     std::thread::available_parallelism().map_or(2, |n| n.get().min(8) as u16)
+}
+
+/// A finite number above 0 (and at most a world's width: a bigger one means "everything").
+fn parse_positive(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value.min(crate::protocol::WORLD_SIZE)),
+        _ => Err(format!("{text:?} is not a number above 0")),
+    }
 }
 
 impl Config {

@@ -37,3 +37,5 @@ pub mod stats;
 mod time;
 #[cfg(feature = "server")]
 pub mod transport;
+#[cfg(feature = "server")]
+pub mod world;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// Version of the wire format. Bump it whenever a message, a field or a channel changes: it is part of
 /// [`PROTOCOL_ID`], so clients built against an older wire are refused by netcode before they can send
 /// anything. The `wire_format_is_pinned` test fails when the encoding changes without a bump.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The netcode protocol id: the ASCII bytes `mmo` followed by [`PROTOCOL_VERSION`].
 pub const PROTOCOL_ID: u64 = 0x006d_6d6f_0000_0000 | PROTOCOL_VERSION as u64;
@@ -22,6 +22,18 @@ pub const PROTOCOL_ID: u64 = 0x006d_6d6f_0000_0000 | PROTOCOL_VERSION as u64;
 /// The one renet channel each direction uses: reliable and ordered, so chat lines arrive exactly once
 /// and in the order the server sent them.
 pub const CHANNEL: u8 = 0;
+
+/// The channel world snapshots travel on, server to client only: unreliable, since a lost snapshot is
+/// replaced by the next one. Everything else uses [`CHANNEL`].
+pub const SNAPSHOT_CHANNEL: u8 = 1;
+
+/// The world is a square `WORLD_SIZE` units on a side; positions run from 0 to it on both axes.
+pub const WORLD_SIZE: f32 = 2048.0;
+/// Wire units per world unit: positions travel as `u16`s in 1/32 of a unit.
+pub const POSITION_SCALE: f32 = 32.0;
+/// Largest encoded [`Snapshot`]: one datagram's worth, under a typical MTU with netcode's and renet's
+/// headers.
+pub const MAX_SNAPSHOT_BYTES: usize = 1_000;
 
 /// Bytes a side may have sent on [`CHANNEL`] and not yet had acknowledged before renet disconnects it.
 /// The server's is large (the chat history and online list after login); a client's is small, so a
@@ -45,8 +57,36 @@ pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=128;
 /// A chat line holds at most this many characters after trimming.
 pub const MAX_CHAT_CHARS: usize = 256;
 
+/// A position in the world as it travels: each axis in 1/[`POSITION_SCALE`] of a unit.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pos {
+    pub x: u16,
+    pub y: u16,
+}
+
+impl Pos {
+    /// The nearest wire position to (`x`, `y`), clamped into the world.
+    pub fn quantize(x: f32, y: f32) -> Self {
+        let axis = |v: f32| (v * POSITION_SCALE).round().clamp(0.0, f32::from(u16::MAX)) as u16;
+        Self {
+            x: axis(x),
+            y: axis(y),
+        }
+    }
+
+    /// In world units.
+    pub fn x(self) -> f32 {
+        f32::from(self.x) / POSITION_SCALE
+    }
+
+    /// In world units.
+    pub fn y(self) -> f32 {
+        f32::from(self.y) / POSITION_SCALE
+    }
+}
+
 /// What a client asks of the server.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum ClientMessage {
     /// Create an account. Answered by [`ServerMessage::Registered`] once the account is stored, or a
     /// [`ServerMessage::Denied`] for [`Request::Register`].
@@ -56,6 +96,9 @@ pub enum ClientMessage {
     Login { username: String, password: String },
     /// Say something to every player online. The server adds the sender's name and the time.
     Chat { text: String },
+    /// Walk to this point of the world (world units). The server moves the player there at its own
+    /// speed; a point outside the world is clamped to its edge, one that is not a number is refused.
+    MoveTo { x: f32, y: f32 },
 }
 
 /// Which request a [`ServerMessage::Denied`] answers.
@@ -64,6 +107,7 @@ pub enum Request {
     Register,
     Login,
     Chat,
+    Move,
 }
 
 /// One line of chat as the server stamped it.
@@ -99,6 +143,36 @@ pub enum ServerMessage {
     PlayerLeft { name: String },
     /// The server is about to close this connection, for this reason.
     Kicked { reason: String },
+    /// After login: this player's id in the world and where it stands. Snapshots use the id.
+    Spawned { id: u32, at: Pos },
+    /// Another player came within view: its id (as snapshots name it), name and position.
+    EnteredView { id: u32, name: String, at: Pos },
+    /// A player left this player's view (walked away or logged out).
+    LeftView { id: u32 },
+}
+
+/// Where players are, sent on [`SNAPSHOT_CHANNEL`] a few times a second: the player's own position and
+/// those of the players in view, each while it moves and for a few snapshots after it stops (so a lost
+/// snapshot does not leave a player drawn at a stale spot). Players are named by their
+/// [`ServerMessage::Spawned`]/[`ServerMessage::EnteredView`] ids.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    /// The server's snapshot counter: a client keeps the newest and ignores older ones arriving late.
+    pub seq: u32,
+    pub positions: Vec<(u32, Pos)>,
+}
+
+impl Snapshot {
+    /// Encodes the snapshot for [`SNAPSHOT_CHANNEL`].
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .expect("encoding into a Vec cannot fail")
+    }
+
+    /// Decodes one snapshot, refusing anything over [`MAX_SNAPSHOT_BYTES`] or with bytes left over.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode::<Self, MAX_SNAPSHOT_BYTES>(bytes)
+    }
 }
 
 /// Why bytes from the network could not be turned into a message.
@@ -158,21 +232,25 @@ impl ServerMessage {
     }
 }
 
-/// The renet configuration both sides must share: one reliable-ordered channel each way.
+/// The renet configuration both sides must share: one reliable-ordered channel each way, and the
+/// server's unreliable [`SNAPSHOT_CHANNEL`].
 pub fn connection_config() -> ConnectionConfig {
-    let channel = |max_memory_usage_bytes| {
-        vec![ChannelConfig {
-            channel_id: CHANNEL,
-            max_memory_usage_bytes,
-            send_type: SendType::ReliableOrdered {
-                resend_time: Duration::from_millis(200),
-            },
-        }]
+    let reliable = |max_memory_usage_bytes| ChannelConfig {
+        channel_id: CHANNEL,
+        max_memory_usage_bytes,
+        send_type: SendType::ReliableOrdered {
+            resend_time: Duration::from_millis(200),
+        },
+    };
+    let snapshots = ChannelConfig {
+        channel_id: SNAPSHOT_CHANNEL,
+        max_memory_usage_bytes: 256 * 1024,
+        send_type: SendType::Unreliable,
     };
     ConnectionConfig {
         available_bytes_per_tick: 60_000,
-        server_channels_config: channel(SERVER_CHANNEL_MEMORY),
-        client_channels_config: channel(CLIENT_CHANNEL_MEMORY),
+        server_channels_config: vec![reliable(SERVER_CHANNEL_MEMORY), snapshots],
+        client_channels_config: vec![reliable(CLIENT_CHANNEL_MEMORY)],
     }
 }
 
@@ -246,7 +324,7 @@ mod tests {
     /// If this fails, the wire changed: bump [`PROTOCOL_VERSION`] and update the expected bytes.
     #[test]
     fn wire_format_is_pinned() {
-        assert_eq!(PROTOCOL_ID, 0x006d_6d6f_0000_0001);
+        assert_eq!(PROTOCOL_ID, 0x006d_6d6f_0000_0002);
         let chat = ClientMessage::Chat { text: "hi".into() }.encode();
         assert_eq!(chat, [2, 2, b'h', b'i']);
         let denied = ServerMessage::Denied {
@@ -261,6 +339,25 @@ mod tests {
             sent_at_ms: 300,
         });
         assert_eq!(line.encode(), [3, 1, b'a', 1, b'b', 251, 44, 1]);
+        let move_to = ClientMessage::MoveTo { x: 1.0, y: 2.0 }.encode();
+        assert_eq!(move_to, [3, 0, 0, 128, 63, 0, 0, 0, 64]);
+        let snapshot = Snapshot {
+            seq: 1,
+            positions: vec![(5, Pos { x: 300, y: 2 })],
+        };
+        assert_eq!(snapshot.encode(), [1, 1, 5, 251, 44, 1, 2]);
+    }
+
+    #[test]
+    fn positions_quantize_into_the_world() {
+        let at = Pos::quantize(10.5, 2047.99);
+        assert_eq!((at.x(), at.y()), (10.5, 2047.0 + 31.0 / 32.0));
+        assert_eq!(Pos::quantize(-5.0, 1e9), Pos { x: 0, y: u16::MAX });
+        assert_eq!(
+            Pos::quantize(f32::NAN, 0.0).x,
+            0,
+            "NaN saturates to 0, no panic"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::http::{self, HttpsInfo, TokenIssuer};
 use crate::net::SecureNetcode;
 use crate::shutdown::ShutdownHandle;
 use crate::transport::Transport;
-use crate::{auth, chat, db, net, players, shutdown, stats};
+use crate::{auth, chat, db, net, players, shutdown, stats, world};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +121,7 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
             players::plugin,
             auth::plugin,
             chat::plugin,
+            world::plugin,
             shutdown::plugin,
             stats::plugin,
         ));

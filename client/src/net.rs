@@ -20,7 +20,7 @@ use bevy::prelude::*;
 use bevy_renet::netcode::{NetcodeClientPlugin, NetcodeClientTransport};
 use bevy_renet::{RenetClient, RenetClientPlugin, RenetReceive, RenetSend};
 use mmo::client::unsecure_transport;
-use mmo::protocol::{self, CHANNEL, ClientMessage, ServerMessage};
+use mmo::protocol::{self, CHANNEL, ClientMessage, SNAPSHOT_CHANNEL, ServerMessage};
 
 /// How long a connection attempt may take before the player is told the server cannot be reached.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
@@ -79,7 +79,7 @@ pub enum LinkMode {
 }
 
 /// A message for the server. Written by the screens; sent by this plugin.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Debug, Clone, PartialEq)]
 pub struct ToServer(pub ClientMessage);
 
 /// A message from the server, decoded.
@@ -259,6 +259,9 @@ fn receive(
     mut events: MessageWriter<LinkEvent>,
 ) {
     let Some(mut client) = client else { return };
+    // The world view is not drawn yet: its snapshots are taken off renet's queue and dropped, so the
+    // unreliable channel never fills.
+    while client.receive_message(SNAPSHOT_CHANNEL).is_some() {}
     while let Some(bytes) = client.receive_message(CHANNEL) {
         // The server's first message can arrive a frame before renet reports the connection (token mode:
         // `LoggedIn` comes at once). It proves the connection: report that first, so the screens always

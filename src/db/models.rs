@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{accounts, chat_messages, sessions};
+use super::schema::{accounts, chat_messages, positions, sessions};
 
 /// An account row.
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -44,4 +44,15 @@ pub struct NewSession<'a> {
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
     pub last_used_at_ms: i64,
+}
+
+/// Where an account stands in the world.
+#[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone, Copy, PartialEq)]
+#[diesel(table_name = positions)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct SavedPosition {
+    pub account_id: i32,
+    pub x: f32,
+    pub y: f32,
+    pub saved_at_ms: i64,
 }

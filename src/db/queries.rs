@@ -4,8 +4,8 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::models::{Account, ChatMessage, NewAccount, NewSession};
-use super::schema::{accounts, chat_messages, sessions};
+use super::models::{Account, ChatMessage, NewAccount, NewSession, SavedPosition};
+use super::schema::{accounts, chat_messages, positions, sessions};
 
 /// The key an account name is unique under: its lowercase form.
 pub fn username_key(username: &str) -> String {
@@ -137,4 +137,31 @@ pub fn recent_chat_messages(
         .load(conn)?;
     lines.reverse();
     Ok(lines)
+}
+
+/// Where `account_id` last stood, if it ever entered the world.
+pub fn saved_position(
+    conn: &mut SqliteConnection,
+    account_id: i32,
+) -> QueryResult<Option<SavedPosition>> {
+    positions::table
+        .find(account_id)
+        .select(SavedPosition::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Stores a batch of positions (each replacing the account's last) in one transaction.
+pub fn save_positions(conn: &mut SqliteConnection, batch: &[SavedPosition]) -> QueryResult<()> {
+    conn.immediate_transaction(|conn| {
+        for position in batch {
+            diesel::insert_into(positions::table)
+                .values(position)
+                .on_conflict(positions::account_id)
+                .do_update()
+                .set(position)
+                .execute(conn)?;
+        }
+        Ok(())
+    })
 }

@@ -21,6 +21,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    positions (account_id) {
+        account_id -> Integer,
+        x -> Float,
+        y -> Float,
+        saved_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Integer,
         account_id -> Integer,
@@ -32,6 +41,7 @@ diesel::table! {
 }
 
 diesel::joinable!(chat_messages -> accounts (account_id));
+diesel::joinable!(positions -> accounts (account_id));
 diesel::joinable!(sessions -> accounts (account_id));
 
-diesel::allow_tables_to_appear_in_same_query!(accounts, chat_messages, sessions,);
+diesel::allow_tables_to_appear_in_same_query!(accounts, chat_messages, positions, sessions,);

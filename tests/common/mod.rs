@@ -138,6 +138,16 @@ impl TestServer {
         TestClient::connect(self.addr)
     }
 
+    /// A player of an existing account, logged in again (in-band), the chat history received.
+    pub fn login_again(&self, name: &str) -> TestClient {
+        let mut client = self.client();
+        client.login(name, PASSWORD).expect("login");
+        client.expect("chat history after login", |m| {
+            matches!(m, ServerMessage::ChatHistory { .. }).then_some(())
+        });
+        client
+    }
+
     /// A connected client that registered and logged in as `name`, with everything sent to it on login
     /// already read.
     pub fn player(&self, name: &str) -> TestClient {
@@ -170,6 +180,8 @@ pub struct TestClient {
     net: NetClient,
     /// Every message received, in order.
     pub received: Vec<ServerMessage>,
+    /// Every world snapshot received, in order of arrival.
+    pub snapshots: Vec<mmo::protocol::Snapshot>,
     /// How many of `received` the expectations have consumed.
     read: usize,
 }
@@ -203,6 +215,7 @@ impl TestClient {
         Self {
             net,
             received: Vec::new(),
+            snapshots: Vec::new(),
             read: 0,
         }
     }
@@ -240,6 +253,7 @@ impl TestClient {
         self.net
             .pump(&mut self.received)
             .expect("the server sent an undecodable message");
+        self.snapshots.extend(self.net.take_snapshots());
     }
 
     pub fn send(&mut self, message: &ClientMessage) {

@@ -1,0 +1,253 @@
+//! The world as players see it: spawning, authoritative walking, who is in view, snapshots.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use mmo::protocol::{ClientMessage, Pos, Request, ServerMessage, WORLD_SIZE};
+use mmo::world::{NOT_A_PLACE, NOT_LOGGED_IN};
+
+/// A server whose players walk `speed` units a second and see 100 units around them.
+fn world(speed: f32) -> TestServer {
+    TestServer::start_with(move |config| {
+        config.chat_burst = 1000;
+        config.chat_per_second = 1000.0;
+        config.move_speed = speed;
+        config.view_radius = 100.0;
+    })
+}
+
+/// This player's world id and spawn point (the `Spawned` message, wherever it is among the received).
+fn spawned(client: &mut TestClient) -> (u32, Pos) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let found = client.received.iter().find_map(|m| match m {
+            ServerMessage::Spawned { id, at } => Some((*id, *at)),
+            _ => None,
+        });
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "no Spawned message");
+        client.pump();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The id under which `name` entered `client`'s view (waits for it).
+fn entered(client: &mut TestClient, name: &str) -> u32 {
+    client.expect(&format!("{name} entering view"), |m| match m {
+        ServerMessage::EnteredView { id, name: n, .. } if n == name => Some(*id),
+        _ => None,
+    })
+}
+
+/// The newest position of `id` in `client`'s snapshots.
+fn last_seen(client: &TestClient, id: u32) -> Option<Pos> {
+    client
+        .snapshots
+        .iter()
+        .flat_map(|snapshot| snapshot.positions.iter())
+        .filter(|(who, _)| *who == id)
+        .map(|(_, at)| *at)
+        .next_back()
+}
+
+/// Pumps `client` until its snapshots put `id` at `at`.
+fn wait_until_at(client: &mut TestClient, id: u32, at: Pos, time: Duration) {
+    let deadline = Instant::now() + time;
+    while last_seen(client, id) != Some(at) {
+        assert!(
+            Instant::now() < deadline,
+            "{id} never reached {at:?}; last seen at {:?}",
+            last_seen(client, id)
+        );
+        client.pump();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn distance(a: Pos, b: Pos) -> f32 {
+    ((a.x() - b.x()).powi(2) + (a.y() - b.y()).powi(2)).sqrt()
+}
+
+#[test]
+fn players_near_each_other_see_each_other_and_each_others_steps() {
+    let server = world(200.0);
+    let mut alice = server.player("Alice");
+    let (alice_id, alice_at) = spawned(&mut alice);
+    let mut bob = server.player("Bob");
+    let (bob_id, _) = spawned(&mut bob);
+    assert_ne!(alice_id, bob_id);
+    assert_eq!(entered(&mut alice, "Bob"), bob_id);
+    assert_eq!(entered(&mut bob, "Alice"), alice_id);
+
+    let target = Pos::quantize(alice_at.x() + 40.0, alice_at.y() + 30.0);
+    alice.send(&ClientMessage::MoveTo {
+        x: target.x(),
+        y: target.y(),
+    });
+    wait_until_at(&mut alice, alice_id, target, PATIENCE);
+    wait_until_at(&mut bob, alice_id, target, PATIENCE);
+}
+
+#[test]
+fn walking_takes_the_time_the_speed_says_however_often_a_player_asks() {
+    let speed = 100.0;
+    let server = world(speed);
+    let mut alice = server.player("Alice");
+    let (id, start) = spawned(&mut alice);
+    let target = Pos::quantize(start.x() + 200.0, start.y());
+    let asked = Instant::now();
+    // A cheating client repeats its target every frame: it walks no faster.
+    while last_seen(&alice, id) != Some(target) {
+        alice.send(&ClientMessage::MoveTo {
+            x: target.x(),
+            y: target.y(),
+        });
+        if let Some(at) = last_seen(&alice, id) {
+            let walked = distance(start, at);
+            let allowed = speed * asked.elapsed().as_secs_f32() + 1.0;
+            assert!(
+                walked <= allowed,
+                "walked {walked} in {:?}",
+                asked.elapsed()
+            );
+        }
+        assert!(asked.elapsed() < PATIENCE, "never arrived");
+        std::thread::sleep(Duration::from_millis(16));
+    }
+    // 200 units at 100 a second: not before 2 s (less a snapshot interval of rounding).
+    assert!(
+        asked.elapsed() >= Duration::from_millis(1_900),
+        "arrived after {:?}",
+        asked.elapsed()
+    );
+}
+
+#[test]
+fn targets_outside_the_world_are_clamped_and_non_numbers_refused() {
+    let server = world(20_000.0);
+    let mut alice = server.player("Alice");
+    let (id, _) = spawned(&mut alice);
+    alice.send(&ClientMessage::MoveTo {
+        x: f32::NAN,
+        y: 10.0,
+    });
+    alice.expect("NaN refused", |m| {
+        matches!(m, ServerMessage::Denied { request: Request::Move, reason } if reason == NOT_A_PLACE)
+            .then_some(())
+    });
+    alice.send(&ClientMessage::MoveTo {
+        x: f32::INFINITY,
+        y: 0.0,
+    });
+    alice.expect("infinity refused", |m| {
+        matches!(
+            m,
+            ServerMessage::Denied {
+                request: Request::Move,
+                ..
+            }
+        )
+        .then_some(())
+    });
+    alice.send(&ClientMessage::MoveTo { x: -1e9, y: 1e9 });
+    wait_until_at(&mut alice, id, Pos::quantize(0.0, WORLD_SIZE), PATIENCE);
+    assert!(alice.is_connected());
+
+    let mut stranger = server.client();
+    stranger.send(&ClientMessage::MoveTo { x: 1.0, y: 1.0 });
+    stranger.expect("a move before login refused", |m| {
+        matches!(m, ServerMessage::Denied { request: Request::Move, reason } if reason == NOT_LOGGED_IN)
+            .then_some(())
+    });
+}
+
+#[test]
+fn a_player_who_walks_out_of_view_leaves_it_and_is_heard_of_no_more() {
+    let server = world(2_000.0);
+    let mut alice = server.player("Alice");
+    let mut bob = server.player("Bob");
+    let (bob_id, bob_at) = spawned(&mut bob);
+    assert_eq!(entered(&mut alice, "Bob"), bob_id);
+
+    let far = Pos::quantize(bob_at.x() + 500.0, bob_at.y());
+    bob.send(&ClientMessage::MoveTo {
+        x: far.x(),
+        y: far.y(),
+    });
+    alice.expect("Bob leaving view", |m| {
+        matches!(m, ServerMessage::LeftView { id } if *id == bob_id).then_some(())
+    });
+    wait_until_at(&mut bob, bob_id, far, PATIENCE);
+
+    // Far away, Bob keeps walking: Alice hears nothing of him.
+    alice.snapshots.clear();
+    let heard_before = alice.received.len();
+    for step in 1..=5 {
+        bob.send(&ClientMessage::MoveTo {
+            x: far.x(),
+            y: far.y() + 20.0 * step as f32,
+        });
+        std::thread::sleep(Duration::from_millis(60));
+        alice.pump();
+    }
+    bob.pump();
+    assert_eq!(last_seen(&alice, bob_id), None, "no snapshot names Bob");
+    assert!(
+        alice.received[heard_before..].iter().all(|m| !matches!(
+            m,
+            ServerMessage::EnteredView { .. } | ServerMessage::LeftView { .. }
+        )),
+        "nothing about Bob: {:?}",
+        &alice.received[heard_before..]
+    );
+
+    // He comes back and is in view again.
+    bob.send(&ClientMessage::MoveTo {
+        x: bob_at.x(),
+        y: bob_at.y(),
+    });
+    assert_eq!(entered(&mut alice, "Bob"), bob_id);
+    // And when he logs out, he leaves it.
+    drop(bob);
+    alice.expect("Bob leaving view as he goes", |m| {
+        matches!(m, ServerMessage::LeftView { id } if *id == bob_id).then_some(())
+    });
+}
+
+#[test]
+fn a_position_survives_logout_and_a_restart() {
+    let mut server = world(2_000.0);
+    let mut alice = server.player("Alice");
+    let (id, start) = spawned(&mut alice);
+    let there = Pos::quantize(start.x() - 300.0, start.y() + 200.0);
+    alice.send(&ClientMessage::MoveTo {
+        x: there.x(),
+        y: there.y(),
+    });
+    wait_until_at(&mut alice, id, there, PATIENCE);
+    drop(alice);
+
+    // Logged out: she comes back where she stood.
+    let mut alice = server.login_again("Alice");
+    assert_eq!(spawned(&mut alice).1, there, "back where she logged out");
+    let further = Pos::quantize(there.x() + 100.0, there.y());
+    alice.send(&ClientMessage::MoveTo {
+        x: further.x(),
+        y: further.y(),
+    });
+    let (id, _) = spawned(&mut alice);
+    wait_until_at(&mut alice, id, further, PATIENCE);
+
+    // The server stops with her still online, and starts again.
+    server.restart();
+    let mut alice = server.login_again("Alice");
+    assert_eq!(
+        spawned(&mut alice).1,
+        further,
+        "where she was when the server stopped"
+    );
+}
