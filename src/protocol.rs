@@ -159,6 +159,9 @@ pub enum ServerMessage {
 pub struct Snapshot {
     /// The server's snapshot counter: a client keeps the newest and ignores older ones arriving late.
     pub seq: u32,
+    /// Server time the positions are from, in milliseconds since the Unix epoch (a client interpolates
+    /// on this timeline; its age is the snapshot's latency).
+    pub sent_at_ms: u64,
     pub positions: Vec<(u32, Pos)>,
 }
 
@@ -343,9 +346,10 @@ mod tests {
         assert_eq!(move_to, [3, 0, 0, 128, 63, 0, 0, 0, 64]);
         let snapshot = Snapshot {
             seq: 1,
+            sent_at_ms: 300,
             positions: vec![(5, Pos { x: 300, y: 2 })],
         };
-        assert_eq!(snapshot.encode(), [1, 1, 5, 251, 44, 1, 2]);
+        assert_eq!(snapshot.encode(), [1, 251, 44, 1, 1, 5, 251, 44, 1, 2]);
     }
 
     #[test]

@@ -36,7 +36,8 @@ use crate::time::now_ms;
 /// Snapshots a player's position keeps appearing in after it stops moving, so that one lost snapshot
 /// does not leave it drawn at a stale spot.
 const REPEATS: u8 = 3;
-/// Positions in one snapshot message at most: 90 of at most 9 bytes each keeps it in one datagram.
+/// Positions in one snapshot message at most: 90 of at most 9 bytes each, with the header, keeps it
+/// under [`crate::protocol::MAX_SNAPSHOT_BYTES`] and in one datagram.
 const PER_SNAPSHOT: usize = 90;
 /// Where new players appear: the middle of the world (see [`spawn_point`]).
 const SPAWN: Vec2 = Vec2::splat(WORLD_SIZE / 2.0);
@@ -322,6 +323,7 @@ fn send_snapshots(
     }
     clock.last = now;
     clock.seq = clock.seq.wrapping_add(1);
+    let sent_at_ms = now_ms();
 
     let mut seen = Vec::new();
     for (entity, id, position, mut motion) in &mut movers {
@@ -395,6 +397,7 @@ fn send_snapshots(
         for chunk in positions.chunks(PER_SNAPSHOT) {
             let snapshot = Snapshot {
                 seq: clock.seq,
+                sent_at_ms,
                 positions: chunk.to_vec(),
             };
             server.send_message(client_id, SNAPSHOT_CHANNEL, Bytes::from(snapshot.encode()));
