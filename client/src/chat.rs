@@ -170,6 +170,7 @@ fn spawn_chatbox(mut commands: Commands, theme: Res<Theme>, mut focus: ResMut<Fo
             ScrollPosition::default(),
         ))
         .id();
+    let field = crate::world::spawn_field(&mut commands);
     let left = commands
         .spawn(Node {
             flex_direction: FlexDirection::Column,
@@ -177,7 +178,7 @@ fn spawn_chatbox(mut commands: Commands, theme: Res<Theme>, mut focus: ResMut<Fo
             row_gap: px(8),
             ..default()
         })
-        .add_children(&[log, input])
+        .add_children(&[field, log, input])
         .id();
     let right = commands
         .spawn((

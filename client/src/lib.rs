@@ -1,4 +1,5 @@
-//! mmo-client: the bundled Bevy client. A login screen and a chatbox modelled on the Godot tutorial's,
+//! mmo-client: the bundled Bevy client. A login screen and a chatbox modelled on the Godot tutorial's, with
+//! the world above the chat log,
 //! talking to the server through `mmo::protocol`. One plugin per module; [`logic`] is everything but the
 //! window, so it also runs headless (tests), and [`windowed`] adds the window, rendering and text input.
 //! In-band mode logs in over UDP; token mode (`--login-url`, the [`token`] plugin) logs in over HTTPS and
@@ -15,6 +16,7 @@ pub mod screenshot;
 pub mod script;
 pub mod theme;
 pub mod token;
+pub mod world;
 
 use bevy::prelude::*;
 use bevy_simple_text_input::{TextInputPlugin, TextInputSubmitMessage};
@@ -44,6 +46,7 @@ pub fn logic(config: ClientConfig) -> impl Plugin {
                 chat::plugin,
                 script::plugin,
                 token::plugin,
+                world::plugin,
             ));
     }
 }

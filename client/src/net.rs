@@ -20,7 +20,7 @@ use bevy::prelude::*;
 use bevy_renet::netcode::{NetcodeClientPlugin, NetcodeClientTransport};
 use bevy_renet::{RenetClient, RenetClientPlugin, RenetReceive, RenetSend};
 use mmo::client::unsecure_transport;
-use mmo::protocol::{self, CHANNEL, ClientMessage, SNAPSHOT_CHANNEL, ServerMessage};
+use mmo::protocol::{self, CHANNEL, ClientMessage, SNAPSHOT_CHANNEL, ServerMessage, Snapshot};
 
 /// How long a connection attempt may take before the player is told the server cannot be reached.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
@@ -52,6 +52,7 @@ pub(crate) fn plugin(app: &mut App) {
         .init_resource::<Link>()
         .add_message::<ToServer>()
         .add_message::<FromServer>()
+        .add_message::<FromSnapshot>()
         .add_message::<LinkEvent>()
         .init_resource::<LinkMode>()
         .add_systems(
@@ -85,6 +86,10 @@ pub struct ToServer(pub ClientMessage);
 /// A message from the server, decoded.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub struct FromServer(pub ServerMessage);
+
+/// A world snapshot from the server (its unreliable channel), decoded.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct FromSnapshot(pub Snapshot);
 
 /// What happened to the connection.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
@@ -256,12 +261,16 @@ fn receive(
     address: Res<ServerAddress>,
     client: Option<ResMut<RenetClient>>,
     mut inbox: MessageWriter<FromServer>,
+    mut snapshots: MessageWriter<FromSnapshot>,
     mut events: MessageWriter<LinkEvent>,
 ) {
     let Some(mut client) = client else { return };
-    // The world view is not drawn yet: its snapshots are taken off renet's queue and dropped, so the
-    // unreliable channel never fills.
-    while client.receive_message(SNAPSHOT_CHANNEL).is_some() {}
+    while let Some(bytes) = client.receive_message(SNAPSHOT_CHANNEL) {
+        // A snapshot that does not decode is dropped, as a lost datagram would be.
+        if let Ok(snapshot) = Snapshot::decode(&bytes) {
+            snapshots.write(FromSnapshot(snapshot));
+        }
+    }
     while let Some(bytes) = client.receive_message(CHANNEL) {
         // The server's first message can arrive a frame before renet reports the connection (token mode:
         // `LoggedIn` comes at once). It proves the connection: report that first, so the screens always

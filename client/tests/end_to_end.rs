@@ -104,3 +104,92 @@ fn register_login_chat_and_get_kicked_against_the_real_server() {
     drop(app);
     server.stop();
 }
+
+#[test]
+fn the_world_shows_a_player_nearby_and_follows_his_steps_smoothly() {
+    use mmo_client::world::{WorldView, local_ms};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerHandle::spawn(Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().join("db.sqlite3"),
+    ))
+    .expect("server starts");
+    let mut app = headless_client(server.addr());
+    type_into::<UsernameField>(&mut app, "alice");
+    type_into::<PasswordField>(&mut app, PASSWORD);
+    click::<RegisterButton>(&mut app);
+    run_until(&mut app, "registration", || {}, |app| alert(app).is_some());
+    app.world_mut().write_message(DismissAlert);
+    click::<LoginButton>(&mut app);
+    run_until(
+        &mut app,
+        "being placed",
+        || {},
+        |app| app.world().resource::<WorldView>().me.is_some(),
+    );
+
+    let mut bob = Peer::connect(server.addr());
+    bob.send(&ClientMessage::Register {
+        username: "bob".into(),
+        password: "bob's password".into(),
+    });
+    bob.wait_for("registered", |m| {
+        matches!(m, ServerMessage::Registered { .. })
+    });
+    bob.send(&ClientMessage::Login {
+        username: "bob".into(),
+        password: "bob's password".into(),
+    });
+    bob.wait_for("placed", |m| matches!(m, ServerMessage::Spawned { .. }));
+    let bob_id = |app: &bevy::prelude::App| {
+        let view = app.world().resource::<WorldView>();
+        view.players
+            .iter()
+            .find(|(_, seen)| seen.name == "bob")
+            .map(|(id, _)| *id)
+    };
+    run_until(
+        &mut app,
+        "bob in view",
+        || bob.pump(),
+        |app| bob_id(app).is_some(),
+    );
+    let id = bob_id(&app).unwrap();
+    let start = app
+        .world()
+        .resource::<WorldView>()
+        .draw_at(id, local_ms())
+        .unwrap();
+
+    // bob walks 30 units east (40 a second: most of a second); alice sees him move a little at a time.
+    bob.send(&ClientMessage::MoveTo {
+        x: start.x + 30.0,
+        y: start.y,
+    });
+    let mut seen_x = vec![start.x];
+    run_until(
+        &mut app,
+        "bob arriving",
+        || bob.pump(),
+        |app| {
+            let at = app.world().resource::<WorldView>().draw_at(id, local_ms());
+            if let Some(at) = at
+                && at.x != *seen_x.last().unwrap()
+            {
+                seen_x.push(at.x);
+            }
+            at.is_some_and(|at| (at.x - (start.x + 30.0)).abs() < 0.05)
+        },
+    );
+    // Smooth: many small steps eastward, none backward, none of more than a few units.
+    assert!(
+        seen_x.len() > 10,
+        "only {} distinct positions",
+        seen_x.len()
+    );
+    for pair in seen_x.windows(2) {
+        assert!(pair[1] > pair[0], "went back: {seen_x:?}");
+        assert!(pair[1] - pair[0] < 6.0, "jumped: {seen_x:?}");
+    }
+}

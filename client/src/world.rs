@@ -1,0 +1,381 @@
+//! The world view: a field above the chat log where each player in view is a dot with its name (the
+//! local player highlighted), drawn where the server's snapshots put it, interpolated a little behind
+//! the newest snapshot so that 20 snapshots a second move smoothly; a click walks there. What the server
+//! says is kept in [`WorldView`] whatever the screen (the login answer and the first snapshots can arrive
+//! in the same frame); the widgets show it.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bevy::prelude::*;
+use bevy::ui::RelativeCursorPosition;
+use mmo::protocol::{ClientMessage, Pos, ServerMessage, Snapshot};
+
+use crate::net::{FromServer, FromSnapshot, LinkEvent, ToServer};
+use crate::screens::Screen;
+use crate::theme::{self, Theme};
+
+/// How far behind the newest snapshot players are drawn: two snapshot intervals at 20 Hz, so there is
+/// nearly always a snapshot on each side of the moment drawn.
+pub const INTERPOLATION_DELAY_MS: i64 = 100;
+/// World units across the field: the view radius (100) on each side of the local player, and a margin.
+pub const FIELD_SPAN: f32 = 260.0;
+/// Positions kept per player (a second at 20 snapshots a second, more than interpolation needs).
+const TRACK_LEN: usize = 20;
+
+pub(crate) fn plugin(app: &mut App) {
+    app.init_resource::<WorldView>()
+        .add_systems(PreUpdate, collect.after(bevy_renet::RenetReceive))
+        .add_systems(
+            Update,
+            (walk_on_click, draw_players)
+                .chain()
+                .run_if(in_state(Screen::Chat)),
+        );
+}
+
+/// Where one player has been, as the server said: (server time in ms, position), oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Track(VecDeque<(i64, Vec2)>);
+
+impl Track {
+    fn push(&mut self, at_ms: i64, position: Vec2) {
+        // A snapshot arriving late says nothing new.
+        if self.0.back().is_some_and(|&(last, _)| at_ms < last) {
+            return;
+        }
+        if self.0.len() == TRACK_LEN {
+            self.0.pop_front();
+        }
+        self.0.push_back((at_ms, position));
+    }
+
+    /// Where the player was at `at_ms`: between the two positions around it, linearly; the oldest or
+    /// newest known when `at_ms` is outside them (no guessing ahead).
+    pub fn at(&self, at_ms: i64) -> Option<Vec2> {
+        let (first, last) = (self.0.front()?, self.0.back()?);
+        if at_ms <= first.0 {
+            return Some(first.1);
+        }
+        if at_ms >= last.0 {
+            return Some(last.1);
+        }
+        let after = self.0.iter().position(|&(t, _)| t >= at_ms)?;
+        let (t1, p1) = self.0[after];
+        let (t0, p0) = self.0[after.checked_sub(1)?];
+        let span = (t1 - t0).max(1) as f32;
+        Some(p0.lerp(p1, (at_ms - t0) as f32 / span))
+    }
+}
+
+/// Another player in view, or the local one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    pub name: String,
+    pub track: Track,
+}
+
+/// Everything the client knows of the world.
+#[derive(Resource, Debug, Default)]
+pub struct WorldView {
+    /// The local player's id, once the server placed it.
+    pub me: Option<u32>,
+    pub players: HashMap<u32, Seen>,
+    /// Server clock minus local clock (ms), from the snapshots: the smallest apparent delay seen.
+    clock_offset: Option<i64>,
+    newest_seq: Option<u32>,
+}
+
+impl WorldView {
+    /// Takes in a message on the reliable channel.
+    pub fn apply(&mut self, message: &ServerMessage, local_ms: i64) {
+        let now = self.server_ms(local_ms);
+        match message {
+            ServerMessage::LoggedIn { .. } => *self = Self::default(),
+            ServerMessage::Spawned { id, at } => {
+                self.me = Some(*id);
+                self.see(*id, String::new(), now, *at);
+            }
+            ServerMessage::EnteredView { id, name, at } => self.see(*id, name.clone(), now, *at),
+            ServerMessage::LeftView { id } => {
+                self.players.remove(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes in a snapshot (late ones only add what they know of players seen since).
+    pub fn apply_snapshot(&mut self, snapshot: &Snapshot, local_ms: i64) {
+        let offset = snapshot.sent_at_ms as i64 - local_ms;
+        // The smallest delay seen is the best estimate of the clocks' difference.
+        self.clock_offset = Some(self.clock_offset.map_or(offset, |known| known.max(offset)));
+        if self.newest_seq.is_none_or(|newest| snapshot.seq > newest) {
+            self.newest_seq = Some(snapshot.seq);
+        }
+        for (id, at) in &snapshot.positions {
+            // Only players announced (Spawned/EnteredView) are drawn: a snapshot may overtake them.
+            if let Some(seen) = self.players.get_mut(id) {
+                seen.track.push(snapshot.sent_at_ms as i64, position(*at));
+            }
+        }
+    }
+
+    /// The server's clock now, as far as the snapshots tell.
+    pub fn server_ms(&self, local_ms: i64) -> i64 {
+        local_ms + self.clock_offset.unwrap_or(0)
+    }
+
+    /// Where to draw player `id` now: [`INTERPOLATION_DELAY_MS`] behind the server's clock.
+    pub fn draw_at(&self, id: u32, local_ms: i64) -> Option<Vec2> {
+        let seen = self.players.get(&id)?;
+        seen.track
+            .at(self.server_ms(local_ms) - INTERPOLATION_DELAY_MS)
+    }
+
+    fn see(&mut self, id: u32, name: String, now: i64, at: Pos) {
+        let seen = self.players.entry(id).or_insert_with(|| Seen {
+            name: name.clone(),
+            track: Track::default(),
+        });
+        if !name.is_empty() {
+            seen.name = name;
+        }
+        // Drawn there from now on (placed back in time, so it does not slide in from nowhere).
+        seen.track.push(now - INTERPOLATION_DELAY_MS, position(at));
+    }
+}
+
+fn position(at: Pos) -> Vec2 {
+    Vec2::new(at.x(), at.y())
+}
+
+/// The local clock in ms since the Unix epoch.
+pub fn local_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn collect(
+    mut view: ResMut<WorldView>,
+    mut messages: MessageReader<FromServer>,
+    mut snapshots: MessageReader<FromSnapshot>,
+    mut link: MessageReader<LinkEvent>,
+) {
+    let now = local_ms();
+    if link.read().any(|event| matches!(event, LinkEvent::Lost(_))) {
+        *view = WorldView::default();
+    }
+    for FromServer(message) in messages.read() {
+        view.apply(message, now);
+    }
+    for FromSnapshot(snapshot) in snapshots.read() {
+        view.apply_snapshot(snapshot, now);
+    }
+}
+
+/// The field's node (players are drawn in it).
+#[derive(Component)]
+pub struct WorldField;
+
+/// The dot and name of player `.0`.
+#[derive(Component)]
+struct Marker(u32);
+
+/// The field: spawned by the chatbox above its log.
+pub fn spawn_field(commands: &mut Commands) -> Entity {
+    commands
+        .spawn((
+            WorldField,
+            Node {
+                width: percent(100),
+                height: px(300),
+                flex_shrink: 0.0,
+                overflow: Overflow::clip(),
+                ..default()
+            },
+            BackgroundColor(Color::srgb(0.16, 0.24, 0.18)),
+            Interaction::default(),
+            RelativeCursorPosition::default(),
+        ))
+        .id()
+}
+
+/// A click (or tap) on the field walks there.
+fn walk_on_click(
+    view: Res<WorldView>,
+    fields: Query<(&Interaction, &RelativeCursorPosition, &ComputedNode), Changed<Interaction>>,
+    mut outbox: MessageWriter<ToServer>,
+) {
+    let now = local_ms();
+    for (interaction, cursor, node) in &fields {
+        if *interaction != Interaction::Pressed {
+            continue;
+        }
+        let (Some(me), Some(normalized)) = (view.me, cursor.normalized) else {
+            continue;
+        };
+        let Some(centre) = view.draw_at(me, now) else {
+            continue;
+        };
+        let target = centre + field_offset(normalized, node.size());
+        outbox.write(ToServer(ClientMessage::MoveTo {
+            x: target.x,
+            y: target.y,
+        }));
+    }
+}
+
+/// World units from the field's centre for a point given as the field's normalized position
+/// ((-0.5, -0.5) top-left): [`FIELD_SPAN`] across the field's shorter side, y pointing down as the
+/// world's does.
+pub fn field_offset(normalized: Vec2, size: Vec2) -> Vec2 {
+    let scale = FIELD_SPAN / size.x.min(size.y).max(1.0);
+    normalized * size * scale
+}
+
+/// Moves, adds and removes the players' markers to match the view, centred on the local player.
+fn draw_players(
+    mut commands: Commands,
+    view: Res<WorldView>,
+    theme: Res<Theme>,
+    fields: Query<(Entity, &ComputedNode), With<WorldField>>,
+    mut markers: Query<(Entity, &Marker, &mut Node)>,
+) {
+    let Ok((field, node)) = fields.single() else {
+        return;
+    };
+    let now = local_ms();
+    let size = node.size() * node.inverse_scale_factor();
+    let centre = view.me.and_then(|me| view.draw_at(me, now));
+    let scale = size.x.min(size.y).max(1.0) / FIELD_SPAN;
+    let place = |at: Vec2| {
+        let centre = centre.unwrap_or(at);
+        (at - centre) * scale + size / 2.0
+    };
+    let mut drawn = HashMap::new();
+    for (entity, marker, mut style) in &mut markers {
+        match view.draw_at(marker.0, now) {
+            Some(at) => {
+                let spot = place(at);
+                style.left = px(spot.x - DOT / 2.0);
+                style.top = px(spot.y - DOT / 2.0);
+                drawn.insert(marker.0, entity);
+            }
+            None => commands.entity(entity).despawn(),
+        }
+    }
+    for (&id, seen) in &view.players {
+        if drawn.contains_key(&id) {
+            continue;
+        }
+        let Some(at) = view.draw_at(id, now) else {
+            continue;
+        };
+        let spot = place(at);
+        let mine = view.me == Some(id);
+        let colour = if mine {
+            theme::FIELD_FOCUS
+        } else {
+            theme::TEXT
+        };
+        let label = if mine { "you" } else { seen.name.as_str() };
+        let marker = commands
+            .spawn((
+                Marker(id),
+                Node {
+                    position_type: PositionType::Absolute,
+                    left: px(spot.x - DOT / 2.0),
+                    top: px(spot.y - DOT / 2.0),
+                    flex_direction: FlexDirection::Row,
+                    column_gap: px(4),
+                    align_items: AlignItems::Center,
+                    ..default()
+                },
+                children![
+                    (
+                        Node {
+                            width: px(DOT),
+                            height: px(DOT),
+                            border_radius: BorderRadius::MAX,
+                            ..default()
+                        },
+                        BackgroundColor(colour),
+                    ),
+                    theme.text(label, 13.0, colour),
+                ],
+            ))
+            .id();
+        commands.entity(field).add_child(marker);
+    }
+}
+
+/// A player's dot, in pixels.
+const DOT: f32 = 10.0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(x: f32, y: f32) -> Pos {
+        Pos::quantize(x, y)
+    }
+
+    #[test]
+    fn a_track_interpolates_between_snapshots_and_never_guesses_ahead() {
+        let mut track = Track::default();
+        track.push(1_000, Vec2::new(0.0, 0.0));
+        track.push(1_050, Vec2::new(10.0, 0.0));
+        assert_eq!(track.at(900), Some(Vec2::new(0.0, 0.0)));
+        assert_eq!(track.at(1_025), Some(Vec2::new(5.0, 0.0)));
+        assert_eq!(track.at(2_000), Some(Vec2::new(10.0, 0.0)));
+        track.push(1_020, Vec2::new(99.0, 0.0)); // late: ignored
+        assert_eq!(track.at(1_050), Some(Vec2::new(10.0, 0.0)));
+    }
+
+    #[test]
+    fn the_view_follows_what_the_server_says() {
+        let mut view = WorldView::default();
+        view.apply(
+            &ServerMessage::Spawned {
+                id: 1,
+                at: at(100.0, 100.0),
+            },
+            0,
+        );
+        view.apply(
+            &ServerMessage::EnteredView {
+                id: 2,
+                name: "Bob".into(),
+                at: at(120.0, 100.0),
+            },
+            0,
+        );
+        // A snapshot for a player never announced is not drawn.
+        let snapshot = |seq, sent_at_ms, x| Snapshot {
+            seq,
+            sent_at_ms,
+            positions: vec![(2, at(x, 100.0)), (9, at(1.0, 1.0))],
+        };
+        view.apply_snapshot(&snapshot(1, 10_000, 130.0), 10_000);
+        view.apply_snapshot(&snapshot(2, 10_050, 140.0), 10_050);
+        assert_eq!(view.me, Some(1));
+        assert!(!view.players.contains_key(&9));
+        assert_eq!(view.players[&2].name, "Bob");
+        // 100 ms behind the newest: halfway between the two snapshots at local 10,125.
+        assert_eq!(view.draw_at(2, 10_125), Some(Vec2::new(135.0, 100.0)));
+        view.apply(&ServerMessage::LeftView { id: 2 }, 10_200);
+        assert_eq!(view.draw_at(2, 10_200), None);
+    }
+
+    #[test]
+    fn a_click_maps_to_world_units_around_the_player() {
+        let size = Vec2::new(600.0, 300.0);
+        assert_eq!(field_offset(Vec2::ZERO, size), Vec2::ZERO);
+        // The top-left corner of a 600 x 300 field: 260 units across its 300 px height.
+        assert_eq!(
+            field_offset(Vec2::new(-0.5, -0.5), size),
+            Vec2::new(-260.0, -130.0)
+        );
+    }
+}
