@@ -32,6 +32,10 @@ enum Command {
     LoginStorm(Args),
     /// N players online, doing nothing, for DURATION seconds.
     Idle(Args),
+    /// N players wander a region sized so each sees about 20 others, picking a new goal every 2-5 s;
+    /// measures snapshot age and bytes received per player. On the floor: each sends its position 20
+    /// times a second and the relay passes it to everyone (naive all-to-all).
+    Move(Args),
     /// (internal) The floor: a bare renet relay.
     Relay {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
         Command::Chat(args) => ("chat", args),
         Command::LoginStorm(args) => ("login-storm", args),
         Command::Idle(args) => ("idle", args),
+        Command::Move(args) => ("move", args),
     };
     if let Some(addr) = args.server
         && !addr.ip().is_loopback()
@@ -160,6 +165,7 @@ fn main() -> ExitCode {
         let mut report = match name {
             "chat" => scenario::chat(target, &options),
             "login-storm" => scenario::login_storm(target, &options),
+            "move" => scenario::wander(target, &options),
             _ => scenario::idle(target, &options),
         };
         if let Some(abuse) = abuse {
@@ -231,6 +237,26 @@ fn main() -> ExitCode {
             };
             println!("{what}: p50 {p50:.2} ms  p99 {p99:.2} ms");
         }
+        if report.scenario == "move" {
+            let target = match report.target {
+                Some(Kind::Mmo) => "mmo",
+                _ => "floor",
+            };
+            let count = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+            let cores = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+            println!(
+                "move {target}: region {:.0} units  snapshots/player/s {}  entered_view {}  left_view {}  \
+                 disconnected {}  loadgen_cpu_core {}",
+                report.region_side.unwrap_or_default(),
+                report
+                    .snapshots_per_player_per_s
+                    .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
+                count(report.entered_view),
+                count(report.left_view),
+                count(report.disconnected),
+                cores(report.loadgen_cpu_core),
+            );
+        }
     }
     if let [mmo, floor] = &reports[..] {
         let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -238,16 +264,20 @@ fn main() -> ExitCode {
             _ => "-".to_owned(),
         };
         println!(
-            "mmo/floor: p99 {}  cpu {}  rss {}",
+            "mmo/floor: p99 {}  cpu {}  rss {}  bytes/player/s {}",
             ratio(mmo.p99_ms, floor.p99_ms),
             ratio(mmo.server_cpu_core, floor.server_cpu_core),
-            ratio(mmo.server_rss_mb, floor.server_rss_mb)
+            ratio(mmo.server_rss_mb, floor.server_rss_mb),
+            ratio(mmo.bytes_per_player_per_s, floor.bytes_per_player_per_s)
         );
     }
     for report in &reports {
         println!("{}", report.json());
     }
-    if reports.iter().any(|r| r.lost > 0) {
+    // A player the server dropped is a failure; the floor's all-to-all dropping players under `move`
+    // is what it measures.
+    let dropped_players = |r: &Report| r.target == Some(Kind::Mmo) && r.disconnected > Some(0);
+    if reports.iter().any(|r| r.lost > 0 || dropped_players(r)) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

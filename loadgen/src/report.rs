@@ -54,6 +54,31 @@ pub struct Report {
     pub connect_p50_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_p99_ms: Option<f64>,
+    /// move only: the side of the square the players wander in (world units).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region_side: Option<f64>,
+    /// move only: message payload bytes received per player per second (snapshots as encoded plus
+    /// reliable messages; renet and netcode headers and acks not counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_player_per_s: Option<f64>,
+    /// move on mmo: snapshot age at the receiver (receive time minus the snapshot's `sent_at_ms`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_age_p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_age_p99_ms: Option<f64>,
+    /// move on mmo: snapshots received per player per second, and EnteredView/LeftView messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshots_per_player_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entered_view: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub left_view: Option<u64>,
+    /// move only: players whose connection had ended by the end of the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disconnected: Option<u64>,
+    /// move only: the load generator's own CPU during the measured phase, in cores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loadgen_cpu_core: Option<f64>,
     /// The abuse running beside the scenario (`--abuse`), its rate, and the actions it took.
     pub abuse: Option<AbuseKind>,
     pub abuse_rate: Option<u32>,
@@ -81,11 +106,11 @@ impl Report {
         self.max_ms = latencies_us.last().map(|&us| us as f64 / 1000.0);
     }
 
-    pub const HEADER: &'static str = "scenario     target  clients  sent     lost  p50_ms  p99_ms  max_ms  cpu_core  rss_mb  tick_p99_ms  logins/s  login_p99_ms";
+    pub const HEADER: &'static str = "scenario     target  clients  sent     lost  p50_ms  p99_ms  max_ms  cpu_core  rss_mb  tick_p99_ms  logins/s  login_p99_ms  bytes/pl/s  snap_p50  snap_p99";
 
     pub fn row(&self) -> String {
         format!(
-            "{:<12} {:<7} {:>7}  {:>7}  {:>4}  {:>6}  {:>6}  {:>6}  {:>8}  {:>6}  {:>11}  {:>8}  {:>12}",
+            "{:<12} {:<7} {:>7}  {:>7}  {:>4}  {:>6}  {:>6}  {:>6}  {:>8}  {:>6}  {:>11}  {:>8}  {:>12}  {:>10}  {:>8}  {:>8}",
             self.scenario,
             self.target
                 .map_or("-", |k| if k == Kind::Mmo { "mmo" } else { "floor" }),
@@ -101,6 +126,10 @@ impl Report {
             cell(self.tick_p99_ms),
             cell(self.logins_per_s),
             cell(self.login_p99_ms),
+            self.bytes_per_player_per_s
+                .map_or_else(|| "-".to_owned(), |b| format!("{b:.0}")),
+            cell(self.snapshot_age_p50_ms),
+            cell(self.snapshot_age_p99_ms),
         )
     }
 

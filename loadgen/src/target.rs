@@ -64,6 +64,10 @@ pub enum StartError {
 /// make a minute, and at once).
 pub const REGISTRATIONS_ENV: &str = "MMO_REGISTRATIONS_PER_MINUTE";
 
+/// World units a second the mmo this tool starts walks its players (`--move-speed`): fast, so that
+/// `move`'s players spread over their region within seconds.
+pub const MOVE_SPEED: f32 = 100.0;
+
 /// How long a started server has to log that it listens.
 const START_LIMIT: Duration = Duration::from_secs(60);
 
@@ -111,6 +115,8 @@ impl Target {
                 &tick_hz.to_string(),
                 "--auth-queue",
                 "2048",
+                "--move-speed",
+                &MOVE_SPEED.to_string(),
                 // 1,000 players joining at once wait over a minute for argon2 (two hashes each, ~24 a
                 // second on 2 cores); the 30 s login timeout is for connections that never try.
                 "--login-timeout",
@@ -252,15 +258,7 @@ impl Target {
 
     /// CPU time (user + system) the process has used so far.
     pub fn cpu_time(&self) -> Option<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
-        // Fields after the command name (which may contain spaces) start at field 3.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(Duration::from_secs_f64(
-            ticks as f64 / clock_ticks_per_second(),
-        ))
+        cpu_time_of(&self.pid?.to_string())
     }
 
     /// (current, peak) resident memory in MiB.
@@ -385,6 +383,18 @@ fn strip_ansi(line: &str) -> String {
         }
     }
     out
+}
+
+/// CPU time (user + system) the process `/proc/{pid}` (a number, or `self`) has used so far.
+pub fn cpu_time_of(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_secs_f64(
+        ticks as f64 / clock_ticks_per_second(),
+    ))
 }
 
 fn clock_ticks_per_second() -> f64 {

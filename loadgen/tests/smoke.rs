@@ -155,3 +155,51 @@ fn in_band_reports_keep_their_json_keys() {
         );
     }
 }
+
+#[test]
+fn move_measures_snapshot_age_and_bytes_against_mmo_and_the_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().join("db.sqlite3"),
+    );
+    config.move_speed = mmo_loadgen::target::MOVE_SPEED;
+    let server = ServerHandle::spawn(config).expect("server starts");
+    let target = Target::external(Kind::Mmo, server.addr(), Some(std::process::id()));
+    let report = scenario::wander(&target, &options(4));
+    assert_eq!(report.scenario, "move");
+    assert!(
+        report.bytes_per_player_per_s.is_some_and(|b| b > 0.0),
+        "{report:?}"
+    );
+    assert!(
+        report.snapshot_age_p50_ms.is_some() && report.snapshot_age_p99_ms.is_some(),
+        "{report:?}"
+    );
+    assert!(
+        report.snapshots_per_player_per_s.is_some_and(|s| s > 0.0),
+        "{report:?}"
+    );
+    assert_eq!(report.disconnected, Some(0), "{report:?}");
+    let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+    for key in [
+        "bytes_per_player_per_s",
+        "snapshot_age_p50_ms",
+        "snapshot_age_p99_ms",
+        "server_cpu_core",
+    ] {
+        assert!(json.get(key).is_some(), "{key} missing from {json}");
+    }
+    server.stop();
+
+    let relay = Relay::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let floor = Target::external(Kind::Floor, relay.addr, None);
+    std::thread::spawn(move || relay.run(60));
+    let report = scenario::wander(&floor, &options(3));
+    assert!(
+        report.bytes_per_player_per_s.is_some_and(|b| b > 0.0),
+        "{report:?}"
+    );
+    assert_eq!(report.snapshot_age_p50_ms, None);
+    assert_eq!(report.disconnected, Some(0), "{report:?}");
+}
