@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the BENCHMARKS.md sets against mmo (and the floor relay, in the same invocation).
-# Usage: scripts/bench.sh [OUT_FILE] [capacity|token|abuse|all]   (default: all)
+# Usage: scripts/bench.sh [OUT_FILE] [capacity|token|abuse|world|all]   (default: all)
 #   capacity: every scenario, mmo and floor (about 7 minutes on 2 cores)
 #   token:    the capacity rows in token mode: HTTPS login, secure netcode, the floor secure too (7 minutes)
 #   abuse:    50 players chatting beside each kind of abuse (about 5 minutes)
+#   world:    players wandering (snapshot age, bytes per player), mmo and the all-to-all floor (4 minutes,
+#             most of it the 1,000 logins)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/dev/stdout}
@@ -41,11 +43,17 @@ abuse() {
     run "${chat[@]}" --abuse stall --abuse-rate 500
     run "${chat[@]}" --abuse garbage --abuse-rate 200
 }
+world() {
+    run move --clients 100 --duration 20 --floor
+    run move --clients 500 --duration 20 --floor
+    run move --clients 1000 --duration 20 --floor
+}
 {
     case $set_name in
     capacity) capacity ;;
     token) token ;;
     abuse) abuse ;;
-    *) capacity; token; abuse ;;
+    world) world ;;
+    *) capacity; token; abuse; world ;;
     esac
 } >"$out" 2>&1
