@@ -9,6 +9,7 @@ pub mod alert;
 pub mod chat;
 pub mod config;
 pub mod focus;
+pub mod frugal;
 pub mod login;
 pub mod net;
 pub mod screens;
@@ -72,7 +73,7 @@ pub fn windowed(config: ClientConfig) -> App {
     )
     .add_plugins(TextInputPlugin)
     .add_plugins(logic(config))
-    .add_plugins((chat::wheel_plugin, screenshot::plugin))
+    .add_plugins((chat::wheel_plugin, screenshot::plugin, frugal::plugin))
     .add_systems(Startup, |mut commands: Commands| {
         commands.spawn(Camera2d);
     });

@@ -50,6 +50,11 @@ impl Track {
         self.0.push_back((at_ms, position));
     }
 
+    /// The newest position known and its server time.
+    pub fn newest(&self) -> Option<(i64, Vec2)> {
+        self.0.back().copied()
+    }
+
     /// Where the player was at `at_ms`: between the two positions around it, linearly; the oldest or
     /// newest known when `at_ms` is outside them (no guessing ahead).
     pub fn at(&self, at_ms: i64) -> Option<Vec2> {
