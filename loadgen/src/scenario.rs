@@ -557,11 +557,16 @@ pub const FLOOR_POSITION_HZ: f64 = 20.0;
 /// Longest the players walk before the measured phase starts.
 const MOVE_SETTLE_LIMIT: Duration = Duration::from_secs(15);
 
+/// The smallest region: a few players still walk a second or more between targets (in a tinier one
+/// they would stand still most of the time, and a server rightly sends nothing about players who stand).
+pub const MIN_REGION_SIDE: f64 = 300.0;
+
 /// The side of the square (centred on the world's centre) that `move` spreads `clients` players over,
-/// so that each sees about [`CROWD`] others: πr²·N/L² = CROWD, clamped to the world.
+/// so that each sees about [`CROWD`] others: πr²·N/L² = CROWD, clamped to [`MIN_REGION_SIDE`] and the
+/// world (below ~60 players the crowd is smaller).
 pub fn region_side(clients: usize) -> f64 {
     (VIEW_RADIUS * (std::f64::consts::PI * clients as f64 / CROWD).sqrt())
-        .clamp(1.0, f64::from(WORLD_SIZE))
+        .clamp(MIN_REGION_SIDE, f64::from(WORLD_SIZE))
 }
 
 /// How long players walk to their first targets before measuring: half the region at the server's

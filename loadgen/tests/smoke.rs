@@ -166,7 +166,14 @@ fn move_measures_snapshot_age_and_bytes_against_mmo_and_the_floor() {
     config.move_speed = mmo_loadgen::target::MOVE_SPEED;
     let server = ServerHandle::spawn(config).expect("server starts");
     let target = Target::external(Kind::Mmo, server.addr(), Some(std::process::id()));
-    let report = scenario::wander(&target, &options(4));
+    // Two seconds: players pause up to a few seconds between walks, and a standing player is not sent.
+    let report = scenario::wander(
+        &target,
+        &Options {
+            duration: Duration::from_secs(2),
+            ..options(4)
+        },
+    );
     assert_eq!(report.scenario, "move");
     assert!(
         report.bytes_per_player_per_s.is_some_and(|b| b > 0.0),
