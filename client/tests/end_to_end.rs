@@ -3,6 +3,8 @@
 
 mod common;
 
+use bevy::prelude::App;
+
 use common::*;
 use mmo::config::Config;
 use mmo::protocol::{ClientMessage, ServerMessage};
@@ -14,33 +16,27 @@ use mmo_client::screens::Screen;
 
 const PASSWORD: &str = "alice's password";
 
-#[test]
-fn register_login_chat_and_get_kicked_against_the_real_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerHandle::spawn(Config::new(
+fn start_server(dir: &tempfile::TempDir) -> ServerHandle {
+    ServerHandle::spawn(Config::new(
         "127.0.0.1:0".parse().unwrap(),
         dir.path().join("db.sqlite3"),
     ))
-    .expect("server starts");
+    .expect("server starts")
+}
 
-    let mut app = headless_client(server.addr());
-    type_into::<UsernameField>(&mut app, "alice");
-    type_into::<PasswordField>(&mut app, PASSWORD);
-    click::<RegisterButton>(&mut app);
-    run_until(&mut app, "registration", || {}, |app| alert(app).is_some());
-    assert_eq!(alert(&app).as_deref(), Some("Registration successful"));
+/// Fills the login form as alice and presses Register; returns the alert it got, dismissed.
+fn register_alice(app: &mut App) -> Option<String> {
+    type_into::<UsernameField>(app, "alice");
+    type_into::<PasswordField>(app, PASSWORD);
+    click::<RegisterButton>(app);
+    run_until(app, "registration", || {}, |app| alert(app).is_some());
+    let said = alert(app);
     app.world_mut().write_message(DismissAlert);
-    app.update();
+    said
+}
 
-    click::<LoginButton>(&mut app);
-    run_until(
-        &mut app,
-        "the chatbox",
-        || {},
-        |app| screen(app) == Screen::Chat,
-    );
-
-    // bob joins and speaks; alice's log shows it as the tutorial does.
+/// bob, registered and logged in with a plain client.
+fn bob_logged_in(server: &ServerHandle) -> Peer {
     let mut bob = Peer::connect(server.addr());
     bob.send(&ClientMessage::Register {
         username: "bob".into(),
@@ -54,6 +50,31 @@ fn register_login_chat_and_get_kicked_against_the_real_server() {
         password: "bob's password".into(),
     });
     bob.wait_for("logged in", |m| matches!(m, ServerMessage::LoggedIn { .. }));
+    bob
+}
+
+#[test]
+fn register_login_chat_and_get_kicked_against_the_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir);
+
+    let mut app = headless_client(server.addr());
+    assert_eq!(
+        register_alice(&mut app).as_deref(),
+        Some("Registration successful")
+    );
+    app.update();
+
+    click::<LoginButton>(&mut app);
+    run_until(
+        &mut app,
+        "the chatbox",
+        || {},
+        |app| screen(app) == Screen::Chat,
+    );
+
+    // bob joins and speaks; alice's log shows it as the tutorial does.
+    let mut bob = bob_logged_in(&server);
     bob.send(&ClientMessage::Chat {
         text: "hi alice".into(),
     });
@@ -110,17 +131,9 @@ fn the_world_shows_a_player_nearby_and_follows_his_steps_smoothly() {
     use mmo_client::world::{WorldView, local_ms};
 
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerHandle::spawn(Config::new(
-        "127.0.0.1:0".parse().unwrap(),
-        dir.path().join("db.sqlite3"),
-    ))
-    .expect("server starts");
+    let server = start_server(&dir);
     let mut app = headless_client(server.addr());
-    type_into::<UsernameField>(&mut app, "alice");
-    type_into::<PasswordField>(&mut app, PASSWORD);
-    click::<RegisterButton>(&mut app);
-    run_until(&mut app, "registration", || {}, |app| alert(app).is_some());
-    app.world_mut().write_message(DismissAlert);
+    register_alice(&mut app);
     click::<LoginButton>(&mut app);
     run_until(
         &mut app,
@@ -129,20 +142,9 @@ fn the_world_shows_a_player_nearby_and_follows_his_steps_smoothly() {
         |app| app.world().resource::<WorldView>().me.is_some(),
     );
 
-    let mut bob = Peer::connect(server.addr());
-    bob.send(&ClientMessage::Register {
-        username: "bob".into(),
-        password: "bob's password".into(),
-    });
-    bob.wait_for("registered", |m| {
-        matches!(m, ServerMessage::Registered { .. })
-    });
-    bob.send(&ClientMessage::Login {
-        username: "bob".into(),
-        password: "bob's password".into(),
-    });
+    let mut bob = bob_logged_in(&server);
     bob.wait_for("placed", |m| matches!(m, ServerMessage::Spawned { .. }));
-    let bob_id = |app: &bevy::prelude::App| {
+    let bob_id = |app: &App| {
         let view = app.world().resource::<WorldView>();
         view.players
             .iter()
