@@ -12,7 +12,7 @@ use crossbeam_channel::Sender;
 
 use crate::config::Config;
 use crate::db::models::ChatMessage;
-use crate::db::{Database, DbPool, queries};
+use crate::db::{self, Database, DbPool, queries};
 use crate::net::{self, Connection, Inbound};
 use crate::players::{self, Player};
 use crate::protocol::{self, ChatLine, ClientMessage, Request, ServerMessage};
@@ -151,9 +151,8 @@ impl ChatWriter {
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter().take(WRITE_BATCH - 1));
-                    let stored = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
-                        queries::insert_chat_messages(&mut conn, &batch).map_err(|e| e.to_string())
-                    });
+                    let stored =
+                        db::with_conn(&pool, |conn| queries::insert_chat_messages(conn, &batch));
                     if let Err(error) = stored {
                         error!(%error, lines = batch.len(), "could not store chat history");
                     }

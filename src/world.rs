@@ -24,7 +24,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::Config;
 use crate::db::models::SavedPosition;
-use crate::db::{Database, DbPool, queries};
+use crate::db::{self, Database, DbPool, queries};
 use crate::net::{self, Connection, Inbound};
 use crate::players::Player;
 use crate::protocol::{
@@ -530,10 +530,7 @@ fn store_positions(pool: &DbPool, saves: &mut Vec<SavedPosition>) {
     if saves.is_empty() {
         return;
     }
-    let stored = pool
-        .get()
-        .map_err(|e| e.to_string())
-        .and_then(|mut conn| queries::save_positions(&mut conn, saves).map_err(|e| e.to_string()));
+    let stored = db::with_conn(pool, |conn| queries::save_positions(conn, saves));
     if let Err(error) = stored {
         error!(%error, positions = saves.len(), "could not store positions");
     }
@@ -543,9 +540,7 @@ fn store_positions(pool: &DbPool, saves: &mut Vec<SavedPosition>) {
 /// The saved position of `account_id`; `None` for a new account or when it cannot be read (logged: the
 /// player then starts at the spawn point rather than not at all).
 fn load_position(pool: &DbPool, account_id: i32) -> Option<Vec2> {
-    let loaded = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
-        queries::saved_position(&mut conn, account_id).map_err(|e| e.to_string())
-    });
+    let loaded = db::with_conn(pool, |conn| queries::saved_position(conn, account_id));
     match loaded {
         Ok(saved) => saved
             .map(|saved| Vec2::new(saved.x, saved.y))

@@ -12,9 +12,9 @@ use bevy_renet::renet::ClientId;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::{password, session};
-use crate::db::DbPool;
 use crate::db::models::NewSession;
 use crate::db::queries::{self, CreateAccountError};
+use crate::db::{self, DbPool};
 use crate::time::now_ms;
 
 /// The only answer to a failed login, whatever failed.
@@ -276,16 +276,14 @@ fn open_session(pool: &DbPool, account_id: i32, name: String, lifetime: Duration
     let token = session::new_token();
     let now = now_ms() as i64;
     let expires_at_ms = now.saturating_add(lifetime.as_millis() as i64);
-    let stored = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
-        let row = NewSession {
-            account_id,
-            token_hash: &session::hash_token(&token),
-            created_at_ms: now,
-            expires_at_ms,
-            last_used_at_ms: now,
-        };
-        queries::create_session(&mut conn, &row).map_err(|e| e.to_string())
-    });
+    let row = NewSession {
+        account_id,
+        token_hash: &session::hash_token(&token),
+        created_at_ms: now,
+        expires_at_ms,
+        last_used_at_ms: now,
+    };
+    let stored = db::with_conn(pool, |conn| queries::create_session(conn, &row));
     match stored {
         Ok(()) => AuthOutcome::SessionOpened {
             account_id,
@@ -304,9 +302,8 @@ fn resume_session(pool: &DbPool, token: &str) -> AuthOutcome {
     if !session::is_well_formed(token) {
         return AuthOutcome::SessionDenied;
     }
-    let found = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
-        queries::use_session(&mut conn, &session::hash_token(token), now_ms() as i64)
-            .map_err(|e| e.to_string())
+    let found = db::with_conn(pool, |conn| {
+        queries::use_session(conn, &session::hash_token(token), now_ms() as i64)
     });
     match found {
         Ok(Some((account, expires_at_ms))) => AuthOutcome::SessionOpened {
@@ -327,8 +324,8 @@ fn close_session(pool: &DbPool, token: &str) -> AuthOutcome {
     if !session::is_well_formed(token) {
         return AuthOutcome::SessionClosed;
     }
-    let deleted = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
-        queries::delete_session(&mut conn, &session::hash_token(token)).map_err(|e| e.to_string())
+    let deleted = db::with_conn(pool, |conn| {
+        queries::delete_session(conn, &session::hash_token(token))
     });
     match deleted {
         Ok(_) => AuthOutcome::SessionClosed,

@@ -95,3 +95,13 @@ pub fn open(path: &Path, max_connections: u32) -> Result<DbPool, OpenError> {
         })?;
     Ok(pool)
 }
+
+/// Runs `query` on a connection from `pool` (on the calling thread: a worker's, never the tick's). The
+/// error, from the pool or the query, is its text, for the caller's log line.
+pub fn with_conn<T>(
+    pool: &DbPool,
+    query: impl FnOnce(&mut SqliteConnection) -> diesel::QueryResult<T>,
+) -> Result<T, String> {
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    query(&mut conn).map_err(|e| e.to_string())
+}
