@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use std::time::Duration;
 
 use common::{PASSWORD, TestClient};
-use mmo::protocol::{ClientMessage, ServerMessage};
+use mmo::protocol::{ClientMessage, Pos, ServerMessage};
 
 /// Removes ANSI colour codes from a log line.
 fn plain(line: &str) -> String {
@@ -262,6 +262,50 @@ fn sigkill_loses_no_acknowledged_registration() {
             "{name} was acknowledged"
         );
     }
+    restarted.kill().unwrap();
+    restarted.wait().unwrap();
+}
+
+#[test]
+fn sigkill_loses_at_most_the_last_seconds_of_walking() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("walk.sqlite3");
+    let flags = ["--bind", "127.0.0.1:0", "--move-speed", "40"];
+    let (mut server, addr, _, _logs) = start_binary_with(&db, &flags);
+    let mut alice = TestClient::connect(addr);
+    alice.register("alice", PASSWORD).unwrap();
+    alice.login("alice", PASSWORD).unwrap();
+    let (id, start) = alice.spawned();
+
+    // She sets off on a ten-second walk east; the server is killed four seconds in.
+    let goal = Pos::quantize(start.x() + 400.0, start.y());
+    alice.send(&ClientMessage::MoveTo {
+        x: goal.x(),
+        y: goal.y(),
+    });
+    let walking = Instant::now();
+    while walking.elapsed() < Duration::from_secs(4) {
+        alice.pump();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let last_seen = alice.last_seen(id).expect("her own steps in the snapshots");
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+
+    // After a restart she stands on her path, at most a few seconds' walk behind where she was last seen.
+    let (mut restarted, addr, _, _logs) = start_binary_with(&db, &flags);
+    let mut alice = TestClient::connect(addr);
+    alice.login("alice", PASSWORD).unwrap();
+    let (_, at) = alice.spawned();
+    assert_eq!(at.y(), start.y(), "on her path");
+    assert!(
+        at.x() >= start.x() + 40.0,
+        "more than her first second of walking survived: from {start:?} to {at:?}"
+    );
+    assert!(
+        last_seen.x() - at.x() <= 3.0 * 40.0,
+        "at most three seconds of walking lost: last seen at {last_seen:?}, back at {at:?}"
+    );
     restarted.kill().unwrap();
     restarted.wait().unwrap();
 }

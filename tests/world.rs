@@ -18,23 +18,6 @@ fn world(speed: f32) -> TestServer {
     })
 }
 
-/// This player's world id and spawn point (the `Spawned` message, wherever it is among the received).
-fn spawned(client: &mut TestClient) -> (u32, Pos) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let found = client.received.iter().find_map(|m| match m {
-            ServerMessage::Spawned { id, at } => Some((*id, *at)),
-            _ => None,
-        });
-        if let Some(found) = found {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "no Spawned message");
-        client.pump();
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 /// The id under which `name` entered `client`'s view (waits for it).
 fn entered(client: &mut TestClient, name: &str) -> u32 {
     client.expect(&format!("{name} entering view"), |m| match m {
@@ -43,25 +26,14 @@ fn entered(client: &mut TestClient, name: &str) -> u32 {
     })
 }
 
-/// The newest position of `id` in `client`'s snapshots.
-fn last_seen(client: &TestClient, id: u32) -> Option<Pos> {
-    client
-        .snapshots
-        .iter()
-        .flat_map(|snapshot| snapshot.positions.iter())
-        .filter(|(who, _)| *who == id)
-        .map(|(_, at)| *at)
-        .next_back()
-}
-
 /// Pumps `client` until its snapshots put `id` at `at`.
 fn wait_until_at(client: &mut TestClient, id: u32, at: Pos, time: Duration) {
     let deadline = Instant::now() + time;
-    while last_seen(client, id) != Some(at) {
+    while client.last_seen(id) != Some(at) {
         assert!(
             Instant::now() < deadline,
             "{id} never reached {at:?}; last seen at {:?}",
-            last_seen(client, id)
+            client.last_seen(id)
         );
         client.pump();
         std::thread::sleep(Duration::from_millis(2));
@@ -76,9 +48,9 @@ fn distance(a: Pos, b: Pos) -> f32 {
 fn players_near_each_other_see_each_other_and_each_others_steps() {
     let server = world(200.0);
     let mut alice = server.player("Alice");
-    let (alice_id, alice_at) = spawned(&mut alice);
+    let (alice_id, alice_at) = alice.spawned();
     let mut bob = server.player("Bob");
-    let (bob_id, _) = spawned(&mut bob);
+    let (bob_id, _) = bob.spawned();
     assert_ne!(alice_id, bob_id);
     assert_eq!(entered(&mut alice, "Bob"), bob_id);
     assert_eq!(entered(&mut bob, "Alice"), alice_id);
@@ -97,16 +69,16 @@ fn walking_takes_the_time_the_speed_says_however_often_a_player_asks() {
     let speed = 100.0;
     let server = world(speed);
     let mut alice = server.player("Alice");
-    let (id, start) = spawned(&mut alice);
+    let (id, start) = alice.spawned();
     let target = Pos::quantize(start.x() + 200.0, start.y());
     let asked = Instant::now();
     // A cheating client repeats its target every frame: it walks no faster.
-    while last_seen(&alice, id) != Some(target) {
+    while alice.last_seen(id) != Some(target) {
         alice.send(&ClientMessage::MoveTo {
             x: target.x(),
             y: target.y(),
         });
-        if let Some(at) = last_seen(&alice, id) {
+        if let Some(at) = alice.last_seen(id) {
             let walked = distance(start, at);
             let allowed = speed * asked.elapsed().as_secs_f32() + 1.0;
             assert!(
@@ -130,7 +102,7 @@ fn walking_takes_the_time_the_speed_says_however_often_a_player_asks() {
 fn targets_outside_the_world_are_clamped_and_non_numbers_refused() {
     let server = world(20_000.0);
     let mut alice = server.player("Alice");
-    let (id, _) = spawned(&mut alice);
+    let (id, _) = alice.spawned();
     alice.send(&ClientMessage::MoveTo {
         x: f32::NAN,
         y: 10.0,
@@ -170,7 +142,7 @@ fn a_player_who_walks_out_of_view_leaves_it_and_is_heard_of_no_more() {
     let server = world(2_000.0);
     let mut alice = server.player("Alice");
     let mut bob = server.player("Bob");
-    let (bob_id, bob_at) = spawned(&mut bob);
+    let (bob_id, bob_at) = bob.spawned();
     assert_eq!(entered(&mut alice, "Bob"), bob_id);
 
     let far = Pos::quantize(bob_at.x() + 500.0, bob_at.y());
@@ -195,7 +167,7 @@ fn a_player_who_walks_out_of_view_leaves_it_and_is_heard_of_no_more() {
         alice.pump();
     }
     bob.pump();
-    assert_eq!(last_seen(&alice, bob_id), None, "no snapshot names Bob");
+    assert_eq!(alice.last_seen(bob_id), None, "no snapshot names Bob");
     assert!(
         alice.received[heard_before..].iter().all(|m| !matches!(
             m,
@@ -222,7 +194,7 @@ fn a_player_who_walks_out_of_view_leaves_it_and_is_heard_of_no_more() {
 fn a_position_survives_logout_and_a_restart() {
     let mut server = world(2_000.0);
     let mut alice = server.player("Alice");
-    let (id, start) = spawned(&mut alice);
+    let (id, start) = alice.spawned();
     let there = Pos::quantize(start.x() - 300.0, start.y() + 200.0);
     alice.send(&ClientMessage::MoveTo {
         x: there.x(),
@@ -233,20 +205,20 @@ fn a_position_survives_logout_and_a_restart() {
 
     // Logged out: she comes back where she stood.
     let mut alice = server.login_again("Alice");
-    assert_eq!(spawned(&mut alice).1, there, "back where she logged out");
+    assert_eq!(alice.spawned().1, there, "back where she logged out");
     let further = Pos::quantize(there.x() + 100.0, there.y());
     alice.send(&ClientMessage::MoveTo {
         x: further.x(),
         y: further.y(),
     });
-    let (id, _) = spawned(&mut alice);
+    let (id, _) = alice.spawned();
     wait_until_at(&mut alice, id, further, PATIENCE);
 
     // The server stops with her still online, and starts again.
     server.restart();
     let mut alice = server.login_again("Alice");
     assert_eq!(
-        spawned(&mut alice).1,
+        alice.spawned().1,
         further,
         "where she was when the server stopped"
     );

@@ -359,6 +359,34 @@ impl TestClient {
         })
     }
 
+    /// This player's world id and where it appeared (the `Spawned` message, wherever it is among the
+    /// received; waits for it).
+    pub fn spawned(&mut self) -> (u32, mmo::protocol::Pos) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let found = self.received.iter().find_map(|m| match m {
+                ServerMessage::Spawned { id, at } => Some((*id, *at)),
+                _ => None,
+            });
+            if let Some(found) = found {
+                return found;
+            }
+            assert!(Instant::now() < deadline, "no Spawned message");
+            self.pump();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The newest position of player `id` in the snapshots received.
+    pub fn last_seen(&self, id: u32) -> Option<mmo::protocol::Pos> {
+        self.snapshots
+            .iter()
+            .flat_map(|snapshot| snapshot.positions.iter())
+            .filter(|(who, _)| *who == id)
+            .map(|(_, at)| *at)
+            .next_back()
+    }
+
     pub fn is_connected(&self) -> bool {
         self.net.is_connected()
     }
