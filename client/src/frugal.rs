@@ -1,6 +1,7 @@
 //! When the windowed client updates and redraws: not as fast as it can, but when something changed (input,
-//! a message from the server, a player drawn between two snapshots), and otherwise at [`NETWORK_HZ`] so
-//! the connection keeps ticking; slower still when the window is not focused.
+//! a message from the server), at [`ANIMATION_HZ`] while a player is drawn between two snapshots, and
+//! otherwise at [`NETWORK_HZ`] so the connection keeps ticking; slower still when the window is not
+//! focused.
 
 use std::time::Duration;
 
@@ -8,12 +9,16 @@ use bevy::prelude::*;
 use bevy::window::RequestRedraw;
 use bevy::winit::{UpdateMode, WinitSettings};
 
-use crate::net::{FromServer, FromSnapshot};
+use crate::net::FromServer;
 use crate::world::{INTERPOLATION_DELAY_MS, WorldView, local_ms};
 
 /// Updates a second while nothing happens: the network's pace (keep-alives, acks, answers).
 pub const NETWORK_HZ: u64 = 20;
-/// The same while the window is not focused.
+/// Frames a second while players move on screen: smooth, and no faster than a common display (where
+/// nothing caps the frame rate, such as a software renderer without vsync, it would otherwise be as fast
+/// as the machine can draw).
+pub const ANIMATION_HZ: u64 = 60;
+/// Updates a second while the window is not focused.
 pub const UNFOCUSED_HZ: u64 = 4;
 
 pub(crate) fn plugin(app: &mut App) {
@@ -21,19 +26,30 @@ pub(crate) fn plugin(app: &mut App) {
         focused_mode: UpdateMode::reactive(Duration::from_millis(1000 / NETWORK_HZ)),
         unfocused_mode: UpdateMode::reactive_low_power(Duration::from_millis(1000 / UNFOCUSED_HZ)),
     })
-    .add_systems(Last, redraw_while_changing);
+    .add_systems(Last, (redraw_after_messages, animate_while_moving));
 }
 
-/// Asks for the next frame at once while something is changing on screen: what the server just said
-/// (the screens react to it) or a player still moving between snapshots.
-fn redraw_while_changing(
+/// Asks for the next frame at once after the server said something: the screens react to it.
+fn redraw_after_messages(
     messages: MessageReader<FromServer>,
-    snapshots: MessageReader<FromSnapshot>,
-    view: Res<WorldView>,
     mut redraw: MessageWriter<RequestRedraw>,
 ) {
-    if !messages.is_empty() || !snapshots.is_empty() || moving(&view, local_ms()) {
+    if !messages.is_empty() {
         redraw.write(RequestRedraw);
+    }
+}
+
+/// Updates at [`ANIMATION_HZ`] while a player is still moving between snapshots, at [`NETWORK_HZ`]
+/// otherwise.
+fn animate_while_moving(view: Res<WorldView>, mut settings: ResMut<WinitSettings>) {
+    let hz = if moving(&view, local_ms()) {
+        ANIMATION_HZ
+    } else {
+        NETWORK_HZ
+    };
+    let mode = UpdateMode::reactive(Duration::from_millis(1000 / hz));
+    if settings.focused_mode != mode {
+        settings.focused_mode = mode;
     }
 }
 
