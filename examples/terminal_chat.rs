@@ -4,6 +4,7 @@
 //! cargo run --example terminal_chat -- 127.0.0.1:5000
 //! /register NAME PASSWORD    create an account
 //! /login NAME PASSWORD       log in
+//! /move X Y                  walk to (X, Y) in the world (0 to 2048 each way)
 //! /quit                      leave (so does end of input)
 //! anything else              say it in chat
 //! ```
@@ -65,12 +66,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             match lines.try_recv() {
                 Ok(line) => match parse(&line) {
                     Some(Some(message)) => {
-                        waiting_for_answer = !matches!(message, ClientMessage::Chat { .. });
+                        waiting_for_answer = matches!(
+                            message,
+                            ClientMessage::Register { .. } | ClientMessage::Login { .. }
+                        );
                         net.send(&message);
                     }
                     Some(None) => input_done_at = Some(Instant::now()),
                     None => println!(
-                        "* usage: /register NAME PASSWORD | /login NAME PASSWORD | /quit | text"
+                        "* usage: /register NAME PASSWORD | /login NAME PASSWORD | /move X Y | /quit | text"
                     ),
                 },
                 Err(mpsc::TryRecvError::Disconnected) => input_done_at = Some(Instant::now()),
@@ -99,6 +103,10 @@ fn parse(line: &str) -> Option<Option<ClientMessage>> {
             .map(|(username, password)| Some(ClientMessage::Register { username, password })),
         Some("/login") => credentials(words)
             .map(|(username, password)| Some(ClientMessage::Login { username, password })),
+        Some("/move") => {
+            let (x, y) = (words.next()?.parse().ok()?, words.next()?.parse().ok()?);
+            Some(Some(ClientMessage::MoveTo { x, y }))
+        }
         Some(word) if word.starts_with('/') => None,
         _ => Some(Some(ClientMessage::Chat {
             text: line.to_owned(),

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bevy::prelude::*;
 use bevy::ui::RelativeCursorPosition;
-use mmo::protocol::{ClientMessage, Pos, ServerMessage, Snapshot};
+use mmo::protocol::{ClientMessage, Pos, ServerMessage, Snapshot, WORLD_SIZE};
 
 use crate::net::{FromServer, FromSnapshot, LinkEvent, ToServer};
 use crate::screens::Screen;
@@ -28,7 +28,7 @@ pub(crate) fn plugin(app: &mut App) {
         .add_systems(PreUpdate, collect.after(bevy_renet::RenetReceive))
         .add_systems(
             Update,
-            (walk_on_click, draw_players)
+            (walk_on_click, draw_grid, draw_players)
                 .chain()
                 .run_if(in_state(Screen::Chat)),
         );
@@ -203,7 +203,85 @@ pub fn spawn_field(commands: &mut Commands) -> Entity {
             Interaction::default(),
             RelativeCursorPosition::default(),
         ))
+        .with_children(|field| {
+            // First children, so the players' markers (added later) are drawn over them.
+            for vertical in [true, false] {
+                for _ in 0..GRID_LINES {
+                    field.spawn((
+                        GridLine { vertical },
+                        Node {
+                            position_type: PositionType::Absolute,
+                            display: Display::None,
+                            ..default()
+                        },
+                        BackgroundColor(GRID_COLOUR),
+                    ));
+                }
+            }
+        })
         .id()
+}
+
+/// World units between two lines of the field's grid (it shows the local player walking, too: the
+/// player stays in the middle and the ground moves).
+pub const GRID_STEP: f32 = 50.0;
+/// Grid lines kept each way: enough for a field 8 times wider than high.
+const GRID_LINES: usize = 48;
+const GRID_COLOUR: Color = Color::srgba(1.0, 1.0, 1.0, 0.07);
+
+/// One of the field's grid lines (vertical: at a constant x).
+#[derive(Component)]
+struct GridLine {
+    vertical: bool,
+}
+
+/// Where the grid lines are, in world units along one axis, for a field showing `centre ± half`: every
+/// [`GRID_STEP`], inside the world.
+pub fn grid_lines(centre: f32, half: f32) -> impl Iterator<Item = f32> {
+    let first = ((centre - half).max(0.0) / GRID_STEP).ceil() as i32;
+    let last = ((centre + half).min(WORLD_SIZE) / GRID_STEP).floor() as i32;
+    (first..=last).map(|line| line as f32 * GRID_STEP)
+}
+
+/// Places the grid lines around the local player (nothing before it is placed).
+fn draw_grid(
+    view: Res<WorldView>,
+    fields: Query<&ComputedNode, With<WorldField>>,
+    mut lines: Query<(&GridLine, &mut Node)>,
+) {
+    let Ok(node) = fields.single() else {
+        return;
+    };
+    let size = node.size() * node.inverse_scale_factor();
+    let centre = view.me.and_then(|me| view.draw_at(me, local_ms()));
+    let scale = size.x.min(size.y).max(1.0) / FIELD_SPAN;
+    let half = size / 2.0 / scale;
+    let mut xs = centre.into_iter().flat_map(|c| grid_lines(c.x, half.x));
+    let mut ys = centre.into_iter().flat_map(|c| grid_lines(c.y, half.y));
+    for (line, mut style) in &mut lines {
+        let (spot, offset) = if line.vertical {
+            (xs.next(), centre.map_or(0.0, |c| c.x))
+        } else {
+            (ys.next(), centre.map_or(0.0, |c| c.y))
+        };
+        let Some(spot) = spot else {
+            style.display = Display::None;
+            continue;
+        };
+        let pixel = (spot - offset) * scale;
+        style.display = Display::Flex;
+        if line.vertical {
+            style.left = px(pixel + size.x / 2.0);
+            style.top = px(0);
+            style.width = px(1);
+            style.height = percent(100);
+        } else {
+            style.top = px(pixel + size.y / 2.0);
+            style.left = px(0);
+            style.height = px(1);
+            style.width = percent(100);
+        }
+    }
 }
 
 /// A click (or tap) on the field walks there.
@@ -371,6 +449,17 @@ mod tests {
         assert_eq!(view.draw_at(2, 10_125), Some(Vec2::new(135.0, 100.0)));
         view.apply(&ServerMessage::LeftView { id: 2 }, 10_200);
         assert_eq!(view.draw_at(2, 10_200), None);
+    }
+
+    #[test]
+    fn grid_lines_fall_every_step_inside_the_world() {
+        let lines = |centre, half| grid_lines(centre, half).collect::<Vec<_>>();
+        assert_eq!(
+            lines(1_024.0, 130.0),
+            [900.0, 950.0, 1_000.0, 1_050.0, 1_100.0, 1_150.0]
+        );
+        assert_eq!(lines(20.0, 100.0), [0.0, 50.0, 100.0]);
+        assert_eq!(lines(2_040.0, 60.0), [2_000.0]);
     }
 
     #[test]
