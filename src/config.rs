@@ -72,6 +72,12 @@ pub struct Config {
           value_parser = parse_positive)]
     pub view_radius: f32,
 
+    /// Other players a player is told of at most. In a crowd (a thousand players at the spawn point) the
+    /// ones already in view stay, the nearest others fill the rest; it bounds what one player costs.
+    #[arg(long, env = "MMO_MAX_IN_VIEW", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_in_view: u16,
+
     /// World snapshots a second sent to each player (at most the tick rate).
     #[arg(long, env = "MMO_SNAPSHOT_HZ", default_value_t = 20,
           value_parser = clap::value_parser!(u16).range(1..=240))]

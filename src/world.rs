@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bevy::ecs::entity::EntityHashMap;
 use bevy::prelude::*;
 use bevy_renet::renet::Bytes;
 use bevy_renet::{RenetSend, RenetServer};
@@ -55,6 +56,7 @@ pub(crate) fn plugin(app: &mut App) {
     let rules = WorldRules {
         speed: config.move_speed,
         view_radius: config.view_radius,
+        max_in_view: usize::from(config.max_in_view),
         snapshot_every: Duration::from_secs_f64(1.0 / f64::from(config.snapshot_hz.max(1))),
     };
     let pool = app.world().resource::<Database>().0.clone();
@@ -79,6 +81,8 @@ pub struct WorldRules {
     /// World units a second.
     pub speed: f32,
     pub view_radius: f32,
+    /// Other players one player is told of at most.
+    pub max_in_view: usize,
     pub snapshot_every: Duration,
 }
 
@@ -99,7 +103,7 @@ pub struct WorldId(pub u32);
 /// The players this player has been told are in view, by entity, with their ids.
 #[derive(Component, Debug, Default)]
 pub struct Sight {
-    in_view: HashMap<Entity, u32>,
+    in_view: EntityHashMap<u32>,
 }
 
 /// A player's position as last put in snapshots, and for how many snapshots it has not changed.
@@ -343,14 +347,16 @@ fn send_snapshots(
         });
     }
     let grid = Grid::new(&seen, rules.view_radius);
-    let by_entity: HashMap<Entity, usize> = seen
+    let by_entity: EntityHashMap<usize> = seen
         .iter()
         .enumerate()
         .map(|(index, one)| (one.entity, index))
         .collect();
 
     let mut near = Vec::new();
-    for (entity, connection, own_id, mut sight) in &mut viewers {
+    // `near_to[i] == viewer`: player `i` is near the viewer numbered `viewer` (numbers start at 1).
+    let mut near_to = vec![0u32; seen.len()];
+    for (viewer, (entity, connection, own_id, mut sight)) in (1..).zip(&mut viewers) {
         let Some(&me) = by_entity.get(&entity) else {
             continue;
         };
@@ -361,10 +367,17 @@ fn send_snapshots(
                 near.push(index);
             }
         });
+        if near.len() > rules.max_in_view {
+            crowd_cut(&mut near, &seen, me, &sight, rules.max_in_view);
+        }
+        for &index in &near {
+            near_to[index] = viewer;
+        }
         // Who left: known before, not near now (walked away, logged out, disconnected).
-        let still: Vec<Entity> = near.iter().map(|&index| seen[index].entity).collect();
         sight.in_view.retain(|known, id| {
-            let stays = still.contains(known);
+            let stays = by_entity
+                .get(known)
+                .is_some_and(|&index| near_to[index] == viewer);
             if !stays {
                 net::send(&mut server, client_id, &ServerMessage::LeftView { id: *id });
             }
@@ -403,6 +416,27 @@ fn send_snapshots(
             server.send_message(client_id, SNAPSHOT_CHANNEL, Bytes::from(snapshot.encode()));
         }
     }
+}
+
+/// In a crowd, who of `near` (the players within view of `seen[me]`) it is told of: those it already
+/// knows keep their place (no "left, entered" churn while they stay in the radius), the nearest of the
+/// others fill the rest, `cap` in all.
+fn crowd_cut(near: &mut Vec<usize>, seen: &[Seen], me: usize, sight: &Sight, cap: usize) {
+    let (mut kept, mut others): (Vec<usize>, Vec<usize>) = near
+        .iter()
+        .partition(|&&index| sight.in_view.contains_key(&seen[index].entity));
+    kept.truncate(cap);
+    let room = cap - kept.len();
+    if others.len() > room {
+        let at = seen[me].at;
+        let distance = |index: &usize| seen[*index].at.distance_squared(at);
+        if room > 0 {
+            others.select_nth_unstable_by(room - 1, |a, b| distance(a).total_cmp(&distance(b)));
+        }
+        others.truncate(room);
+    }
+    kept.append(&mut others);
+    *near = kept;
 }
 
 /// Players by grid cell, a cell one view radius wide: everyone within a player's view is in its own

@@ -223,3 +223,40 @@ fn a_position_survives_logout_and_a_restart() {
         "where she was when the server stopped"
     );
 }
+
+#[test]
+fn in_a_crowd_a_player_is_told_of_at_most_max_in_view_and_a_free_place_is_filled() {
+    let server = TestServer::start_with(|config| {
+        config.view_radius = 100.0;
+        config.max_in_view = 2;
+    });
+    let mut alice = server.player("Alice");
+    // Everyone appears within 32 units of the spawn point, in view of everyone else.
+    let mut others: Vec<(&str, TestClient)> = ["Bob", "Carol", "Dave"]
+        .into_iter()
+        .map(|name| (name, server.player(name)))
+        .collect();
+    let settle = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < settle {
+        alice.pump();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let told: Vec<(u32, String)> = alice
+        .received
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::EnteredView { id, name, .. } => Some((*id, name.clone())),
+            _ => None,
+        })
+        .collect();
+    let names: Vec<&str> = told.iter().map(|(_, name)| name.as_str()).collect();
+    assert_eq!(names, ["Bob", "Carol"], "the first two, and no more");
+
+    // Bob logs out: Dave, whom she was not told of, takes his place.
+    let bob = others.iter().position(|(name, _)| *name == "Bob").unwrap();
+    drop(others.remove(bob));
+    alice.expect("Bob leaving view", |m| {
+        matches!(m, ServerMessage::LeftView { id } if *id == told[0].0).then_some(())
+    });
+    entered(&mut alice, "Dave");
+}
