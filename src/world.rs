@@ -12,7 +12,7 @@
 //! client input read from [`Inbound`] and checked, authoritative movement in the tick, persistence off
 //! the tick, output encoded once per message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,7 @@ pub(crate) fn plugin(app: &mut App) {
     app.insert_resource(rules)
         .insert_resource(WorldStore::start(pool))
         .init_resource::<WorldIds>()
+        .init_resource::<Departed>()
         .insert_resource(SnapshotClock {
             last: Instant::now(),
             seq: 0,
@@ -120,6 +121,10 @@ struct Stored(Vec2);
 /// When walkers' positions were last stored.
 #[derive(Resource, Debug)]
 struct SaveClock(Instant);
+
+/// Where players who left the world since the last snapshot pass stood: those near there are told.
+#[derive(Resource, Debug, Default)]
+struct Departed(Vec<Vec2>);
 
 /// The next [`WorldId`].
 #[derive(Resource, Debug, Default)]
@@ -199,9 +204,11 @@ fn leave_world(
     mut commands: Commands,
     players: Query<(&Player, &Position)>,
     store: Res<WorldStore>,
+    mut departed: ResMut<Departed>,
 ) {
     if let Ok((player, position)) = players.get(remove.entity) {
         store.send(StoreJob::Save(vec![saved(player.account_id, position.0)]));
+        departed.0.push(position.0);
     }
     if let Ok(mut entity) = commands.get_entity(remove.entity) {
         entity.try_remove::<(Position, Stored, Walking, WorldId, Sight, Motion)>();
@@ -320,6 +327,7 @@ fn send_snapshots(
     mut movers: Query<(Entity, &WorldId, &Position, &mut Motion), With<Player>>,
     names: Query<&Player>,
     mut viewers: Query<(Entity, &Connection, &WorldId, &mut Sight)>,
+    mut departed: ResMut<Departed>,
 ) {
     let now = Instant::now();
     if now - clock.last < rules.snapshot_every {
@@ -329,24 +337,37 @@ fn send_snapshots(
     clock.seq = clock.seq.wrapping_add(1);
     let sent_at_ms = now_ms();
 
+    // Cells where something changed: a player moved (from and to), appeared or left. Only the players
+    // with such a cell around them can have anything new to hear; a crowd standing still costs nothing.
+    let cell = rules.view_radius;
+    let mut changed: HashSet<(i32, i32)> =
+        departed.0.drain(..).map(|at| Grid::key(at, cell)).collect();
     let mut seen = Vec::new();
     for (entity, id, position, mut motion) in &mut movers {
         let pos = Pos::quantize(position.0.x, position.0.y);
         if pos == motion.sent {
             motion.quiet = motion.quiet.saturating_add(1);
         } else {
+            changed.insert(Grid::key(Vec2::new(motion.sent.x(), motion.sent.y()), cell));
             motion.sent = pos;
             motion.quiet = 0;
+        }
+        let fresh = motion.quiet < REPEATS;
+        if fresh {
+            changed.insert(Grid::key(position.0, cell));
         }
         seen.push(Seen {
             entity,
             id: id.0,
             at: position.0,
             pos,
-            fresh: motion.quiet < REPEATS,
+            fresh,
         });
     }
-    let grid = Grid::new(&seen, rules.view_radius);
+    if changed.is_empty() {
+        return;
+    }
+    let grid = Grid::new(&seen, cell);
     let by_entity: EntityHashMap<usize> = seen
         .iter()
         .enumerate()
@@ -360,6 +381,9 @@ fn send_snapshots(
         let Some(&me) = by_entity.get(&entity) else {
             continue;
         };
+        if !Grid::around(seen[me].at, cell).any(|key| changed.contains(&key)) {
+            continue;
+        }
         let client_id = connection.client_id;
         near.clear();
         grid.near(&seen, seen[me].at, rules.view_radius, |index| {
@@ -462,18 +486,21 @@ impl Grid {
         ((at.x / cell).floor() as i32, (at.y / cell).floor() as i32)
     }
 
+    /// The cell of `at` and the eight around it: where everyone within a cell's width of `at` is.
+    fn around(at: Vec2, cell: f32) -> impl Iterator<Item = (i32, i32)> {
+        let (cx, cy) = Self::key(at, cell);
+        (-1..=1).flat_map(move |dx| (-1..=1).map(move |dy| (cx + dx, cy + dy)))
+    }
+
     /// Calls `found` with every player within `radius` of `at`.
     fn near(&self, seen: &[Seen], at: Vec2, radius: f32, mut found: impl FnMut(usize)) {
-        let (cx, cy) = Self::key(at, self.cell);
-        for dx in -1..=1 {
-            for dy in -1..=1 {
-                let Some(indices) = self.cells.get(&(cx + dx, cy + dy)) else {
-                    continue;
-                };
-                for &index in indices {
-                    if seen[index].at.distance_squared(at) <= radius * radius {
-                        found(index);
-                    }
+        for key in Self::around(at, self.cell) {
+            let Some(indices) = self.cells.get(&key) else {
+                continue;
+            };
+            for &index in indices {
+                if seen[index].at.distance_squared(at) <= radius * radius {
+                    found(index);
                 }
             }
         }

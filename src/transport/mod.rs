@@ -12,12 +12,10 @@
 //!   it what renet has to send, one batch a tick. Between ticks, the tick's thread feeds renet what
 //!   arrives ([`Transport::pump_until`]), so a tick starts with most of its input taken in.
 //!
-//! A client owed nothing new would get a packet every tick anyway (renet acknowledges on every flush,
-//! forever, and resends what is unacknowledged): a client for whom no message was queued this tick is
-//! sent its acks (and renet's resends) every [`ACK_EVERY`] ticks instead, spread over the ticks by client
-//! id. Its own reliable messages are still acknowledged well within renet's resend time (200 ms), a
-//! message lost on the way is resent at most 100 ms later than renet alone would, and anything new for
-//! a client goes out the same tick.
+//! A client with nothing queued or unacknowledged on any channel would get a packet holding only an ack
+//! every tick (renet acknowledges on every flush, forever): such a client is sent its acks every
+//! [`ACK_EVERY`] ticks instead, spread over the ticks by client id. Its own reliable messages are still
+//! acknowledged well within renet's resend time (200 ms), and anything for it goes out the same tick.
 
 pub mod gate;
 pub mod netcode;
@@ -87,14 +85,11 @@ pub struct Transport {
     netcode_counters: Arc<NetcodeCounters>,
     /// Secure netcode (token mode): connections carry their account in the token's user data.
     secure: bool,
-    /// The server's channels.
-    channels: Vec<u8>,
+    /// Each server channel and its memory limit: a client whose channels are all at their limit has
+    /// nothing queued or unacknowledged.
+    channels: Vec<(u8, usize)>,
     /// Ticks sent so far (chooses which quiet clients get their acks this tick).
     sends: u64,
-    /// Each client's free channel memory when this tick's input was taken in: less at send time means
-    /// messages were queued for it this tick (nothing frees memory between the two: acks are only
-    /// taken in with the input).
-    free_after_input: HashMap<ClientId, usize>,
     /// The last sync asked for (see [`Transport::update`]).
     synced: u64,
     netcode: NetcodeThread,
@@ -142,10 +137,9 @@ impl Transport {
             channels: crate::protocol::connection_config()
                 .server_channels_config
                 .iter()
-                .map(|channel| channel.channel_id)
+                .map(|channel| (channel.channel_id, channel.max_memory_usage_bytes))
                 .collect(),
             sends: 0,
-            free_after_input: HashMap::new(),
             synced: 0,
             netcode,
         })
@@ -284,34 +278,14 @@ impl Transport {
         }
     }
 
-    /// The channel memory free for `client_id`, all server channels together.
-    fn free_memory(&self, server: &RenetServer, client_id: ClientId) -> usize {
-        self.channels
-            .iter()
-            .map(|&channel| server.channel_available_memory(client_id, channel))
-            .sum()
-    }
-
-    /// Notes every client's free channel memory once the tick's input is taken in (see [`Self::due`]).
-    fn note_free_memory(&mut self, server: &RenetServer) {
-        let mut free = std::mem::take(&mut self.free_after_input);
-        free.clear();
-        free.extend(
-            server
-                .clients_id_iter()
-                .map(|client_id| (client_id, self.free_memory(server, client_id))),
-        );
-        self.free_after_input = free;
-    }
-
-    /// Whether `client_id` gets a packet this tick: always when a message was queued for it this tick,
-    /// otherwise (acks, and resends of what it has not acknowledged) every [`ACK_EVERY`] ticks.
+    /// Whether `client_id` gets a packet this tick: always when something is queued or unacknowledged
+    /// for it, otherwise (acks only) every [`ACK_EVERY`] ticks.
     fn due(&self, server: &RenetServer, client_id: ClientId) -> bool {
-        let queued_this_tick = self
-            .free_after_input
-            .get(&client_id)
-            .is_none_or(|&before| self.free_memory(server, client_id) < before);
-        queued_this_tick || client_id.wrapping_add(self.sends).is_multiple_of(ACK_EVERY)
+        let quiet = self
+            .channels
+            .iter()
+            .all(|&(channel, limit)| server.channel_available_memory(client_id, channel) == limit);
+        !quiet || client_id.wrapping_add(self.sends).is_multiple_of(ACK_EVERY)
     }
 
     fn send_packets(&mut self, server: &mut RenetServer) {
@@ -354,7 +328,6 @@ impl Drop for Transport {
 
 fn receive(mut transport: ResMut<Transport>, mut server: ResMut<RenetServer>) {
     transport.update(&mut server);
-    transport.note_free_memory(&server);
 }
 
 fn send(mut transport: ResMut<Transport>, mut server: ResMut<RenetServer>) {
