@@ -1,6 +1,7 @@
 //! Chat: players' lines checked, stamped with the sender's name and the server's time, broadcast to
 //! every player (encoded once), kept in a short in-memory history sent after login, and stored in the
-//! database by a writer thread that batches inserts off the tick.
+//! database by a writer thread that batches inserts off the tick and deletes lines older than
+//! `--chat-retention-days`, a small batch at a time.
 
 use std::collections::VecDeque;
 use std::thread::JoinHandle;
@@ -21,6 +22,10 @@ use crate::time::now_ms;
 
 /// Most lines the writer stores in one transaction.
 const WRITE_BATCH: usize = 512;
+/// Most old lines the writer deletes in one transaction (a few milliseconds of lock).
+const PRUNE_BATCH: i64 = 1_000;
+/// How often the writer deletes lines past `--chat-retention-days`.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) fn plugin(app: &mut App) {
     let pool = app.world().resource::<Database>().0.clone();
@@ -30,7 +35,8 @@ pub(crate) fn plugin(app: &mut App) {
         per_second: config.chat_per_second.max(0.0),
         kick_after: Duration::from_secs(u64::from(config.chat_kick_after)),
     };
-    app.insert_resource(ChatWriter::start(pool))
+    let retention = config.chat_retention();
+    app.insert_resource(ChatWriter::start(pool, retention))
         .insert_resource(limit)
         .add_systems(Update, handle_chat)
         .add_observer(send_history)
@@ -107,12 +113,15 @@ pub struct ChatHistory {
 }
 
 impl ChatHistory {
-    /// Loads the last `capacity` lines from the database (once, at start, before the first tick).
+    /// Loads the last `capacity` lines from the database (once, at start, before the first tick),
+    /// none older than `retention` (the writer deletes those soon after).
     pub fn load(
         pool: &DbPool,
         capacity: usize,
+        retention: Option<Duration>,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let rows = queries::recent_chat_messages(&mut *pool.get()?, capacity as i64)?;
+        let since_ms = retention.map_or(0, retention_cutoff_ms);
+        let rows = queries::recent_chat_messages(&mut *pool.get()?, capacity as i64, since_ms)?;
         let lines = rows
             .into_iter()
             .map(|row| ChatLine {
@@ -143,19 +152,29 @@ pub struct ChatWriter {
 }
 
 impl ChatWriter {
-    fn start(pool: DbPool) -> Self {
+    /// Starts the writer; with a `retention`, it also deletes older lines at start and every
+    /// [`PRUNE_EVERY`].
+    fn start(pool: DbPool, retention: Option<Duration>) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded::<ChatMessage>();
         let thread = std::thread::Builder::new()
             .name("chat-writer".into())
             .spawn(move || {
-                while let Ok(first) = rx.recv() {
+                let mut next_prune = Instant::now();
+                loop {
+                    if let Some(retention) = retention
+                        && Instant::now() >= next_prune
+                    {
+                        prune(&pool, retention, &rx);
+                        next_prune = Instant::now() + PRUNE_EVERY;
+                    }
+                    let first = match rx.recv_deadline(next_prune) {
+                        Ok(first) => first,
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                    };
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter().take(WRITE_BATCH - 1));
-                    let stored =
-                        db::with_conn(&pool, |conn| queries::insert_chat_messages(conn, &batch));
-                    if let Err(error) = stored {
-                        error!(%error, lines = batch.len(), "could not store chat history");
-                    }
+                    store(&pool, &batch);
                 }
             })
             .expect("spawning the chat writer thread");
@@ -179,6 +198,52 @@ impl ChatWriter {
         {
             error!("the chat writer panicked");
         }
+    }
+}
+
+/// The server time (ms) before which lines are past `retention`.
+fn retention_cutoff_ms(retention: Duration) -> i64 {
+    i64::try_from(now_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX)))
+        .unwrap_or(i64::MAX)
+}
+
+fn store(pool: &DbPool, batch: &[ChatMessage]) {
+    let stored = db::with_conn(pool, |conn| queries::insert_chat_messages(conn, batch));
+    if let Err(error) = stored {
+        error!(%error, lines = batch.len(), "could not store chat history");
+    }
+}
+
+/// Deletes the lines older than `retention`, [`PRUNE_BATCH`] a transaction, storing the lines that
+/// arrive meanwhile between two batches (new lines never wait for the whole prune).
+fn prune(pool: &DbPool, retention: Duration, lines: &crossbeam_channel::Receiver<ChatMessage>) {
+    let before_ms = retention_cutoff_ms(retention);
+    let mut deleted = 0;
+    loop {
+        let count = match db::with_conn(pool, |conn| {
+            queries::prune_chat_messages(conn, before_ms, PRUNE_BATCH)
+        }) {
+            Ok(count) => count,
+            Err(error) => {
+                error!(%error, "could not delete old chat lines");
+                return;
+            }
+        };
+        deleted += count;
+        if count < PRUNE_BATCH as usize {
+            break;
+        }
+        let waiting: Vec<ChatMessage> = lines.try_iter().take(WRITE_BATCH).collect();
+        if !waiting.is_empty() {
+            store(pool, &waiting);
+        }
+    }
+    if deleted > 0 {
+        info!(
+            deleted,
+            older_than_days = retention.as_secs_f64() / 86_400.0,
+            "pruned chat history"
+        );
     }
 }
 

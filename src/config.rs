@@ -58,6 +58,12 @@ pub struct Config {
     #[arg(long, env = "MMO_CHAT_PER_SECOND", default_value_t = 1.0)]
     pub chat_per_second: f32,
 
+    /// Days chat lines are kept in the database; older ones are deleted in small batches by the chat
+    /// writer thread (at start, then every minute). 0 keeps everything. Fractions are allowed (0.5: 12 h).
+    #[arg(long, env = "MMO_CHAT_RETENTION_DAYS", default_value_t = 30.0,
+          value_parser = parse_non_negative)]
+    pub chat_retention_days: f64,
+
     /// Seconds a player may keep going over the chat limit before being kicked.
     #[arg(long, env = "MMO_CHAT_KICK_AFTER", default_value_t = 10)]
     pub chat_kick_after: u32,
@@ -179,7 +185,20 @@ fn parse_positive(text: &str) -> Result<f32, String> {
     }
 }
 
+fn parse_non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        _ => Err(format!("{text:?} is not a number of 0 or more")),
+    }
+}
+
 impl Config {
+    /// How long chat lines are kept; `None` keeps them forever (`--chat-retention-days 0`).
+    pub fn chat_retention(&self) -> Option<Duration> {
+        (self.chat_retention_days > 0.0)
+            .then(|| Duration::from_secs_f64((self.chat_retention_days * 86_400.0).min(1e12)))
+    }
+
     /// The defaults, with another address and database (what tests and embedders start from).
     pub fn new(bind: SocketAddr, db: impl Into<PathBuf>) -> Self {
         let mut config = Self::parse_from(["mmo"]);

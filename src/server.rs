@@ -72,8 +72,12 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
     };
     // Workers, the chat writer and one spare for start-up.
     let pool = db::open(&config.db, u32::from(config.auth_workers) + 2)?;
-    let history =
-        ChatHistory::load(&pool, usize::from(config.chat_history)).map_err(StartError::History)?;
+    let history = ChatHistory::load(
+        &pool,
+        usize::from(config.chat_history),
+        config.chat_retention(),
+    )
+    .map_err(StartError::History)?;
     let secure = |addr| {
         netcode_key.map(|private_key| SecureNetcode {
             private_key,

@@ -125,12 +125,33 @@ pub fn insert_chat_messages(
     })
 }
 
-/// The `limit` most recent chat lines, oldest first.
+/// Deletes at most `batch` chat lines said before `before_ms` (the oldest first), in one short
+/// transaction; how many it deleted. Called until it deletes fewer than `batch`, so the database is
+/// never locked for long.
+pub fn prune_chat_messages(
+    conn: &mut SqliteConnection,
+    before_ms: i64,
+    batch: i64,
+) -> QueryResult<usize> {
+    conn.immediate_transaction(|conn| {
+        let oldest: Vec<i32> = chat_messages::table
+            .filter(chat_messages::sent_at_ms.lt(before_ms))
+            .order(chat_messages::id.asc())
+            .limit(batch)
+            .select(chat_messages::id)
+            .load(conn)?;
+        diesel::delete(chat_messages::table.filter(chat_messages::id.eq_any(oldest))).execute(conn)
+    })
+}
+
+/// The `limit` most recent chat lines said at `since_ms` or later, oldest first.
 pub fn recent_chat_messages(
     conn: &mut SqliteConnection,
     limit: i64,
+    since_ms: i64,
 ) -> QueryResult<Vec<ChatMessage>> {
     let mut lines: Vec<ChatMessage> = chat_messages::table
+        .filter(chat_messages::sent_at_ms.ge(since_ms))
         .order(chat_messages::id.desc())
         .limit(limit)
         .select(ChatMessage::as_select())
