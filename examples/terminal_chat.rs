@@ -6,6 +6,7 @@
 //! /login NAME PASSWORD       log in
 //! /move X Y                  walk to (X, Y) in the world (0 to 2048 each way)
 //! /quit                      leave (so does end of input)
+//! /help, /who, /w NAME TEXT  the server's commands (/help lists those your role may use)
 //! anything else              say it in chat
 //! ```
 //!
@@ -107,7 +108,7 @@ fn parse(line: &str) -> Option<Option<ClientMessage>> {
             let (x, y) = (words.next()?.parse().ok()?, words.next()?.parse().ok()?);
             Some(Some(ClientMessage::MoveTo { x, y }))
         }
-        Some(word) if word.starts_with('/') => None,
+        // Any other `/command` is the server's (`/help`, `/who`, `/w NAME TEXT`, …).
         _ => Some(Some(ClientMessage::Chat {
             text: line.to_owned(),
         })),
@@ -135,5 +136,9 @@ fn print_message(message: ServerMessage) {
         }
         // A chat terminal shows no map: who walks out of view stays in the online list.
         ServerMessage::LeftView { .. } => {}
+        ServerMessage::System { text } => println!("** {text}"),
+        ServerMessage::Whisper(line) => {
+            println!("{} whispers to {}: \"{}\"", line.from, line.to, line.text)
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Chat: players' lines checked, stamped with the sender's name and the server's time, broadcast to
 //! every player (encoded once), kept in a short in-memory history sent after login, and stored in the
 //! database by a writer thread that batches inserts off the tick and deletes lines older than
-//! `--chat-retention-days`, a small batch at a time.
+//! `--chat-retention-days`, a small batch at a time. A muted player's lines are refused; a line that
+//! starts with `/` passes the same flood limit and checks, then goes to the commands plugin as a
+//! [`SlashCommand`].
 
 use std::collections::VecDeque;
 use std::thread::JoinHandle;
@@ -14,6 +16,7 @@ use crossbeam_channel::Sender;
 use crate::config::Config;
 use crate::db::models::ChatMessage;
 use crate::db::{self, Database, DbPool, queries};
+use crate::moderation::Sanctions;
 use crate::net::{self, Connection, Inbound};
 use crate::players::{self, Player};
 use crate::protocol::{self, ChatLine, ClientMessage, Request, ServerMessage};
@@ -38,6 +41,7 @@ pub(crate) fn plugin(app: &mut App) {
     let retention = config.chat_retention();
     app.insert_resource(ChatWriter::start(pool, retention))
         .insert_resource(limit)
+        .add_message::<SlashCommand>()
         .add_systems(Update, handle_chat)
         .add_observer(send_history)
         .add_observer(flush_writer);
@@ -47,6 +51,15 @@ pub(crate) fn plugin(app: &mut App) {
 pub const TOO_FAST: &str = "You are sending messages too fast";
 /// Why a player who keeps flooding is disconnected.
 pub const FLOODING: &str = "Kicked for flooding the chat";
+
+/// A player's chat line that starts with `/`: a command, for the commands plugin. It passed the flood
+/// limit and the chat line checks; `text` is the line without the `/`.
+#[derive(Message, Debug, Clone)]
+pub struct SlashCommand {
+    pub entity: Entity,
+    pub client_id: bevy_renet::renet::ClientId,
+    pub text: String,
+}
 
 /// The per-player chat limit: a token bucket of `burst` lines refilled at `per_second`.
 #[derive(Resource, Debug, Clone, Copy)]
@@ -260,8 +273,10 @@ fn handle_chat(
     mut history: ResMut<ChatHistory>,
     writer: Res<ChatWriter>,
     limit: Res<ChatLimit>,
+    sanctions: Res<Sanctions>,
     mut senders: Query<(&Player, &mut ChatBucket)>,
     players: Query<(Entity, &Connection), With<Player>>,
+    mut slash_commands: MessageWriter<SlashCommand>,
 ) {
     let now = Instant::now();
     for Inbound {
@@ -299,10 +314,23 @@ fn handle_chat(
                 continue;
             }
         };
+        if let Some(command) = text.strip_prefix('/') {
+            slash_commands.write(SlashCommand {
+                entity: *entity,
+                client_id: *client_id,
+                text: command.to_owned(),
+            });
+            continue;
+        }
+        let sent_at_ms = now_ms();
+        if let Some(mute) = sanctions.mute(player.account_id, sent_at_ms) {
+            deny(&mut server, &mute.muted_text(sent_at_ms));
+            continue;
+        }
         let line = ChatLine {
             sender: player.name.clone(),
             text,
-            sent_at_ms: now_ms(),
+            sent_at_ms,
         };
         let bytes = net::encode(&ServerMessage::Chat(line.clone()));
         players::broadcast(&mut server, players, &bytes, None);

@@ -4,7 +4,9 @@
 //! Bevy-free client for tools and tests. With the default `server`
 //! feature the crate is also the server: one Bevy plugin per module ([`net`] connections and messages
 //! over the flood-resistant [`transport`],
-//! [`auth`] registration and login on worker threads, [`players`] the PLAY state, [`chat`], [`shutdown`]),
+//! [`auth`] registration and login on worker threads, [`players`] the PLAY state, [`chat`], [`world`],
+//! [`moderation`] roles, bans and mutes, [`commands`] for players and the operator's [`console`],
+//! [`shutdown`]),
 //! assembled by [`server::build`]. New gameplay is one more plugin beside `chat`: read [`net::Inbound`]
 //! messages, query [`players::Player`] entities, send with [`net::send`].
 
@@ -18,11 +20,17 @@ pub mod auth;
 #[cfg(feature = "server")]
 pub mod chat;
 #[cfg(feature = "server")]
+pub mod commands;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
+pub mod console;
 #[cfg(feature = "server")]
 pub mod db;
 #[cfg(feature = "server")]
 pub mod http;
+#[cfg(feature = "server")]
+pub mod moderation;
 #[cfg(feature = "server")]
 pub mod net;
 #[cfg(feature = "server")]
@@ -34,7 +42,7 @@ pub mod shutdown;
 #[cfg(feature = "server")]
 pub mod stats;
 #[cfg(feature = "server")]
-mod time;
+pub mod time;
 #[cfg(feature = "server")]
 pub mod transport;
 #[cfg(feature = "server")]

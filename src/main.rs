@@ -1,4 +1,5 @@
-//! The server binary: parse the configuration, build the app, stop gracefully on Ctrl-C or SIGTERM.
+//! The server binary: parse the configuration, build the app with the operator console on stdin, stop
+//! gracefully on Ctrl-C or SIGTERM.
 
 use std::process::ExitCode;
 
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    app.add_plugins(mmo::console::plugin);
     let shutdown = started.shutdown;
     let handler = ctrlc::set_handler(move || {
         if shutdown.is_requested() {

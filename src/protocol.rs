@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// Version of the wire format. Bump it whenever a message, a field or a channel changes: it is part of
 /// [`PROTOCOL_ID`], so clients built against an older wire are refused by netcode before they can send
 /// anything. The `wire_format_is_pinned` test fails when the encoding changes without a bump.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The netcode protocol id: the ASCII bytes `mmo` followed by [`PROTOCOL_VERSION`].
 pub const PROTOCOL_ID: u64 = 0x006d_6d6f_0000_0000 | PROTOCOL_VERSION as u64;
@@ -94,7 +94,10 @@ pub enum ClientMessage {
     /// Log in and enter the world (the PLAY state). Answered by [`ServerMessage::LoggedIn`] or a
     /// [`ServerMessage::Denied`] for [`Request::Login`].
     Login { username: String, password: String },
-    /// Say something to every player online. The server adds the sender's name and the time.
+    /// Say something to every player online. The server adds the sender's name and the time. A line
+    /// starting with `/` is a command instead (`/help` lists them): `/who`, `/w NAME TEXT`, and for
+    /// moderators `/kick`, `/ban`, `/mute`, …; answered by [`ServerMessage::System`],
+    /// [`ServerMessage::Whisper`] or a [`ServerMessage::Denied`] for [`Request::Command`].
     Chat { text: String },
     /// Walk to this point of the world (world units). The server moves the player there at its own
     /// speed; a point outside the world is clamped to its edge, one that is not a number is refused.
@@ -108,6 +111,8 @@ pub enum Request {
     Login,
     Chat,
     Move,
+    /// A `/command` in a chat line.
+    Command,
 }
 
 /// One line of chat as the server stamped it.
@@ -149,6 +154,25 @@ pub enum ServerMessage {
     EnteredView { id: u32, name: String, at: Pos },
     /// A player left this player's view (walked away or logged out).
     LeftView { id: u32 },
+    /// A line from the server rather than a player: an operator's announcement, a shutdown countdown,
+    /// the answer to a command (`/who`, `/help`, a moderator's `/kick`), a notice such as "You were
+    /// muted". Clients show it apart from player lines.
+    System { text: String },
+    /// A private line, sent only to its sender and its recipient (and never kept in history).
+    Whisper(WhisperLine),
+}
+
+/// One private line as the server stamped it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct WhisperLine {
+    /// Who wrote it (display name, set by the server).
+    pub from: String,
+    /// Who it is for (display name).
+    pub to: String,
+    /// The trimmed text.
+    pub text: String,
+    /// Server time when the line was accepted, in milliseconds since the Unix epoch.
+    pub sent_at_ms: u64,
 }
 
 /// Where players are, sent on [`SNAPSHOT_CHANNEL`] a few times a second: the player's own position and
@@ -327,7 +351,7 @@ mod tests {
     /// If this fails, the wire changed: bump [`PROTOCOL_VERSION`] and update the expected bytes.
     #[test]
     fn wire_format_is_pinned() {
-        assert_eq!(PROTOCOL_ID, 0x006d_6d6f_0000_0002);
+        assert_eq!(PROTOCOL_ID, 0x006d_6d6f_0000_0003);
         let chat = ClientMessage::Chat { text: "hi".into() }.encode();
         assert_eq!(chat, [2, 2, b'h', b'i']);
         let denied = ServerMessage::Denied {
@@ -350,6 +374,23 @@ mod tests {
             positions: vec![(5, Pos { x: 300, y: 2 })],
         };
         assert_eq!(snapshot.encode(), [1, 251, 44, 1, 1, 5, 251, 44, 1, 2]);
+        let system = ServerMessage::System { text: "x".into() }.encode();
+        assert_eq!(system, [12, 1, b'x']);
+        let whisper = ServerMessage::Whisper(WhisperLine {
+            from: "a".into(),
+            to: "b".into(),
+            text: "c".into(),
+            sent_at_ms: 300,
+        });
+        assert_eq!(
+            whisper.encode(),
+            [13, 1, b'a', 1, b'b', 1, b'c', 251, 44, 1]
+        );
+        let refused = ServerMessage::Denied {
+            request: Request::Command,
+            reason: "no".into(),
+        };
+        assert_eq!(refused.encode(), [2, 4, 2, b'n', b'o']);
     }
 
     #[test]

@@ -13,10 +13,11 @@ use bevy_renet::RenetServer;
 use crate::chat::ChatHistory;
 use crate::config::{AuthMode, Config};
 use crate::http::{self, HttpsInfo, TokenIssuer};
+use crate::moderation::Sanctions;
 use crate::net::SecureNetcode;
 use crate::shutdown::ShutdownHandle;
 use crate::transport::Transport;
-use crate::{auth, chat, db, net, players, shutdown, stats, world};
+use crate::{auth, chat, commands, db, moderation, net, players, shutdown, stats, world};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,8 @@ pub enum StartError {
     Database(#[from] db::OpenError),
     #[error("cannot load chat history: {0}")]
     History(Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot load roles, bans and mutes: {0}")]
+    Sanctions(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -70,14 +73,15 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
         AuthMode::Token => Some(http::netcode_key(config.netcode_key_file.as_deref())?),
         AuthMode::InBand => None,
     };
-    // Workers, the chat writer and one spare for start-up.
-    let pool = db::open(&config.db, u32::from(config.auth_workers) + 2)?;
+    // Workers, the chat writer, the world store, the moderation thread and one spare for start-up.
+    let pool = db::open(&config.db, u32::from(config.auth_workers) + 4)?;
     let history = ChatHistory::load(
         &pool,
         usize::from(config.chat_history),
         config.chat_retention(),
     )
     .map_err(StartError::History)?;
+    let sanctions = Sanctions::load(&pool).map_err(StartError::Sanctions)?;
     let secure = |addr| {
         netcode_key.map(|private_key| SecureNetcode {
             private_key,
@@ -117,14 +121,17 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
         .insert_resource(config)
         .insert_resource(db::Database(pool))
         .insert_resource(history)
+        .insert_resource(sanctions)
         .insert_resource(server)
         .insert_resource(transport)
         .insert_resource(shutdown.clone())
         .add_plugins((
             net::plugin,
             players::plugin,
+            moderation::plugin,
             auth::plugin,
             chat::plugin,
+            commands::plugin,
             world::plugin,
             shutdown::plugin,
             stats::plugin,

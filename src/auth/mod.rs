@@ -21,6 +21,7 @@ use bevy_renet::RenetServer;
 use crate::api;
 use crate::config::{AuthMode, Config};
 use crate::db::Database;
+use crate::moderation::Sanctions;
 use crate::net::{self, AwaitingLogin, Connection, Inbound, TokenLogin};
 use crate::players::{OnlineAccounts, Player};
 use crate::protocol::{self, ClientMessage, Request, ServerMessage};
@@ -199,6 +200,7 @@ fn apply_results(
     all_connections: Query<&Connection>,
     mut logged_in_this_tick: Local<Vec<(i32, Entity, u64)>>,
     names: Res<NameFailures>,
+    sanctions: Res<Sanctions>,
 ) {
     let now = Instant::now();
     logged_in_this_tick.clear();
@@ -237,6 +239,17 @@ fn apply_results(
             AuthOutcome::LoginDenied(reason) => {
                 info!(client_id, "login failed");
                 deny(&mut server, client_id, Request::Login, reason);
+            }
+            AuthOutcome::Banned(text) => deny(&mut server, client_id, Request::Login, &text),
+            // Banned while the password was being checked.
+            AuthOutcome::LoggedIn { account_id, .. } if sanctions.ban(account_id).is_some() => {
+                let text = sanctions.ban(account_id).map(|b| b.banned_text());
+                deny(
+                    &mut server,
+                    client_id,
+                    Request::Login,
+                    &text.unwrap_or_default(),
+                );
             }
             AuthOutcome::LoggedIn { account_id, name } => {
                 names.forget(&result.username_key);
@@ -310,9 +323,22 @@ fn admit_token_logins(
     arrived: Query<(Entity, &Connection, &TokenLogin), Added<TokenLogin>>,
     all_connections: Query<&Connection>,
     mut logged_in_this_tick: Local<Vec<(i32, Entity, u64)>>,
+    sanctions: Res<Sanctions>,
 ) {
     logged_in_this_tick.clear();
     for (entity, connection, TokenLogin(user)) in &arrived {
+        // A connect token lives 30 s: one handed out just before a ban is refused here.
+        if let Some(ban) = sanctions.ban(user.account_id) {
+            let text = ban.banned_text();
+            net::kick(
+                &mut commands,
+                &mut server,
+                entity,
+                connection.client_id,
+                &text,
+            );
+            continue;
+        }
         let sessions = (&*online, &all_connections, &mut *logged_in_this_tick);
         enter_play(
             &mut commands,

@@ -15,6 +15,7 @@ use super::{password, session};
 use crate::db::models::NewSession;
 use crate::db::queries::{self, CreateAccountError};
 use crate::db::{self, DbPool};
+use crate::moderation::Sanction;
 use crate::time::now_ms;
 
 /// The only answer to a failed login, whatever failed.
@@ -113,6 +114,8 @@ pub enum AuthOutcome {
     },
     RegisterDenied(&'static str),
     LoginDenied(&'static str),
+    /// The password is right but the account is banned: what the player is told (when, why).
+    Banned(String),
     /// A session is open (or resumed); `session_token` is what the client keeps.
     SessionOpened {
         account_id: i32,
@@ -391,9 +394,22 @@ fn login(pool: &DbPool, username: &str, password: &str) -> AuthOutcome {
         .and_then(|mut conn| queries::find_account(&mut conn, username).map_err(|e| e.to_string()));
     match account {
         Ok(Some(account)) if password::verify(password, &account.password_hash) => {
-            AuthOutcome::LoggedIn {
-                account_id: account.id,
-                name: account.username,
+            let ban = db::with_conn(pool, |conn| {
+                queries::active_ban(conn, account.id, now_ms() as i64)
+            });
+            match ban {
+                Ok(None) => AuthOutcome::LoggedIn {
+                    account_id: account.id,
+                    name: account.username,
+                },
+                Ok(Some(row)) => {
+                    info!(account_id = account.id, "banned account refused");
+                    AuthOutcome::Banned(Sanction::from_row(&row).banned_text())
+                }
+                Err(error) => {
+                    error!(%error, username, "ban lookup failed");
+                    AuthOutcome::LoginDenied(SERVER_ERROR)
+                }
             }
         }
         Ok(Some(_)) => AuthOutcome::LoginDenied(LOGIN_FAILED),

@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{accounts, chat_messages, positions, sessions};
+use super::schema::{accounts, audit_log, chat_messages, positions, sanctions, sessions};
 
 /// An account row.
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -55,4 +55,34 @@ pub struct SavedPosition {
     pub x: f32,
     pub y: f32,
     pub saved_at_ms: i64,
+}
+
+/// A ban or a mute of one account (`kind` "ban" or "mute"); `until_ms` `None` lasts until lifted.
+#[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone, PartialEq, Eq)]
+#[diesel(table_name = sanctions)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_null = true)]
+pub struct SanctionRow {
+    pub account_id: i32,
+    pub kind: String,
+    pub until_ms: Option<i64>,
+    pub reason: String,
+    pub by_name: String,
+    pub created_at_ms: i64,
+}
+
+/// One moderation action, as the audit log keeps it.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq, Eq)]
+#[diesel(table_name = audit_log)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    /// Who did it: an account name, or `console`.
+    pub actor: String,
+    /// What: kick, ban, unban, mute, unmute, role, say, shutdown, backup.
+    pub action: String,
+    /// Whom (an account name), or empty.
+    pub target: String,
+    /// Why, and the details (duration, new role).
+    pub detail: String,
 }

@@ -4,8 +4,10 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::models::{Account, ChatMessage, NewAccount, NewSession, SavedPosition};
-use super::schema::{accounts, chat_messages, positions, sessions};
+use super::models::{
+    Account, AuditEntry, ChatMessage, NewAccount, NewSession, SanctionRow, SavedPosition,
+};
+use super::schema::{accounts, audit_log, chat_messages, positions, sanctions, sessions};
 
 /// The key an account name is unique under: its lowercase form.
 pub fn username_key(username: &str) -> String {
@@ -185,4 +187,136 @@ pub fn save_positions(conn: &mut SqliteConnection, batch: &[SavedPosition]) -> Q
         }
         Ok(())
     })
+}
+
+/// An account's id, display name and role, found by name whatever its case.
+pub fn find_account_role(
+    conn: &mut SqliteConnection,
+    username: &str,
+) -> QueryResult<Option<(i32, String, String)>> {
+    accounts::table
+        .filter(accounts::username_key.eq(username_key(username)))
+        .select((accounts::id, accounts::username, accounts::role))
+        .first(conn)
+        .optional()
+}
+
+/// Every account whose role is not `player`: (id, role).
+pub fn staff_roles(conn: &mut SqliteConnection) -> QueryResult<Vec<(i32, String)>> {
+    accounts::table
+        .filter(accounts::role.ne("player"))
+        .select((accounts::id, accounts::role))
+        .load(conn)
+}
+
+/// Every ban and mute still in force at `now_ms` (expired ones are deleted on the way).
+pub fn active_sanctions(conn: &mut SqliteConnection, now_ms: i64) -> QueryResult<Vec<SanctionRow>> {
+    conn.immediate_transaction(|conn| {
+        diesel::delete(sanctions::table.filter(sanctions::until_ms.le(now_ms))).execute(conn)?;
+        sanctions::table.select(SanctionRow::as_select()).load(conn)
+    })
+}
+
+/// The account's ban, if one is in force at `now_ms`.
+pub fn active_ban(
+    conn: &mut SqliteConnection,
+    account_id: i32,
+    now_ms: i64,
+) -> QueryResult<Option<SanctionRow>> {
+    sanctions::table
+        .filter(sanctions::account_id.eq(account_id))
+        .filter(sanctions::kind.eq("ban"))
+        .filter(
+            sanctions::until_ms
+                .is_null()
+                .or(sanctions::until_ms.gt(now_ms)),
+        )
+        .select(SanctionRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// One moderation change, stored with its audit entry in one transaction.
+#[derive(Debug, Clone)]
+pub enum Moderation {
+    /// Ban or mute (replacing the account's previous one of the kind); a ban also revokes every
+    /// session of the account, so token mode hands out no new connect token.
+    Sanction(SanctionRow),
+    /// Unban or unmute: `(account_id, kind)`.
+    Lift(i32, &'static str),
+    /// `(account_id, role)`.
+    SetRole(i32, &'static str),
+    /// Nothing to store but the audit entry (kick, say, shutdown, backup).
+    Note,
+}
+
+/// Applies `change` and records `audit`, in one transaction. For a lift, whether there was a sanction
+/// still in force to lift (`now_ms`); otherwise `true`.
+pub fn moderate(
+    conn: &mut SqliteConnection,
+    change: &Moderation,
+    audit: &AuditEntry,
+) -> QueryResult<bool> {
+    conn.immediate_transaction(|conn| {
+        let changed = match change {
+            Moderation::Sanction(row) => {
+                diesel::insert_into(sanctions::table)
+                    .values(row)
+                    .on_conflict((sanctions::account_id, sanctions::kind))
+                    .do_update()
+                    .set(row)
+                    .execute(conn)?;
+                if row.kind == "ban" {
+                    diesel::delete(sessions::table.filter(sessions::account_id.eq(row.account_id)))
+                        .execute(conn)?;
+                }
+                true
+            }
+            Moderation::Lift(account_id, kind) => {
+                let in_force = sanctions::account_id
+                    .eq(*account_id)
+                    .and(sanctions::kind.eq(*kind));
+                let active = sanctions::table
+                    .filter(in_force)
+                    .filter(
+                        sanctions::until_ms
+                            .is_null()
+                            .or(sanctions::until_ms.gt(audit.at_ms)),
+                    )
+                    .count()
+                    .get_result::<i64>(conn)?;
+                diesel::delete(sanctions::table.filter(in_force)).execute(conn)?;
+                active > 0
+            }
+            Moderation::SetRole(account_id, role) => {
+                diesel::update(accounts::table.find(*account_id))
+                    .set(accounts::role.eq(*role))
+                    .execute(conn)?;
+                true
+            }
+            Moderation::Note => true,
+        };
+        diesel::insert_into(audit_log::table)
+            .values(audit)
+            .execute(conn)?;
+        Ok(changed)
+    })
+}
+
+/// The `limit` most recent audit entries, newest first.
+pub fn recent_audit(conn: &mut SqliteConnection, limit: i64) -> QueryResult<Vec<AuditEntry>> {
+    audit_log::table
+        .order(audit_log::id.desc())
+        .limit(limit)
+        .select(AuditEntry::as_select())
+        .load(conn)
+}
+
+/// Writes a consistent copy of the whole database to `path` (SQLite's `VACUUM INTO`: one read
+/// transaction, so writers carry on meanwhile). Fails if `path` exists and is not empty.
+pub fn backup_into(conn: &mut SqliteConnection, path: &str) -> QueryResult<()> {
+    diesel::sql_query("VACUUM INTO ?")
+        .bind::<diesel::sql_types::Text, _>(path)
+        .execute(conn)
+        .map(|_| ())
 }

@@ -7,6 +7,18 @@ diesel::table! {
         username_key -> Text,
         password_hash -> Text,
         created_at_ms -> BigInt,
+        role -> Text,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Integer,
+        at_ms -> BigInt,
+        actor -> Text,
+        action -> Text,
+        target -> Text,
+        detail -> Text,
     }
 }
 
@@ -30,6 +42,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    sanctions (account_id, kind) {
+        account_id -> Integer,
+        kind -> Text,
+        until_ms -> Nullable<BigInt>,
+        reason -> Text,
+        by_name -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Integer,
         account_id -> Integer,
@@ -42,6 +65,14 @@ diesel::table! {
 
 diesel::joinable!(chat_messages -> accounts (account_id));
 diesel::joinable!(positions -> accounts (account_id));
+diesel::joinable!(sanctions -> accounts (account_id));
 diesel::joinable!(sessions -> accounts (account_id));
 
-diesel::allow_tables_to_appear_in_same_query!(accounts, chat_messages, positions, sessions,);
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    audit_log,
+    chat_messages,
+    positions,
+    sanctions,
+    sessions,
+);

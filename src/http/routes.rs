@@ -237,6 +237,7 @@ pub async fn login(
             state.names.forget(&body.username.to_ascii_lowercase());
             logged_in(&state, ip, opened)
         }
+        AuthOutcome::Banned(text) => Err(ApiError::new(StatusCode::FORBIDDEN, text)),
         AuthOutcome::LoginDenied(LOGIN_FAILED) => {
             tracing::info!(%ip, "https login failed");
             record_failure(&state, ip, Some(&body.username));
@@ -296,6 +297,7 @@ pub async fn password(
     };
     match run(&state, request).await? {
         AuthOutcome::PasswordChanged { name } => Ok(Json(Registered { name })),
+        AuthOutcome::Banned(text) => Err(ApiError::new(StatusCode::FORBIDDEN, text)),
         AuthOutcome::LoginDenied(LOGIN_FAILED) => {
             record_failure(&state, ip, Some(&body.username));
             Err(ApiError::new(StatusCode::UNAUTHORIZED, LOGIN_FAILED))
