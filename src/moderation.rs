@@ -54,6 +54,15 @@ impl Role {
         }
     }
 
+    /// With its article: `a player`, `a moderator`, `an admin`.
+    pub fn a(self) -> &'static str {
+        match self {
+            Role::Player => "a player",
+            Role::Moderator => "a moderator",
+            Role::Admin => "an admin",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         match text.to_ascii_lowercase().as_str() {
             "player" => Some(Role::Player),
@@ -156,14 +165,17 @@ impl Sanction {
     /// What a muted player is told on chat: `You are muted for 9m 58s: REASON`.
     pub fn muted_text(&self, now_ms: u64) -> String {
         let left = match self.until_ms {
-            Some(until) => format!(
-                "for {}",
-                format_duration(Duration::from_millis(until.saturating_sub(now_ms)))
-            ),
+            Some(until) => format!("for {}", format_duration(left(until, now_ms))),
             None => "until a moderator lifts it".into(),
         };
         self.with_reason(format!("You are muted {left}"))
     }
+}
+
+/// The time from `now_ms` to `until_ms`, in whole seconds rounded up (a fresh 10-minute mute reads
+/// "10m", not "9m 59s").
+fn left(until_ms: u64, now_ms: u64) -> Duration {
+    Duration::from_secs(until_ms.saturating_sub(now_ms).div_ceil(1000))
 }
 
 /// Roles and sanctions in force, by account id (see the module docs).
@@ -426,7 +438,7 @@ fn run(pool: &DbPool, actor: &Actor, action: Action) -> Result<Done, String> {
         Action::Unmute { name } => lift("mute", "unmute", &name),
         Action::SetRole { name, role } => {
             if !actor.outranks(role) {
-                return Err(format!("You cannot make anyone a {role}"));
+                return Err(format!("You cannot make anyone {}", role.a()));
             }
             let (account_id, name, _) = target(&name)?;
             store(
@@ -506,7 +518,7 @@ fn apply_outcomes(
                     let text = sanction.muted_text(now);
                     net::send(&mut server, client_id, &ServerMessage::System { text });
                 }
-                let left = Duration::from_millis(sanction.until_ms.unwrap_or(now).saturating_sub(now));
+                let left = left(sanction.until_ms.unwrap_or(now), now);
                 let answer = sanction.with_reason(format!("{name} is muted for {}", format_duration(left)));
                 sanctions.mutes.insert(account_id, sanction);
                 answer
@@ -547,10 +559,10 @@ fn apply_outcomes(
                     role => sanctions.roles.insert(account_id, role),
                 };
                 if let Some((_, client_id)) = online_client(account_id) {
-                    let text = format!("You are now a {role}");
+                    let text = format!("You are now {}", role.a());
                     net::send(&mut server, client_id, &ServerMessage::System { text });
                 }
-                format!("{name} is now a {role}")
+                format!("{name} is now {}", role.a())
             }
             Done::Noted => String::new(),
             Done::Audit(entries) => {

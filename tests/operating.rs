@@ -108,3 +108,106 @@ fn a_retention_of_zero_keeps_everything() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(stored(&server).len(), 3);
 }
+
+#[test]
+fn whispers_reach_only_sender_and_recipient_and_are_never_stored() {
+    let mut server = TestServer::start();
+    let mut alice = server.player("Alice");
+    let mut bob = server.player("Bob");
+    let mut carol = server.player("Carol");
+
+    alice.chat("/w bob meet me at the well");
+    for end in [&mut alice, &mut bob] {
+        let line = end.next_whisper();
+        assert_eq!(
+            (line.from.as_str(), line.to.as_str(), line.text.as_str()),
+            ("Alice", "Bob", "meet me at the well")
+        );
+    }
+    bob.chat("/whisper ALICE  on my way ");
+    assert_eq!(alice.next_whisper().text, "on my way");
+    assert_eq!(bob.next_whisper().to, "Alice");
+    // Carol, online the whole time, received nothing of it: her next message is the public line.
+    alice.chat("hello all");
+    assert_eq!(carol.next_chat().unwrap().text, "hello all");
+    assert!(
+        !carol
+            .received
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Whisper(_))),
+        "{:#?}",
+        carol.received
+    );
+
+    assert_eq!(alice.command("w Dave hi"), Err("Dave is not online".into()));
+    assert_eq!(
+        alice.command("w Bob"),
+        Err("Usage: w NAME TEXT (or whisper): a private line to NAME".into())
+    );
+    alice.chat("/w Bob \u{7}bell");
+    assert_eq!(
+        alice.next_chat(),
+        Err("Message contains control characters".into())
+    );
+
+    // Not in the database, not in the history after a restart.
+    drop((alice, bob, carol));
+    server.restart();
+    assert_eq!(stored(&server), ["hello all"]);
+    assert_eq!(history(&server.login_again("Carol")), ["hello all"]);
+}
+
+#[test]
+fn whispers_and_commands_count_against_the_chat_limit() {
+    let server = TestServer::start_with(|config| {
+        config.chat_burst = 3;
+        config.chat_per_second = 0.1;
+    });
+    let mut alice = server.player("Alice");
+    let _bob = server.player("Bob");
+    alice.chat("/w Bob one");
+    alice.chat("/w Bob two");
+    alice.chat("/who");
+    assert_eq!(alice.next_whisper().text, "one");
+    assert_eq!(alice.next_whisper().text, "two");
+    assert_eq!(alice.next_system(), "2 online: Alice, Bob");
+    assert_eq!(
+        alice.command("w Bob three"),
+        Err("You are sending messages too fast".into())
+    );
+}
+
+#[test]
+fn who_and_help_answer_every_player_and_odd_commands_are_refused() {
+    let server = TestServer::start();
+    let mut zed = server.player("zed");
+    let _amy = server.player("Amy");
+    assert_eq!(zed.command("who"), Ok("2 online: Amy, zed".into()));
+    let help = zed.command("HELP").unwrap();
+    assert_eq!(
+        help.lines().collect::<Vec<_>>(),
+        [
+            "Commands:",
+            "  /help: what you may run",
+            "  /who: who is online",
+            "  /w NAME TEXT (or whisper): a private line to NAME"
+        ]
+    );
+    for (line, answer) in [
+        ("", "Type help for the commands"),
+        ("/", "Unknown command /: type help for the commands"),
+        ("nope", "Unknown command nope: type help for the commands"),
+        ("kick Amy", "You are not allowed to do that"),
+        ("ban Amy 1h", "You are not allowed to do that"),
+        ("role zed admin", "You are not allowed to do that"),
+        ("backup /tmp/x", "You are not allowed to do that"),
+        ("list", "You are not allowed to do that"),
+        ("say hi", "You are not allowed to do that"),
+        ("w ../etc x", "../etc is not a player name"),
+    ] {
+        assert_eq!(zed.command(line), Err(answer.to_owned()), "/{line}");
+    }
+    // Still chatting.
+    zed.chat("fine");
+    assert_eq!(zed.next_chat().unwrap().text, "fine");
+}

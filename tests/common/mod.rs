@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod process;
 pub mod proxy;
 
 use std::net::SocketAddr;
@@ -355,6 +356,43 @@ impl TestClient {
                 request: Request::Chat,
                 reason,
             } => Some(Err(reason.clone())),
+            _ => None,
+        })
+    }
+
+    /// Sends `/LINE` and waits for its answer: a system line, or a refusal (`Err`).
+    pub fn command(&mut self, line: &str) -> Result<String, String> {
+        self.chat(&format!("/{line}"));
+        self.expect(&format!("the answer to /{line}"), |m| match m {
+            ServerMessage::System { text } => Some(Ok(text.clone())),
+            ServerMessage::Denied {
+                request: Request::Command | Request::Chat,
+                reason,
+            } => Some(Err(reason.clone())),
+            _ => None,
+        })
+    }
+
+    /// Waits for the next system line.
+    pub fn next_system(&mut self) -> String {
+        self.expect("a system line", |m| match m {
+            ServerMessage::System { text } => Some(text.clone()),
+            _ => None,
+        })
+    }
+
+    /// Waits for the next whisper.
+    pub fn next_whisper(&mut self) -> mmo::protocol::WhisperLine {
+        self.expect("a whisper", |m| match m {
+            ServerMessage::Whisper(line) => Some(line.clone()),
+            _ => None,
+        })
+    }
+
+    /// Waits for the kick notice; its reason.
+    pub fn kicked(&mut self) -> String {
+        self.expect("a kick", |m| match m {
+            ServerMessage::Kicked { reason } => Some(reason.clone()),
             _ => None,
         })
     }
