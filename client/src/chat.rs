@@ -1,5 +1,6 @@
 //! The chatbox, like the Godot tutorial's: a scrolling log of `NAME says: "TEXT"` lines (newest at the
-//! bottom), join and leave lines styled apart, the online list beside it, and an input line that sends
+//! bottom), join and leave lines, the server's own lines and whispers each styled apart, the online list
+//! beside it, and an input line that sends
 //! on Enter and clears. What the server sends is collected in [`ChatLog`] whatever the screen, so nothing
 //! that arrives with the login answer is missed; the widgets show it.
 
@@ -8,7 +9,7 @@ use std::collections::VecDeque;
 use bevy::input::mouse::{MouseScrollUnit, MouseWheel};
 use bevy::prelude::*;
 use bevy_simple_text_input::{TextInputSettings, TextInputSubmitMessage, TextInputSystem};
-use mmo::protocol::{ChatLine, ClientMessage, MAX_CHAT_CHARS, Request, ServerMessage};
+use mmo::protocol::{ChatLine, ClientMessage, MAX_CHAT_CHARS, Request, ServerMessage, WhisperLine};
 
 use crate::focus::{Focus, TabOrder};
 use crate::net::{FromServer, ToServer};
@@ -45,6 +46,10 @@ pub enum LineKind {
     Presence,
     /// The server refused something we sent.
     Refused,
+    /// A line from the server itself: an announcement, a countdown, the answer to a `/command`.
+    System,
+    /// A private line to or from this player.
+    Whisper,
 }
 
 /// One line of the log, as shown.
@@ -88,6 +93,15 @@ pub fn says(line: &ChatLine) -> String {
     format!("{} says: \"{}\"", line.sender, line.text)
 }
 
+/// How a whisper reads: `NAME whispers: "TEXT"`, or `To NAME: "TEXT"` for one this player sent.
+pub fn whispers(line: &WhisperLine, me: Option<&str>) -> String {
+    if me == Some(line.from.as_str()) {
+        format!("To {}: \"{}\"", line.to, line.text)
+    } else {
+        format!("{} whispers: \"{}\"", line.from, line.text)
+    }
+}
+
 fn collect(mut inbox: MessageReader<FromServer>, mut log: ResMut<ChatLog>) {
     for FromServer(message) in inbox.read() {
         match message {
@@ -117,9 +131,14 @@ fn collect(mut inbox: MessageReader<FromServer>, mut log: ResMut<ChatLog>) {
                 log.push(LineKind::Presence, format!("{name} left"));
             }
             ServerMessage::Denied {
-                request: Request::Chat,
+                request: Request::Chat | Request::Command,
                 reason,
             } => log.push(LineKind::Refused, reason.clone()),
+            ServerMessage::System { text } => log.push(LineKind::System, text.clone()),
+            ServerMessage::Whisper(line) => {
+                let text = whispers(line, log.me.as_deref());
+                log.push(LineKind::Whisper, text);
+            }
             _ => {}
         }
     }
@@ -257,6 +276,8 @@ fn show_new_lines(
             LineKind::History => theme::MUTED,
             LineKind::Presence => theme::NOTICE,
             LineKind::Refused => theme::ERROR,
+            LineKind::System => theme::SYSTEM,
+            LineKind::Whisper => theme::WHISPER,
         };
         let entry = commands
             .spawn((

@@ -18,6 +18,10 @@ pub const TEXT: Color = Color::srgb(0.92, 0.93, 0.95);
 pub const MUTED: Color = Color::srgb(0.60, 0.63, 0.70);
 pub const NOTICE: Color = Color::srgb(0.95, 0.80, 0.35);
 pub const ERROR: Color = Color::srgb(0.95, 0.45, 0.42);
+/// The server's own lines (announcements, answers to commands).
+pub const SYSTEM: Color = Color::srgb(0.45, 0.85, 0.90);
+/// Whispers, to and from this player.
+pub const WHISPER: Color = Color::srgb(0.85, 0.60, 0.95);
 pub const BUTTON: Color = Color::srgb(0.26, 0.40, 0.70);
 pub const BUTTON_HOVER: Color = Color::srgb(0.32, 0.48, 0.82);
 pub const BUTTON_PRESSED: Color = Color::srgb(0.20, 0.32, 0.58);

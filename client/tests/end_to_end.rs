@@ -1,5 +1,5 @@
 //! The client plugin against the real server over loopback: register, log in, chat with another
-//! player, and be sent back to the login screen with the reason when the session is taken over.
+//! player, whisper and ask `/who`, and be sent back to the login screen with the reason when the session is taken over.
 
 mod common;
 
@@ -104,6 +104,34 @@ fn register_login_chat_and_get_kicked_against_the_real_server() {
     bob.wait_for("alice's line", |m| {
         matches!(m, ServerMessage::Chat(l) if l.sender == "alice" && l.text == "hello bob, ça va?")
     });
+
+    // Whispers and commands go through the same chat line; the answers show in the log.
+    type_into::<ChatInput>(&mut app, "/w bob psst");
+    press_enter::<ChatInput>(&mut app);
+    app.update();
+    bob.wait_for(
+        "alice's whisper",
+        |m| matches!(m, ServerMessage::Whisper(w) if w.from == "alice" && w.text == "psst"),
+    );
+    bob.send(&ClientMessage::Chat {
+        text: "/w alice what?".into(),
+    });
+    type_into::<ChatInput>(&mut app, "/who");
+    press_enter::<ChatInput>(&mut app);
+    let expected = [
+        "To bob: \"psst\"",
+        "bob whispers: \"what?\"",
+        "2 online: alice, bob",
+    ];
+    run_until(
+        &mut app,
+        "the whispers and the answer to /who",
+        || bob.pump(),
+        |app| {
+            let log = app.world().resource::<ChatLog>();
+            expected.iter().all(|line| log.texts().contains(line))
+        },
+    );
 
     // Someone logs in as alice elsewhere: this client goes back to the login screen and says why.
     let mut elsewhere = Peer::connect(server.addr());

@@ -4,14 +4,14 @@ mod common;
 
 use bevy::prelude::*;
 use common::*;
-use mmo::protocol::{ChatLine, ClientMessage, Request, ServerMessage};
+use mmo::protocol::{ChatLine, ClientMessage, Request, ServerMessage, WhisperLine};
 use mmo_client::chat::{ChatInput, ChatLog, LogEntry, OnlineList};
 use mmo_client::login::{
     LoginButton, LoginForm, PasswordField, RegisterButton, StatusLine, UsernameField,
 };
 use mmo_client::net::{CONNECT_TIMEOUT, FromServer};
 use mmo_client::screens::Screen;
-use mmo_client::theme::Disabled;
+use mmo_client::theme::{self, Disabled};
 
 fn server_says(app: &mut App, message: ServerMessage) {
     app.world_mut().write_message(FromServer(message));
@@ -229,6 +229,64 @@ fn a_successful_login_opens_the_chatbox_which_shows_what_the_server_says() {
         "the log shows every line in order"
     );
     assert_eq!(texts_of::<OnlineList>(&mut app), ["alice\ncarol"]);
+}
+
+#[test]
+fn system_lines_whispers_and_refused_commands_show_in_their_own_colours() {
+    let mut app = headless_client(nowhere());
+    click::<LoginButton>(&mut app);
+    server_says(
+        &mut app,
+        ServerMessage::LoggedIn {
+            name: "alice".into(),
+        },
+    );
+    let whisper = |from: &str, to: &str, text: &str| {
+        ServerMessage::Whisper(WhisperLine {
+            from: from.into(),
+            to: to.into(),
+            text: text.into(),
+            sent_at_ms: 1,
+        })
+    };
+    for message in [
+        ServerMessage::System {
+            text: "Server shutting down in 5m: update".into(),
+        },
+        whisper("bob", "alice", "psst"),
+        whisper("alice", "bob", "what?"),
+        ServerMessage::Denied {
+            request: Request::Command,
+            reason: "carol is not online".into(),
+        },
+        ServerMessage::Chat(ChatLine {
+            sender: "bob".into(),
+            text: "hi all".into(),
+            sent_at_ms: 1,
+        }),
+    ] {
+        server_says(&mut app, message);
+    }
+    let mut shown: Vec<(u64, String, Color)> = {
+        let world = app.world_mut();
+        world
+            .query::<(&LogEntry, &Text, &TextColor)>()
+            .iter(world)
+            .map(|(e, t, c)| (e.0, t.0.clone(), c.0))
+            .collect()
+    };
+    shown.sort_by_key(|(seq, ..)| *seq);
+    let shown: Vec<(&str, Color)> = shown.iter().map(|(_, t, c)| (t.as_str(), *c)).collect();
+    assert_eq!(
+        shown,
+        [
+            ("Server shutting down in 5m: update", theme::SYSTEM),
+            ("bob whispers: \"psst\"", theme::WHISPER),
+            ("To bob: \"what?\"", theme::WHISPER),
+            ("carol is not online", theme::ERROR),
+            ("bob says: \"hi all\"", theme::TEXT),
+        ]
+    );
 }
 
 #[test]
