@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::process::ServerProcess;
 use common::{PASSWORD, TestClient};
+use mmo::client::api::{ApiClient, ApiError};
 use mmo::protocol::ServerMessage;
 
 /// A registered, logged-in player of the server at `server`, the login messages read.
@@ -395,4 +396,49 @@ fn backup_copies_the_live_database_while_players_play() {
         _ => None,
     });
     assert!(history.iter().any(|l| l.text == "before the backup"));
+}
+
+#[test]
+fn in_token_mode_a_ban_refuses_https_login_and_connect_tokens_handed_out_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(
+        &dir.path().join("mmo.sqlite3"),
+        &["--auth", "token", "--http-bind", "127.0.0.1:0"],
+    );
+    let url = server.logged("url").expect("the https url is logged");
+    let cert = server
+        .logged("cert")
+        .expect("the certificate path is logged");
+    let api = ApiClient::with_ca_file(&url, Some(Path::new(&cert))).unwrap();
+    api.register("mallory", PASSWORD).unwrap();
+    let early = api.login("mallory", PASSWORD).unwrap();
+
+    assert!(
+        server
+            .run("ban mallory 1h cheating")
+            .starts_with("mallory is banned")
+    );
+    match api.login("mallory", PASSWORD) {
+        Err(ApiError::Refused {
+            status, message, ..
+        }) => {
+            assert_eq!(status, 403);
+            assert!(
+                message.starts_with("You are banned until ") && message.ends_with(": cheating"),
+                "{message}"
+            );
+        }
+        other => panic!("a banned login was answered {other:?}"),
+    }
+    // The ban revoked the session, and the connect token from before it is refused on arrival.
+    assert!(api.resume(&early.session_token).is_err());
+    let mut client = TestClient::connect_with_token(&early.connect_token);
+    let reason = client.kicked();
+    assert!(reason.starts_with("You are banned until "), "{reason}");
+    assert!(
+        !client
+            .received
+            .iter()
+            .any(|m| matches!(m, ServerMessage::LoggedIn { .. }))
+    );
 }

@@ -31,6 +31,8 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     answers: Receiver<String>,
     pub logs: Receiver<String>,
+    /// The log lines up to "listening".
+    pub started: Vec<String>,
 }
 
 impl ServerProcess {
@@ -58,10 +60,12 @@ impl ServerProcess {
         };
         let answers = lines(Box::new(child.stdout.take().unwrap()));
         let logs = lines(Box::new(child.stderr.take().unwrap()));
+        let mut started = Vec::new();
         let addr = loop {
             let line = logs
                 .recv_timeout(PATIENCE)
                 .expect("the server logs that it listens");
+            started.push(line.clone());
             if line.contains("listening")
                 && let Some(addr) = line
                     .split_whitespace()
@@ -76,7 +80,28 @@ impl ServerProcess {
             addr,
             answers,
             logs,
+            started,
         }
+    }
+
+    /// The value of `field=` in the first log line that has it (waiting for it up to [`PATIENCE`]).
+    pub fn logged(&mut self, field: &str) -> Option<String> {
+        let prefix = format!("{field}=");
+        let value = |line: &String| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(prefix.as_str()))
+                .map(str::to_owned)
+        };
+        if let Some(found) = self.started.iter().find_map(value) {
+            return Some(found);
+        }
+        while let Ok(line) = self.logs.recv_timeout(PATIENCE) {
+            self.started.push(line.clone());
+            if let Some(found) = value(&line) {
+                return Some(found);
+            }
+        }
+        None
     }
 
     /// Types raw bytes at the console.
