@@ -16,12 +16,14 @@ use crossbeam_channel::Sender;
 use crate::config::Config;
 use crate::db::models::ChatMessage;
 use crate::db::{self, Database, DbPool, queries};
+use crate::metrics::{self, Metrics};
 use crate::moderation::Sanctions;
 use crate::net::{self, Connection, Inbound};
 use crate::players::{self, Player};
 use crate::protocol::{self, ChatLine, ClientMessage, Request, ServerMessage};
 use crate::shutdown::ServerStopping;
 use crate::time::now_ms;
+use prometheus_client::metrics::histogram::Histogram;
 
 /// Most lines the writer stores in one transaction.
 const WRITE_BATCH: usize = 512;
@@ -39,7 +41,8 @@ pub(crate) fn plugin(app: &mut App) {
         kick_after: Duration::from_secs(u64::from(config.chat_kick_after)),
     };
     let retention = config.chat_retention();
-    app.insert_resource(ChatWriter::start(pool, retention))
+    let writes = app.world().resource::<Metrics>().chat_write_seconds.clone();
+    app.insert_resource(ChatWriter::start(pool, retention, writes))
         .insert_resource(limit)
         .add_message::<SlashCommand>()
         .add_systems(Update, handle_chat)
@@ -167,7 +170,7 @@ pub struct ChatWriter {
 impl ChatWriter {
     /// Starts the writer; with a `retention`, it also deletes older lines at start and every
     /// [`PRUNE_EVERY`].
-    fn start(pool: DbPool, retention: Option<Duration>) -> Self {
+    fn start(pool: DbPool, retention: Option<Duration>, writes: Histogram) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded::<ChatMessage>();
         let thread = std::thread::Builder::new()
             .name("chat-writer".into())
@@ -187,7 +190,7 @@ impl ChatWriter {
                     };
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter().take(WRITE_BATCH - 1));
-                    store(&pool, &batch);
+                    metrics::time(&writes, || store(&pool, &batch));
                 }
             })
             .expect("spawning the chat writer thread");
@@ -277,6 +280,7 @@ fn handle_chat(
     mut senders: Query<(&Player, &mut ChatBucket)>,
     players: Query<(Entity, &Connection), With<Player>>,
     mut slash_commands: MessageWriter<SlashCommand>,
+    metrics: Res<Metrics>,
 ) {
     let now = Instant::now();
     for Inbound {
@@ -289,6 +293,7 @@ fn handle_chat(
             continue;
         };
         let deny = |server: &mut RenetServer, reason: &str| {
+            metrics.chat_refused.inc();
             net::deny(server, *client_id, Request::Chat, reason);
         };
         let Ok((player, mut bucket)) = senders.get_mut(*entity) else {
@@ -333,7 +338,9 @@ fn handle_chat(
             sent_at_ms,
         };
         let bytes = net::encode(&ServerMessage::Chat(line.clone()));
-        players::broadcast(&mut server, players, &bytes, None);
+        let sent = players::broadcast(&mut server, players, &bytes, None);
+        metrics.chat_lines_in.inc();
+        metrics.chat_lines_out.inc_by(sent as u64);
         writer.write(ChatMessage {
             account_id: player.account_id,
             sender: line.sender.clone(),

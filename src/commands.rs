@@ -14,6 +14,7 @@ use bevy::prelude::*;
 use bevy_renet::RenetServer;
 
 use crate::chat::SlashCommand;
+use crate::metrics::Metrics;
 use crate::moderation::{Action, Actor, ModerationStore, OUTRANKED, Reply, Role, Sanctions};
 use crate::net::{self, Connection};
 use crate::players::{self, Player};
@@ -338,6 +339,7 @@ fn run_commands(
     let lines: Vec<(Actor, String)> = from_players.chain(from_console).collect();
     for (actor, line) in lines {
         info!(actor = actor.name(), command = line, "command");
+        run.metrics.commands.inc();
         let answer = match Command::parse(&line) {
             Err(error) => Some(Err(error)),
             Ok(command) if !allowed(&actor, command.needs()) => Some(Err(NOT_ALLOWED.into())),
@@ -361,6 +363,7 @@ struct Run<'w, 's> {
     sanctions: Res<'w, Sanctions>,
     store: Res<'w, ModerationStore>,
     transport: Res<'w, Transport>,
+    metrics: Res<'w, Metrics>,
     players: Query<'w, 's, (Entity, &'static Connection, &'static Player)>,
 }
 
@@ -491,6 +494,7 @@ impl Run<'_, '_> {
             self.server
                 .send_message(*client_id, protocol::CHANNEL, bytes);
         }
+        self.metrics.whispers.inc();
         // The whisper itself is the answer: both ends see it.
         Err(String::new())
     }

@@ -155,6 +155,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub registrations_per_minute: u32,
 
+    /// Serve Prometheus metrics (OpenMetrics text) over plain HTTP at http://ADDR/metrics; off unless
+    /// given. Bind it to loopback or a private network: it tells anyone who reaches it how busy you are.
+    #[arg(long, env = "MMO_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// Seconds between "tick stats" log lines (tick duration p50/p99/max, connections, players); 0 = off.
     #[arg(long, env = "MMO_STATS_INTERVAL", default_value_t = 60)]
     pub stats_interval: u32,

@@ -30,6 +30,8 @@ pub mod db;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
+pub mod metrics;
+#[cfg(feature = "server")]
 pub mod moderation;
 #[cfg(feature = "server")]
 pub mod net;

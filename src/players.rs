@@ -43,21 +43,24 @@ impl OnlineAccounts {
     }
 }
 
-/// Sends the same encoded bytes to every player, except `except` and those whose connection renet has
-/// already dropped (players disconnected in the same tick are despawned after every disconnection of that
-/// tick is handled: without the check, each "NAME left" would go to all those gone before it, and renet
+/// Sends the same encoded bytes to every player (returns to how many), except `except` and those whose
+/// connection renet has already dropped (players disconnected in the same tick are despawned after every
+/// disconnection of that tick is handled: without the check, each "NAME left" would go to all those gone before it, and renet
 /// logs an error for each, half a million errors when a thousand players drop at once).
 pub fn broadcast<'a>(
     server: &mut RenetServer,
     players: impl IntoIterator<Item = (Entity, &'a Connection)>,
     bytes: &Bytes,
     except: Option<Entity>,
-) {
+) -> usize {
+    let mut sent = 0;
     for (entity, connection) in players {
         if Some(entity) != except && server.is_connected(connection.client_id) {
             server.send_message(connection.client_id, CHANNEL, bytes.clone());
+            sent += 1;
         }
     }
+    sent
 }
 
 fn on_player_added(

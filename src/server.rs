@@ -13,6 +13,7 @@ use bevy_renet::RenetServer;
 use crate::chat::ChatHistory;
 use crate::config::{AuthMode, Config};
 use crate::http::{self, HttpsInfo, TokenIssuer};
+use crate::metrics::{Metrics, MetricsBindError, MetricsServer};
 use crate::moderation::Sanctions;
 use crate::net::SecureNetcode;
 use crate::shutdown::ShutdownHandle;
@@ -45,6 +46,8 @@ pub enum StartError {
     NoPublicAddr(SocketAddr),
     #[error(transparent)]
     Https(#[from] http::HttpError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsBindError),
 }
 
 /// What a built server tells its runner.
@@ -56,6 +59,8 @@ pub struct Started {
     pub shutdown: ShutdownHandle,
     /// Token mode's HTTPS endpoint.
     pub https: Option<HttpsInfo>,
+    /// Where `/metrics` is served (`--metrics-bind`, with the real port).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Adds the whole server to `app`: the headless loop at the configured tick, networking, accounts,
@@ -113,6 +118,12 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
     };
     info!(%addr, auth, db = %config.db.display(), tick_hz = config.tick_hz, max_clients = config.max_clients, "listening");
     let https_info = https.as_ref().map(|bound| bound.info.clone());
+    let metrics = Metrics::new();
+    let metrics_server = config
+        .metrics_bind
+        .map(|addr| MetricsServer::bind(addr, metrics.clone()))
+        .transpose()?;
+    let metrics_addr = metrics_server.as_ref().map(|server| server.addr);
 
     let shutdown = ShutdownHandle::default();
     let (tick, idle_tick) = (config.tick(), IDLE_TICK.max(config.tick()));
@@ -122,6 +133,7 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
         .insert_resource(db::Database(pool))
         .insert_resource(history)
         .insert_resource(sanctions)
+        .insert_resource(metrics)
         .insert_resource(server)
         .insert_resource(transport)
         .insert_resource(shutdown.clone())
@@ -136,6 +148,9 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
             shutdown::plugin,
             stats::plugin,
         ));
+    if let Some(metrics_server) = metrics_server {
+        app.insert_resource(metrics_server);
+    }
     if let Some(https) = https {
         // After auth: it queues on the auth workers.
         app.insert_resource(https).add_plugins(http::plugin);
@@ -149,6 +164,7 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
         addr,
         shutdown,
         https: https_info,
+        metrics: metrics_addr,
     })
 }
 
@@ -237,6 +253,11 @@ impl ServerHandle {
 
     pub fn addr(&self) -> SocketAddr {
         self.started.addr
+    }
+
+    /// Where `/metrics` is served, with `--metrics-bind`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.started.metrics
     }
 
     /// Token mode's HTTPS endpoint (its URL and certificate).

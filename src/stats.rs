@@ -4,27 +4,32 @@
 //! datagrams=… dropped=… blocks=… forged=… sent=… queue_drops=…` (from the transport, since the last line:
 //! the gate's datagrams received and dropped, addresses blocked, token-mode connection requests not sealed
 //! with the server's key (within `dropped`); the netcode thread's datagrams sent, and payloads it dropped
-//! because the tick's queue was full).
+//! because the tick's queue was full). It also feeds the [`Metrics`]: each tick's duration, and once a
+//! second the gauges and the transport's counters.
 
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
+use bevy_renet::RenetServer;
 
+use crate::auth::worker::AuthWorkers;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::net::Connection;
+use crate::players::OnlineAccounts;
 use crate::players::Player;
 use crate::transport::Transport;
 use crate::transport::gate::CountersSnapshot;
 
 pub(crate) fn plugin(app: &mut App) {
     let interval = app.world().resource::<Config>().stats_interval;
-    if interval == 0 {
-        return;
-    }
     app.insert_resource(TickStats::new(Duration::from_secs(u64::from(interval))))
         .add_systems(First, start_tick)
-        .add_systems(Last, (end_tick, report).chain());
+        .add_systems(Last, (end_tick, report, sample).chain());
 }
+
+/// How often gauges and the transport's counters are copied into the metrics.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Tick durations since the last report.
 #[derive(Resource, Debug)]
@@ -64,10 +69,14 @@ fn start_tick(mut stats: ResMut<TickStats>) {
     stats.tick_started = Some(Instant::now());
 }
 
-fn end_tick(mut stats: ResMut<TickStats>) {
+fn end_tick(mut stats: ResMut<TickStats>, metrics: Res<Metrics>) {
     if let Some(started) = stats.tick_started.take() {
-        let us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-        stats.durations_us.push(us);
+        let took = started.elapsed();
+        metrics.tick_seconds.observe(took.as_secs_f64());
+        if !stats.interval.is_zero() {
+            let us = took.as_micros().min(u128::from(u32::MAX)) as u32;
+            stats.durations_us.push(us);
+        }
     }
 }
 
@@ -77,7 +86,7 @@ fn report(
     players: Query<(), With<Player>>,
     transport: Res<Transport>,
 ) {
-    if stats.since.elapsed() < stats.interval {
+    if stats.interval.is_zero() || stats.since.elapsed() < stats.interval {
         return;
     }
     let mut durations = std::mem::take(&mut stats.durations_us);
@@ -103,6 +112,55 @@ fn report(
         "tick stats"
     );
     stats.since = Instant::now();
+}
+
+/// The transport's counters at the last sample, and when that was.
+#[derive(Default)]
+struct LastSample {
+    at: Option<Instant>,
+    gate: CountersSnapshot,
+    netcode: (u64, u64),
+}
+
+/// Once a second: the gauges, and the transport's counters (as the increase since the last sample).
+fn sample(
+    metrics: Res<Metrics>,
+    mut last: Local<LastSample>,
+    server: Res<RenetServer>,
+    transport: Res<Transport>,
+    online: Res<OnlineAccounts>,
+    workers: Res<AuthWorkers>,
+) {
+    if last.at.is_some_and(|at| at.elapsed() < SAMPLE_EVERY) {
+        return;
+    }
+    last.at = Some(Instant::now());
+    metrics.players_online.set(online.len() as i64);
+    metrics.connections.set(server.connected_clients() as i64);
+    metrics.auth_queue_depth.set(workers.queued() as i64);
+    let gate = transport.counters();
+    let before = std::mem::replace(&mut last.gate, gate);
+    metrics
+        .datagrams_received
+        .inc_by(gate.received - before.received);
+    metrics
+        .dropped
+        .malformed
+        .inc_by(gate.malformed - before.malformed);
+    metrics.dropped.forged.inc_by(gate.forged - before.forged);
+    metrics
+        .dropped
+        .over_budget
+        .inc_by(gate.over_budget - before.over_budget);
+    metrics
+        .dropped
+        .blocked
+        .inc_by(gate.blocked - before.blocked);
+    metrics.blocks.inc_by(gate.blocks - before.blocks);
+    let (queue_drops, sent) = transport.netcode_counters();
+    let (drops_before, sent_before) = std::mem::replace(&mut last.netcode, (queue_drops, sent));
+    metrics.queue_drops.inc_by(queue_drops - drops_before);
+    metrics.datagrams_sent.inc_by(sent - sent_before);
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::config::Config;
 use crate::db::models::SavedPosition;
 use crate::db::{self, Database, DbPool, queries};
+use crate::metrics::{self, Metrics};
 use crate::net::{self, Connection, Inbound};
 use crate::players::Player;
 use crate::protocol::{
@@ -33,6 +34,7 @@ use crate::protocol::{
 };
 use crate::shutdown::ServerStopping;
 use crate::time::now_ms;
+use prometheus_client::metrics::histogram::Histogram;
 
 /// Snapshots a player's position keeps appearing in after it stops moving, so that one lost snapshot
 /// does not leave it drawn at a stale spot.
@@ -60,8 +62,13 @@ pub(crate) fn plugin(app: &mut App) {
         snapshot_every: Duration::from_secs_f64(1.0 / f64::from(config.snapshot_hz.max(1))),
     };
     let pool = app.world().resource::<Database>().0.clone();
+    let writes = app
+        .world()
+        .resource::<Metrics>()
+        .world_write_seconds
+        .clone();
     app.insert_resource(rules)
-        .insert_resource(WorldStore::start(pool))
+        .insert_resource(WorldStore::start(pool, writes))
         .init_resource::<WorldIds>()
         .init_resource::<Departed>()
         .insert_resource(SnapshotClock {
@@ -530,7 +537,7 @@ pub struct WorldStore {
 }
 
 impl WorldStore {
-    fn start(pool: DbPool) -> Self {
+    fn start(pool: DbPool, writes: Histogram) -> Self {
         let (jobs, inbox) = crossbeam_channel::unbounded::<StoreJob>();
         let (answers, loaded) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
@@ -543,7 +550,7 @@ impl WorldStore {
                         match job {
                             StoreJob::Save(batch) => saves.extend(batch),
                             StoreJob::Load { entity, account_id } => {
-                                store_positions(&pool, &mut saves);
+                                store_positions(&pool, &mut saves, &writes);
                                 let saved = load_position(&pool, account_id);
                                 let _ = answers.send(Loaded {
                                     entity,
@@ -553,7 +560,7 @@ impl WorldStore {
                             }
                         }
                     }
-                    store_positions(&pool, &mut saves);
+                    store_positions(&pool, &mut saves, &writes);
                 }
             })
             .expect("spawning the world store thread");
@@ -587,11 +594,13 @@ impl Drop for WorldStore {
     }
 }
 
-fn store_positions(pool: &DbPool, saves: &mut Vec<SavedPosition>) {
+fn store_positions(pool: &DbPool, saves: &mut Vec<SavedPosition>, writes: &Histogram) {
     if saves.is_empty() {
         return;
     }
-    let stored = db::with_conn(pool, |conn| queries::save_positions(conn, saves));
+    let stored = metrics::time(writes, || {
+        db::with_conn(pool, |conn| queries::save_positions(conn, saves))
+    });
     if let Err(error) = stored {
         error!(%error, positions = saves.len(), "could not store positions");
     }

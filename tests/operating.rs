@@ -211,3 +211,76 @@ fn who_and_help_answer_every_player_and_odd_commands_are_refused() {
     zed.chat("fine");
     assert_eq!(zed.next_chat().unwrap().text, "fine");
 }
+
+/// `GET path` over plain HTTP/1.1: the status code and the body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (status, body.to_owned())
+}
+
+/// The value of the sample `name` (with its labels, as written) in a scrape.
+fn sample(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{scrape}"))
+}
+
+#[test]
+fn the_metrics_endpoint_counts_what_players_do() {
+    let server = TestServer::start_with(|config| {
+        config.chat_burst = 1000;
+        config.chat_per_second = 1000.0;
+        config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let addr = server.metrics_addr();
+    let (status, scrape) = http_get(addr, "/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(sample(&scrape, "mmo_players_online"), 0.0);
+    assert_eq!(sample(&scrape, "mmo_chat_lines_received_total"), 0.0);
+    assert!(scrape.ends_with("# EOF\n"), "OpenMetrics text");
+
+    let mut alice = server.player("alice");
+    let mut bob = server.player("bob");
+    assert!(server.client().login("alice", "wrong password").is_err());
+    for text in ["one", "two", "three"] {
+        alice.chat(text);
+        assert_eq!(bob.next_chat().unwrap().text, text);
+    }
+    alice.chat("/w bob psst");
+    bob.next_whisper();
+    // Gauges are sampled once a second, the chat writer's batch time when it stores.
+    std::thread::sleep(Duration::from_millis(1_500));
+
+    let (_, scrape) = http_get(addr, "/metrics");
+    for (name, value) in [
+        ("mmo_players_online", 2.0),
+        ("mmo_logins_total{result=\"ok\"}", 2.0),
+        ("mmo_logins_total{result=\"wrong_credentials\"}", 1.0),
+        ("mmo_registrations_total{result=\"ok\"}", 2.0),
+        ("mmo_chat_lines_received_total", 3.0),
+        ("mmo_chat_lines_sent_total", 6.0),
+        ("mmo_whispers_total", 1.0),
+        ("mmo_commands_total", 1.0),
+    ] {
+        assert_eq!(sample(&scrape, name), value, "{name}");
+    }
+    assert!(sample(&scrape, "mmo_connections") >= 2.0);
+    assert!(sample(&scrape, "mmo_tick_seconds_count") > 10.0);
+    assert!(sample(&scrape, "mmo_auth_job_seconds_count") >= 5.0);
+    assert!(sample(&scrape, "mmo_db_write_seconds_count{writer=\"chat\"}") >= 1.0);
+    assert!(sample(&scrape, "mmo_datagrams_received_total") > 0.0);
+    assert_eq!(sample(&scrape, "mmo_auth_queue_depth"), 0.0);
+
+    assert_eq!(http_get(addr, "/").0, 404);
+}

@@ -21,6 +21,7 @@ use bevy_renet::RenetServer;
 use crate::api;
 use crate::config::{AuthMode, Config};
 use crate::db::Database;
+use crate::metrics::Metrics;
 use crate::moderation::Sanctions;
 use crate::net::{self, AwaitingLogin, Connection, Inbound, TokenLogin};
 use crate::players::{OnlineAccounts, Player};
@@ -50,8 +51,9 @@ pub(crate) fn plugin(app: &mut App) {
     let login_timeout = Duration::from_secs(u64::from(config.login_timeout));
     let mode = config.auth;
     let pool = app.world().resource::<Database>().0.clone();
+    let metrics = app.world().resource::<Metrics>().clone();
     app.register_required_components::<AwaitingLogin, Registrations>();
-    app.insert_resource(AuthWorkers::start(pool, workers, queue))
+    app.insert_resource(AuthWorkers::start(pool, workers, queue, metrics))
         .insert_resource(LoginTimeout(login_timeout))
         .insert_resource(LoginPath(mode))
         .add_systems(
@@ -88,6 +90,7 @@ fn queue_requests(
     mut queued_this_tick: Local<HashSet<Entity>>,
     names: Res<NameFailures>,
     mut limits: Query<(Option<&Failures>, &mut Registrations)>,
+    metrics: Res<Metrics>,
 ) {
     let now = Instant::now();
     // `Authenticating` is inserted by a command, seen by the query only next tick: remember this tick's.
@@ -143,6 +146,7 @@ fn queue_requests(
                     .get(*entity)
                     .is_ok_and(|(failures, _)| failures.is_some_and(|f| f.is_locked(now)));
                 if connection_locked || names.is_locked(&username.to_ascii_lowercase(), now) {
+                    metrics.logins.locked_out.inc();
                     deny(&mut server, *client_id, Request::Login, LOCKED_OUT);
                     continue;
                 }
@@ -183,6 +187,9 @@ fn queue_requests(
             .is_err()
         {
             warn!(client_id, ?request, "auth queue full");
+            if request == Request::Login {
+                metrics.logins.busy.inc();
+            }
             deny(&mut server, *client_id, request, "Server busy, try again");
         } else {
             commands.entity(*entity).insert(Authenticating);

@@ -15,6 +15,7 @@ use super::{password, session};
 use crate::db::models::NewSession;
 use crate::db::queries::{self, CreateAccountError};
 use crate::db::{self, DbPool};
+use crate::metrics::{self, Metrics};
 use crate::moderation::Sanction;
 use crate::time::now_ms;
 
@@ -177,30 +178,39 @@ impl AuthQueue {
 #[derive(Resource)]
 pub struct AuthWorkers {
     queue: AuthQueue,
+    /// The receiving end, kept to count the jobs waiting.
+    waiting: Receiver<AuthJob>,
     pub(super) results: Receiver<AuthResult>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl AuthWorkers {
     /// Starts `count` workers sharing a queue of at most `queue` waiting jobs.
-    pub fn start(pool: DbPool, count: usize, queue: usize) -> Self {
+    pub fn start(pool: DbPool, count: usize, queue: usize, metrics: Metrics) -> Self {
         password::return_buffers_to_the_os();
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<AuthJob>(queue);
         let (results_tx, results_rx) = crossbeam_channel::unbounded();
         let threads = (0..count)
             .map(|i| {
                 let (jobs, results, pool) = (jobs_rx.clone(), results_tx.clone(), pool.clone());
+                let metrics = metrics.clone();
                 std::thread::Builder::new()
                     .name(format!("auth-{i}"))
-                    .spawn(move || work(&pool, &jobs, &results))
+                    .spawn(move || work(&pool, &jobs, &results, &metrics))
                     .expect("spawning an auth worker thread")
             })
             .collect();
         Self {
+            waiting: jobs_rx,
             queue: AuthQueue(Arc::new(RwLock::new(Some(jobs_tx)))),
             results: results_rx,
             threads,
         }
+    }
+
+    /// Jobs waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.waiting.len()
     }
 
     /// A handle to queue jobs from elsewhere (the HTTPS endpoint).
@@ -230,12 +240,13 @@ impl Drop for AuthWorkers {
     }
 }
 
-fn work(pool: &DbPool, jobs: &Receiver<AuthJob>, results: &Sender<AuthResult>) {
+fn work(pool: &DbPool, jobs: &Receiver<AuthJob>, results: &Sender<AuthResult>, metrics: &Metrics) {
     password::yield_cpu_to_the_tick();
     password::warm_up();
     for job in jobs {
         let username_key = job.request.username_key();
-        let outcome = run(pool, job.request);
+        let outcome = metrics::time(&metrics.auth_job_seconds, || run(pool, job.request));
+        count(metrics, &outcome);
         match job.reply {
             Reply::Tick { entity, client_id } => {
                 // The receiver is gone only when the app is, and then nobody is waiting for the answer.
@@ -249,6 +260,26 @@ fn work(pool: &DbPool, jobs: &Receiver<AuthJob>, results: &Sender<AuthResult>) {
             Reply::Callback(callback) => callback(outcome),
         }
     }
+}
+
+/// Counts a job's outcome in the login and registration metrics.
+fn count(metrics: &Metrics, outcome: &AuthOutcome) {
+    let logins = &metrics.logins;
+    let counter = match outcome {
+        AuthOutcome::LoggedIn { .. } | AuthOutcome::SessionOpened { .. } => &logins.ok,
+        AuthOutcome::LoginDenied(LOGIN_FAILED) | AuthOutcome::SessionDenied => {
+            &logins.wrong_credentials
+        }
+        AuthOutcome::LoginDenied(_) => &logins.failed,
+        AuthOutcome::Banned(_) => &logins.banned,
+        AuthOutcome::Registered { .. } => &metrics.registrations_ok,
+        AuthOutcome::RegisterDenied(NAME_TAKEN) => &metrics.registrations_taken,
+        AuthOutcome::RegisterDenied(_) => &metrics.registrations_failed,
+        AuthOutcome::SessionClosed | AuthOutcome::PasswordChanged { .. } | AuthOutcome::Failed => {
+            return;
+        }
+    };
+    counter.inc();
 }
 
 fn run(pool: &DbPool, request: AuthRequest) -> AuthOutcome {

@@ -205,6 +205,7 @@ pub struct ApiState {
     pub issuer: TokenIssuer,
     pub session_lifetime: Duration,
     pub online: Arc<AtomicUsize>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The running endpoint: its runtime thread and the handle that stops it.
@@ -250,6 +251,7 @@ pub(crate) fn plugin(app: &mut App) {
         issuer: bound.issuer.clone(),
         session_lifetime,
         online: online.clone(),
+        metrics: app.world().resource::<crate::metrics::Metrics>().clone(),
     };
     let info = bound.info.clone();
     let server = match serve(bound, state, online) {

@@ -120,6 +120,7 @@ async fn run(state: &ApiState, request: AuthRequest) -> Result<AuthOutcome, ApiE
     };
     if state.queue.submit(job).is_err() {
         tracing::warn!("auth queue full (https)");
+        state.metrics.logins.busy.inc();
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, BUSY));
     }
     // The sender is dropped unanswered only when the server stops.
@@ -137,6 +138,7 @@ fn check_lockout(state: &ApiState, ip: IpAddr, name: Option<&str>) -> Result<(),
     let name_locked =
         name.is_some_and(|name| state.names.is_locked(&name.to_ascii_lowercase(), now));
     if name_locked || state.addresses.is_locked(&ip, now) {
+        state.metrics.logins.locked_out.inc();
         return Err(ApiError::throttled(LOCKED_OUT, LOCKOUT));
     }
     Ok(())

@@ -90,6 +90,14 @@ impl TestServer {
         Self::start_token_with(|_| {})
     }
 
+    /// Where `/metrics` is served (with `--metrics-bind`).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.handle
+            .as_ref()
+            .and_then(|handle| handle.metrics_addr())
+            .expect("a server with --metrics-bind")
+    }
+
     /// Token mode: the HTTPS endpoint's URL and certificate.
     pub fn https(&self) -> mmo::http::HttpsInfo {
         self.handle
