@@ -398,10 +398,13 @@ fn run(pool: &DbPool, actor: &Actor, action: Action) -> Result<Done, String> {
             by_name: actor.name().to_owned(),
             created_at_ms: now as i64,
         };
-        let detail = match duration {
-            Some(d) => format!("for {}: {reason}", format_duration(d)),
-            None => format!("until lifted: {reason}"),
+        let mut detail = match duration {
+            Some(d) => format!("for {}", format_duration(d)),
+            None => "until lifted".to_owned(),
         };
+        if !reason.is_empty() {
+            detail += &format!(": {reason}");
+        }
         store(Moderation::Sanction(row), audit(kind, &name, detail))?;
         Ok(Done::Sanctioned {
             account_id,
