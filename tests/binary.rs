@@ -13,22 +13,9 @@ use std::time::Instant;
 use diesel::prelude::*;
 use std::time::Duration;
 
+use common::process::plain;
 use common::{PASSWORD, TestClient};
 use mmo::protocol::{ClientMessage, Pos, ServerMessage};
-
-/// Removes ANSI colour codes from a log line.
-fn plain(line: &str) -> String {
-    let mut out = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|c| c.is_ascii_alphabetic());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// Starts the server binary on a free port with `db`; returns it, its address and its log lines so far
 /// (later ones keep arriving on the receiver).
