@@ -45,6 +45,7 @@ pub(crate) fn plugin(app: &mut App) {
     app.insert_resource(ChatWriter::start(pool, retention, writes))
         .insert_resource(limit)
         .add_message::<SlashCommand>()
+        .add_message::<ChatSaid>()
         .add_systems(Update, handle_chat)
         .add_observer(send_history)
         .add_observer(flush_writer);
@@ -54,6 +55,10 @@ pub(crate) fn plugin(app: &mut App) {
 pub const TOO_FAST: &str = "You are sending messages too fast";
 /// Why a player who keeps flooding is disconnected.
 pub const FLOODING: &str = "Kicked for flooding the chat";
+
+/// A line a player of this shard said (after it was broadcast here): the bus relays it to other shards.
+#[derive(Message, Debug, Clone)]
+pub struct ChatSaid(pub ChatLine);
 
 /// A player's chat line that starts with `/`: a command, for the commands plugin. It passed the flood
 /// limit and the chat line checks; `text` is the line without the `/`.
@@ -149,7 +154,8 @@ impl ChatHistory {
         Ok(Self { lines, capacity })
     }
 
-    fn push(&mut self, line: ChatLine) {
+    /// Adds a line said here or, with `--bus`, on another shard.
+    pub fn push(&mut self, line: ChatLine) {
         if self.capacity == 0 {
             return;
         }
@@ -280,6 +286,7 @@ fn handle_chat(
     mut senders: Query<(&Player, &mut ChatBucket)>,
     players: Query<(Entity, &Connection), With<Player>>,
     mut slash_commands: MessageWriter<SlashCommand>,
+    mut said: MessageWriter<ChatSaid>,
     metrics: Res<Metrics>,
 ) {
     let now = Instant::now();
@@ -347,6 +354,7 @@ fn handle_chat(
             body: line.text.clone(),
             sent_at_ms: line.sent_at_ms as i64,
         });
+        said.write(ChatSaid(line.clone()));
         history.push(line);
     }
 }

@@ -13,11 +13,12 @@ use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use bevy_renet::RenetServer;
 
+use crate::bus::{Bus, Event};
 use crate::chat::SlashCommand;
 use crate::metrics::Metrics;
 use crate::moderation::{Action, Actor, ModerationStore, OUTRANKED, Reply, Role, Sanctions};
 use crate::net::{self, Connection};
-use crate::players::{self, Player};
+use crate::players::{self, Elsewhere, Player};
 use crate::protocol::{self, Request, ServerMessage, WhisperLine};
 use crate::shutdown::Countdown;
 use crate::time::{MAX_DURATION, format_duration, now_ms, parse_duration};
@@ -364,6 +365,8 @@ struct Run<'w, 's> {
     store: Res<'w, ModerationStore>,
     transport: Res<'w, Transport>,
     metrics: Res<'w, Metrics>,
+    bus: Option<Res<'w, Bus>>,
+    elsewhere: Res<'w, Elsewhere>,
     players: Query<'w, 's, (Entity, &'static Connection, &'static Player)>,
 }
 
@@ -389,6 +392,7 @@ impl Run<'_, '_> {
                     .iter()
                     .map(|(_, _, p)| p.name.as_str())
                     .collect();
+                names.extend(self.elsewhere.names());
                 names.sort_unstable_by_key(|n| n.to_ascii_lowercase());
                 Some(Ok(format!("{} online: {}", names.len(), names.join(", "))))
             }
@@ -397,14 +401,18 @@ impl Run<'_, '_> {
             Command::Say { text } => {
                 let bytes = net::encode(&ServerMessage::System { text: text.clone() });
                 let everyone = self.players.iter().map(|(e, c, _)| (e, c));
-                players::broadcast(&mut self.server, everyone, &bytes, None);
+                let here = players::broadcast(&mut self.server, everyone, &bytes, None);
+                if let Some(bus) = &self.bus {
+                    bus.publish(Event::System { text: text.clone() });
+                }
                 let action = Action::Note {
                     action: "say",
                     target: String::new(),
                     detail: text,
                 };
                 self.store.request(actor.clone(), action);
-                Some(Ok(format!("Said to {} players", self.players.iter().len())))
+                let elsewhere = self.elsewhere.names().count();
+                Some(Ok(format!("Said to {} players", here + elsewhere)))
             }
             Command::Kick { name, reason } => Some(self.kick(actor, &name, reason)),
             Command::Ban {
@@ -477,20 +485,29 @@ impl Run<'_, '_> {
         if let Some(mute) = self.sanctions.mute(*account_id, now) {
             return Err(mute.muted_text(now));
         }
-        let Some((_, to, player)) = self.online(name) else {
-            return Err(format!("{name} is not online"));
+        let (to, to_name) = match self.online(name) {
+            Some((_, to, player)) => (Some(to.client_id), player.name.clone()),
+            None => match (&self.bus, self.elsewhere.find(name)) {
+                (Some(_), Some(remote)) => (None, remote.to_owned()),
+                _ => return Err(format!("{name} is not online")),
+            },
         };
         let line = WhisperLine {
             from: from.clone(),
-            to: player.name.clone(),
+            to: to_name,
             text: text.to_owned(),
             sent_at_ms: now,
         };
-        let bytes = net::encode(&ServerMessage::Whisper(line));
-        let to = to.client_id;
-        self.server
-            .send_message(to, protocol::CHANNEL, bytes.clone());
-        if to != *client_id {
+        let bytes = net::encode(&ServerMessage::Whisper(line.clone()));
+        match (to, &self.bus) {
+            (Some(to), _) => self
+                .server
+                .send_message(to, protocol::CHANNEL, bytes.clone()),
+            // The shard where the recipient plays delivers it.
+            (None, Some(bus)) => bus.publish(Event::Whisper(line)),
+            (None, None) => {}
+        }
+        if to != Some(*client_id) {
             self.server
                 .send_message(*client_id, protocol::CHANNEL, bytes);
         }

@@ -160,6 +160,16 @@ pub struct Config {
     #[arg(long, env = "MMO_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
 
+    /// Join other shards through Redis (redis://HOST:PORT): chat, whispers, announcements and who is
+    /// online span every shard sharing this bus and the account database; a login elsewhere kicks the
+    /// session here. Off unless given.
+    #[arg(long, env = "MMO_BUS")]
+    pub bus: Option<String>,
+
+    /// This shard's name on the bus (default: random per start).
+    #[arg(long, env = "MMO_SHARD")]
+    pub shard: Option<String>,
+
     /// Seconds between "tick stats" log lines (tick duration p50/p99/max, connections, players); 0 = off.
     #[arg(long, env = "MMO_STATS_INTERVAL", default_value_t = 60)]
     pub stats_interval: u32,
@@ -210,6 +220,13 @@ impl Config {
         config.bind = bind;
         config.db = db.into();
         config
+    }
+
+    /// `--shard`, else a random name (a restarted shard is a new one to the others).
+    pub fn shard_name(&self) -> String {
+        self.shard
+            .clone()
+            .unwrap_or_else(|| format!("shard-{:08x}", rand::random::<u32>()))
     }
 
     /// Token mode's HTTPS address: `--http-bind`, else the UDP bind's IP on [`DEFAULT_HTTP_PORT`].

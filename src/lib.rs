@@ -18,6 +18,8 @@ pub mod udp;
 #[cfg(feature = "server")]
 pub mod auth;
 #[cfg(feature = "server")]
+pub mod bus;
+#[cfg(feature = "server")]
 pub mod chat;
 #[cfg(feature = "server")]
 pub mod commands;

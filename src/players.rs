@@ -2,7 +2,7 @@
 //! index of who is online, tells the new player who is there, and tells everyone else when a player
 //! joins or leaves (however the `Player` component goes: logout, kick or disconnect).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bevy::prelude::*;
 use bevy_renet::RenetServer;
@@ -13,6 +13,7 @@ use crate::protocol::{CHANNEL, ServerMessage};
 
 pub(crate) fn plugin(app: &mut App) {
     app.init_resource::<OnlineAccounts>()
+        .init_resource::<Elsewhere>()
         .add_observer(on_player_added)
         .add_observer(on_player_removed);
 }
@@ -43,6 +44,76 @@ impl OnlineAccounts {
     }
 }
 
+/// Players online on other shards (with `--bus`), as their shards last said: by shard, account id →
+/// display name. The bus plugin keeps it; the online list, `/who` and whispers read it.
+#[derive(Resource, Default, Debug)]
+pub struct Elsewhere(BTreeMap<String, BTreeMap<i32, String>>);
+
+impl Elsewhere {
+    /// Adds a player of `shard`; whether it is new.
+    pub fn insert(&mut self, shard: &str, account_id: i32, name: &str) -> bool {
+        let roster = self.0.entry(shard.to_owned()).or_default();
+        roster.insert(account_id, name.to_owned()).is_none()
+    }
+
+    /// Removes a player of `shard`; whether it was there.
+    pub fn remove(&mut self, shard: &str, account_id: i32) -> bool {
+        self.0
+            .get_mut(shard)
+            .is_some_and(|roster| roster.remove(&account_id).is_some())
+    }
+
+    /// Replaces `shard`'s roster (empty: the shard is gone); the players that joined and that left.
+    pub fn replace(
+        &mut self,
+        shard: &str,
+        players: Vec<(i32, String)>,
+    ) -> (Vec<(i32, String)>, Vec<(i32, String)>) {
+        let new: BTreeMap<i32, String> = players.into_iter().collect();
+        let old = if new.is_empty() {
+            self.0.remove(shard).unwrap_or_default()
+        } else {
+            self.0
+                .insert(shard.to_owned(), new.clone())
+                .unwrap_or_default()
+        };
+        let joined = new
+            .iter()
+            .filter(|(id, _)| !old.contains_key(id))
+            .map(|(id, name)| (*id, name.clone()))
+            .collect();
+        let left = old
+            .into_iter()
+            .filter(|(id, _)| !new.contains_key(id))
+            .collect();
+        (joined, left)
+    }
+
+    /// Whether the account plays on another shard.
+    pub fn has_account(&self, account_id: i32) -> bool {
+        self.0
+            .values()
+            .any(|roster| roster.contains_key(&account_id))
+    }
+
+    /// The shards with players.
+    pub fn shards(&self) -> impl Iterator<Item = String> + '_ {
+        self.0.keys().cloned()
+    }
+
+    /// Every name online elsewhere.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .values()
+            .flat_map(|roster| roster.values().map(String::as_str))
+    }
+
+    /// The display name of a player online elsewhere called `name` (any case).
+    pub fn find(&self, name: &str) -> Option<&str> {
+        self.names().find(|n| n.eq_ignore_ascii_case(name))
+    }
+}
+
 /// Sends the same encoded bytes to every player (returns to how many), except `except` and those whose
 /// connection renet has already dropped (players disconnected in the same tick are despawned after every
 /// disconnection of that tick is handled: without the check, each "NAME left" would go to all those gone before it, and renet
@@ -67,6 +138,7 @@ fn on_player_added(
     add: On<Add, Player>,
     players: Query<(Entity, &Connection, &Player)>,
     mut online: ResMut<OnlineAccounts>,
+    elsewhere: Res<Elsewhere>,
     mut server: ResMut<RenetServer>,
 ) {
     let Ok((entity, connection, player)) = players.get(add.entity) else {
@@ -76,6 +148,12 @@ fn on_player_added(
     info!(client_id = connection.client_id, account_id = player.account_id, name = %player.name, "logged in");
 
     let mut names: Vec<String> = players.iter().map(|(_, _, p)| p.name.clone()).collect();
+    names.extend(
+        elsewhere
+            .names()
+            .filter(|n| !n.eq_ignore_ascii_case(&player.name))
+            .map(str::to_owned),
+    );
     names.sort_unstable_by_key(|name| name.to_ascii_lowercase());
     net::send(
         &mut server,
@@ -97,6 +175,7 @@ fn on_player_removed(
     remove: On<Remove, Player>,
     players: Query<(Entity, &Connection, &Player)>,
     mut online: ResMut<OnlineAccounts>,
+    elsewhere: Res<Elsewhere>,
     mut server: ResMut<RenetServer>,
 ) {
     let Ok((entity, connection, player)) = players.get(remove.entity) else {
@@ -106,6 +185,10 @@ fn on_player_removed(
         online.0.remove(&player.account_id);
     }
     info!(client_id = connection.client_id, account_id = player.account_id, name = %player.name, "logged out");
+    // Logged in again on another shard (which kicked this session): still online for everyone.
+    if elsewhere.has_account(player.account_id) {
+        return;
+    }
     let left = net::encode(&ServerMessage::PlayerLeft {
         name: player.name.clone(),
     });

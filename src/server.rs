@@ -18,7 +18,7 @@ use crate::moderation::Sanctions;
 use crate::net::SecureNetcode;
 use crate::shutdown::ShutdownHandle;
 use crate::transport::Transport;
-use crate::{auth, chat, commands, db, moderation, net, players, shutdown, stats, world};
+use crate::{auth, bus, chat, commands, db, moderation, net, players, shutdown, stats, world};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +145,7 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
             chat::plugin,
             commands::plugin,
             world::plugin,
+            bus::plugin,
             shutdown::plugin,
             stats::plugin,
         ));

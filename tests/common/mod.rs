@@ -5,6 +5,7 @@
 
 pub mod process;
 pub mod proxy;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -126,6 +127,21 @@ impl TestServer {
             matches!(m, ServerMessage::ChatHistory { .. }).then_some(())
         });
         client
+    }
+
+    /// Another server on the same database (a second shard, for `--bus`), with this one's configuration
+    /// adjusted by `tweak`.
+    pub fn another(&self, tweak: impl Fn(&mut Config)) -> Self {
+        let mut config = self.config.clone();
+        tweak(&mut config);
+        let handle = ServerHandle::spawn(config.clone()).expect("the second server starts");
+        Self {
+            addr: handle.addr(),
+            handle: Some(handle),
+            db: self.db.clone(),
+            config,
+            _dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     /// Stops the server gracefully, then starts a new one on the same database (on a new port).

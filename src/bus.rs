@@ -1,0 +1,627 @@
+//! The bus between shards (`--bus redis://HOST:PORT`): several `mmo` processes sharing one account
+//! database act as one world for chat and presence. Through Redis pub/sub each shard sends what its
+//! players say (chat, announcements, whispers to players elsewhere), who joins and leaves, and every
+//! two seconds its roster; every shard delivers what the others send to its own players. Presence lives
+//! in Redis with expiry (`mmo:shard:NAME`, 6 s), so a shard that dies disappears, with its players, from
+//! everyone's list within seconds. A login claims its account atomically (`SET mmo:owner:ID … GET`): the
+//! shard that held an older session of it is told to kick that session, so two shards racing to log in
+//! the same account end with exactly one session.
+//!
+//! Redis lives on two threads (one publishes and claims, one subscribes), never on the tick; they meet it
+//! through channels. When Redis is gone, each shard keeps its own players chatting, logs it, reconnects
+//! with backoff and resynchronises presence when it is back. Without `--bus`, none of this exists.
+
+use std::collections::HashMap;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+use bevy_renet::RenetServer;
+use crossbeam_channel::{Receiver, Sender};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::LOGGED_IN_ELSEWHERE;
+use crate::chat::{ChatHistory, ChatSaid};
+use crate::config::Config;
+use crate::net::{self, Connection};
+use crate::players::{self, Elsewhere, OnlineAccounts, Player};
+use crate::protocol::{ChatLine, ServerMessage, WhisperLine};
+use crate::shutdown::ServerStopping;
+
+/// The pub/sub channel every shard publishes on and listens to.
+const CHANNEL: &str = "mmo:events";
+/// How often a shard publishes its roster (and refreshes its presence key).
+const ROSTER_EVERY: Duration = Duration::from_secs(2);
+/// A shard not heard of for this long is gone, with its players (its presence key expires too).
+pub const SHARD_EXPIRY: Duration = Duration::from_secs(6);
+/// Longest wait between two reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Events queued for the bus while Redis is away before they are dropped.
+const MAX_QUEUED: usize = 10_000;
+/// Largest event a shard accepts from the bus (a roster of 1,024 players is about 30 KB).
+const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+pub(crate) fn plugin(app: &mut App) {
+    let config = app.world().resource::<Config>();
+    let Some(url) = config.bus.clone() else {
+        return;
+    };
+    let shard = config.shard_name();
+    app.insert_resource(Bus::start(&url, shard))
+        .add_systems(Update, (receive, send_roster, expire_shards, relay_chat))
+        .add_observer(announce_join)
+        .add_observer(announce_leave)
+        .add_observer(stop_bus);
+}
+
+/// What shards tell each other.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum Event {
+    Chat(ChatLine),
+    /// An operator's announcement.
+    System {
+        text: String,
+    },
+    /// For the shard where `line.to` plays.
+    Whisper(WhisperLine),
+    Joined {
+        account_id: i32,
+        name: String,
+    },
+    Left {
+        account_id: i32,
+        name: String,
+    },
+    /// Every player of the shard: sent every [`ROSTER_EVERY`]; also its heartbeat.
+    Roster {
+        players: Vec<(i32, String)>,
+    },
+    /// Whoever holds this session of the account (a newer login claimed it) closes it.
+    Kick {
+        account_id: i32,
+        session: u64,
+    },
+}
+
+/// An event and the shard it comes from.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Envelope {
+    shard: String,
+    event: Event,
+}
+
+impl Envelope {
+    fn encode(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .expect("encoding into a Vec cannot fail")
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() > MAX_EVENT_BYTES {
+            return None;
+        }
+        let config = bincode::config::standard().with_limit::<MAX_EVENT_BYTES>();
+        bincode::serde::decode_from_slice(bytes, config)
+            .ok()
+            .map(|(envelope, _)| envelope)
+    }
+}
+
+/// What the tick asks of the publishing thread.
+enum Out {
+    Publish(Event),
+    /// Claims the account for this session; a previous holder elsewhere is told to kick its session.
+    Claim {
+        account_id: i32,
+        session: u64,
+    },
+}
+
+/// What the subscribing thread hands the tick.
+enum In {
+    Event(Envelope),
+    /// After (re)connecting: every shard's presence key, read from Redis.
+    Presence(Vec<Envelope>),
+}
+
+/// The bus threads and their channels.
+#[derive(Resource)]
+pub struct Bus {
+    shard: String,
+    out: Option<Sender<Out>>,
+    inbox: Receiver<In>,
+    threads: Vec<JoinHandle<()>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    last_roster: Option<Instant>,
+    /// When each other shard was last heard of.
+    heard: HashMap<String, Instant>,
+}
+
+impl Bus {
+    fn start(url: &str, shard: String) -> Self {
+        let (out_tx, out_rx) = crossbeam_channel::unbounded::<Out>();
+        let (in_tx, inbox) = crossbeam_channel::unbounded::<In>();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let publisher = {
+            let (url, shard, stop) = (url.to_owned(), shard.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("bus-out".into())
+                .spawn(move || publish(&url, &shard, &out_rx, &stop))
+                .expect("spawning the bus publisher")
+        };
+        let subscriber = {
+            let (url, shard, stop) = (url.to_owned(), shard.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("bus-in".into())
+                .spawn(move || subscribe(&url, &shard, &in_tx, &stop))
+                .expect("spawning the bus subscriber")
+        };
+        info!(shard, bus = %redacted(url), "joining the bus");
+        Self {
+            shard,
+            out: Some(out_tx),
+            inbox,
+            threads: vec![publisher, subscriber],
+            stop,
+            last_roster: None,
+            heard: HashMap::new(),
+        }
+    }
+
+    /// Sends `event` to every other shard (dropped, logged once, while Redis is away).
+    pub fn publish(&self, event: Event) {
+        self.send(Out::Publish(event));
+    }
+
+    fn send(&self, out: Out) {
+        if let Some(tx) = &self.out {
+            let _ = tx.send(out);
+        }
+    }
+
+    /// This shard's name on the bus.
+    pub fn shard(&self) -> &str {
+        &self.shard
+    }
+
+    fn stop(&mut self) {
+        // Closing the channel lets the publisher send what is queued (the players' Left), then end.
+        self.out = None;
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                error!("a bus thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `redis://user:password@host:port/db` without the password, for logs.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Connects, retrying with backoff until it works or `give_up` says so.
+fn connect(url: &str, role: &str, give_up: impl Fn() -> bool) -> Option<redis::Connection> {
+    let mut backoff = Duration::from_millis(100);
+    let mut logged = false;
+    loop {
+        let attempt = redis::Client::open(url)
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)));
+        match attempt {
+            Ok(connection) => {
+                if logged {
+                    info!(role, "reconnected to the bus");
+                }
+                return Some(connection);
+            }
+            Err(error) => {
+                if !logged {
+                    warn!(role, %error, "cannot reach the bus; players here keep playing, retrying");
+                    logged = true;
+                }
+                if give_up() {
+                    return None;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// The publishing thread: sends events and claims until the tick closes its channel; reconnects when
+/// Redis is away, dropping what it could not send meanwhile (the shard's own players got it already).
+fn publish(url: &str, shard: &str, jobs: &Receiver<Out>, stop: &std::sync::atomic::AtomicBool) {
+    let mut connection: Option<redis::Connection> = None;
+    let presence = format!("mmo:shard:{shard}");
+    for job in jobs {
+        if connection.is_none() {
+            // While Redis is away events queue here; what piles up beyond a bound is dropped (this
+            // shard's own players had it already), the rest goes out once it is back.
+            let give_up =
+                || stop.load(std::sync::atomic::Ordering::SeqCst) || jobs.len() > MAX_QUEUED;
+            connection = connect(url, "publisher", give_up);
+            if connection.is_none() {
+                let dropped = jobs.try_iter().count();
+                warn!(
+                    dropped,
+                    "the bus is still away; dropped the events queued for it"
+                );
+                continue;
+            }
+        }
+        let Some(conn) = connection.as_mut() else {
+            continue;
+        };
+        let result = match job {
+            Out::Publish(event) => {
+                let roster = matches!(event, Event::Roster { .. });
+                let bytes = Envelope {
+                    shard: shard.to_owned(),
+                    event,
+                }
+                .encode();
+                let mut pipe = redis::pipe();
+                if roster {
+                    pipe.cmd("SET")
+                        .arg(&presence)
+                        .arg(&bytes)
+                        .arg("PX")
+                        .arg(SHARD_EXPIRY.as_millis() as u64)
+                        .ignore();
+                }
+                pipe.cmd("PUBLISH").arg(CHANNEL).arg(bytes).ignore();
+                pipe.query::<()>(conn)
+            }
+            Out::Claim {
+                account_id,
+                session,
+            } => claim(conn, shard, account_id, session),
+        };
+        if let Err(error) = result {
+            warn!(%error, "lost the bus (publishing); players here keep playing");
+            connection = None;
+        }
+    }
+    // Shutting down: this shard's players are gone from everyone's list at once.
+    if let Some(conn) = connection.as_mut() {
+        let _ = redis::cmd("DEL").arg(&presence).query::<()>(conn);
+    }
+}
+
+/// Claims `account_id` for `session` on this shard; tells the previous holder, if another, to kick.
+fn claim(
+    conn: &mut redis::Connection,
+    shard: &str,
+    account_id: i32,
+    session: u64,
+) -> redis::RedisResult<()> {
+    let mine = format!("{shard}/{session}");
+    let previous: Option<String> = redis::cmd("SET")
+        .arg(format!("mmo:owner:{account_id}"))
+        .arg(&mine)
+        .arg("EX")
+        .arg(86_400)
+        .arg("GET")
+        .query(conn)?;
+    let Some(previous) = previous.filter(|p| *p != mine) else {
+        return Ok(());
+    };
+    let Some((_, old_session)) = previous.rsplit_once('/') else {
+        return Ok(());
+    };
+    let Ok(old_session) = old_session.parse::<u64>() else {
+        return Ok(());
+    };
+    let kick = Envelope {
+        shard: shard.to_owned(),
+        event: Event::Kick {
+            account_id,
+            session: old_session,
+        },
+    };
+    redis::cmd("PUBLISH")
+        .arg(CHANNEL)
+        .arg(kick.encode())
+        .query(conn)
+}
+
+/// The subscribing thread: hands every other shard's event to the tick; after each (re)connection,
+/// the presence of every shard as Redis holds it.
+fn subscribe(url: &str, shard: &str, events: &Sender<In>, stop: &std::sync::atomic::AtomicBool) {
+    let stopping = || stop.load(std::sync::atomic::Ordering::SeqCst);
+    while !stopping() {
+        let Some(mut conn) = connect(url, "subscriber", stopping) else {
+            return;
+        };
+        // Presence first, then the events from here on.
+        match read_presence(&mut conn, shard) {
+            Ok(presence) => {
+                let _ = events.send(In::Presence(presence));
+            }
+            Err(error) => {
+                warn!(%error, "cannot read presence from the bus");
+                continue;
+            }
+        }
+        let mut pubsub = conn.as_pubsub();
+        if let Err(error) = pubsub
+            .subscribe(CHANNEL)
+            .and_then(|()| pubsub.set_read_timeout(Some(Duration::from_millis(250))))
+        {
+            warn!(%error, "cannot subscribe to the bus");
+            continue;
+        }
+        while !stopping() {
+            match pubsub.get_message() {
+                Ok(message) => {
+                    let Some(envelope) = Envelope::decode(message.get_payload_bytes()) else {
+                        warn!("undecodable event on the bus; ignored");
+                        continue;
+                    };
+                    if envelope.shard != shard && events.send(In::Event(envelope)).is_err() {
+                        return;
+                    }
+                }
+                Err(error) if error.is_timeout() => {}
+                Err(error) => {
+                    warn!(%error, "lost the bus (subscribed); players here keep playing, reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Every other shard's last roster, from its presence key.
+fn read_presence(conn: &mut redis::Connection, shard: &str) -> redis::RedisResult<Vec<Envelope>> {
+    let keys: Vec<String> = redis::cmd("KEYS").arg("mmo:shard:*").query(conn)?;
+    let mut rosters = Vec::new();
+    for key in keys {
+        if key == format!("mmo:shard:{shard}") {
+            continue;
+        }
+        let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(conn)?;
+        if let Some(envelope) = bytes.as_deref().and_then(Envelope::decode) {
+            rosters.push(envelope);
+        }
+    }
+    Ok(rosters)
+}
+
+/// Delivers what other shards sent to this shard's players, and keeps [`Elsewhere`] current.
+fn receive(
+    mut commands: Commands,
+    mut bus: ResMut<Bus>,
+    mut elsewhere: ResMut<Elsewhere>,
+    mut history: ResMut<ChatHistory>,
+    mut server: ResMut<RenetServer>,
+    online: Res<OnlineAccounts>,
+    players: Query<(Entity, &Connection, &Player)>,
+) {
+    let now = Instant::now();
+    // Tells this shard's players of someone elsewhere, unless that account also plays here (a login
+    // moving between shards): then the local state already says so.
+    let tell = |server: &mut RenetServer, account_id: i32, message: ServerMessage| {
+        if online.entity(account_id).is_none() {
+            let bytes = net::encode(&message);
+            players::broadcast(server, players.iter().map(|(e, c, _)| (e, c)), &bytes, None);
+        }
+    };
+    let incoming: Vec<In> = bus.inbox.try_iter().collect();
+    for message in incoming {
+        let envelopes = match message {
+            In::Event(envelope) => vec![envelope],
+            In::Presence(rosters) => {
+                // Shards whose key is gone are gone.
+                let present: Vec<&str> = rosters.iter().map(|e| e.shard.as_str()).collect();
+                let gone: Vec<String> = elsewhere
+                    .shards()
+                    .filter(|s| !present.contains(&s.as_str()))
+                    .collect();
+                for shard in gone {
+                    forget_shard(&mut bus, &mut elsewhere, &mut server, &players, &shard);
+                }
+                rosters
+            }
+        };
+        for Envelope { shard, event } in envelopes {
+            bus.heard.insert(shard.clone(), now);
+            let everyone = players.iter().map(|(e, c, _)| (e, c));
+            match event {
+                Event::Chat(line) => {
+                    let bytes = net::encode(&ServerMessage::Chat(line.clone()));
+                    players::broadcast(&mut server, everyone, &bytes, None);
+                    history.push(line);
+                }
+                Event::System { text } => {
+                    let bytes = net::encode(&ServerMessage::System { text });
+                    players::broadcast(&mut server, everyone, &bytes, None);
+                }
+                Event::Whisper(line) => {
+                    if let Some((_, to, _)) = players
+                        .iter()
+                        .find(|(_, _, p)| p.name.eq_ignore_ascii_case(&line.to))
+                    {
+                        net::send(&mut server, to.client_id, &ServerMessage::Whisper(line));
+                    }
+                }
+                Event::Joined { account_id, name } => {
+                    if elsewhere.insert(&shard, account_id, &name) {
+                        tell(
+                            &mut server,
+                            account_id,
+                            ServerMessage::PlayerJoined { name },
+                        );
+                    }
+                }
+                Event::Left { account_id, name } => {
+                    if elsewhere.remove(&shard, account_id) && !elsewhere.has_account(account_id) {
+                        tell(&mut server, account_id, ServerMessage::PlayerLeft { name });
+                    }
+                }
+                Event::Roster { players: roster } => {
+                    let (joined, left) = elsewhere.replace(&shard, roster);
+                    for (account_id, name) in joined {
+                        tell(
+                            &mut server,
+                            account_id,
+                            ServerMessage::PlayerJoined { name },
+                        );
+                    }
+                    for (account_id, name) in left {
+                        tell(&mut server, account_id, ServerMessage::PlayerLeft { name });
+                    }
+                }
+                Event::Kick {
+                    account_id,
+                    session,
+                } => {
+                    let held = players
+                        .iter()
+                        .find(|(_, c, p)| p.account_id == account_id && c.client_id == session);
+                    if let Some((entity, connection, _)) = held {
+                        info!(
+                            account_id,
+                            from = shard,
+                            "logged in on another shard; kicking here"
+                        );
+                        net::kick(
+                            &mut commands,
+                            &mut server,
+                            entity,
+                            connection.client_id,
+                            LOGGED_IN_ELSEWHERE,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Removes a shard and its players, telling this shard's players they left.
+fn forget_shard(
+    bus: &mut Bus,
+    elsewhere: &mut Elsewhere,
+    server: &mut RenetServer,
+    players: &Query<(Entity, &Connection, &Player)>,
+    shard: &str,
+) {
+    bus.heard.remove(shard);
+    let (_, left) = elsewhere.replace(shard, Vec::new());
+    if !left.is_empty() {
+        info!(shard, players = left.len(), "a shard is gone");
+    }
+    for (_, name) in left {
+        let bytes = net::encode(&ServerMessage::PlayerLeft { name });
+        players::broadcast(server, players.iter().map(|(e, c, _)| (e, c)), &bytes, None);
+    }
+}
+
+/// Shards not heard of for [`SHARD_EXPIRY`] are gone (crashed, or cut off from Redis).
+fn expire_shards(
+    mut bus: ResMut<Bus>,
+    mut elsewhere: ResMut<Elsewhere>,
+    mut server: ResMut<RenetServer>,
+    players: Query<(Entity, &Connection, &Player)>,
+) {
+    let now = Instant::now();
+    let silent: Vec<String> = bus
+        .heard
+        .iter()
+        .filter(|(_, heard)| now.saturating_duration_since(**heard) > SHARD_EXPIRY)
+        .map(|(shard, _)| shard.clone())
+        .collect();
+    for shard in silent {
+        forget_shard(&mut bus, &mut elsewhere, &mut server, &players, &shard);
+    }
+}
+
+/// Every [`ROSTER_EVERY`]: this shard's players, to everyone (and into its presence key).
+fn send_roster(mut bus: ResMut<Bus>, players: Query<&Player>) {
+    let now = Instant::now();
+    if bus
+        .last_roster
+        .is_some_and(|at| now.saturating_duration_since(at) < ROSTER_EVERY)
+    {
+        return;
+    }
+    bus.last_roster = Some(now);
+    let roster = players
+        .iter()
+        .map(|p| (p.account_id, p.name.clone()))
+        .collect();
+    bus.publish(Event::Roster { players: roster });
+}
+
+/// What this shard's players say goes to every other shard.
+fn relay_chat(mut said: MessageReader<ChatSaid>, bus: Res<Bus>) {
+    for ChatSaid(line) in said.read() {
+        bus.publish(Event::Chat(line.clone()));
+    }
+}
+
+fn announce_join(add: On<Add, Player>, players: Query<(&Connection, &Player)>, bus: Res<Bus>) {
+    if let Ok((connection, player)) = players.get(add.entity) {
+        bus.send(Out::Claim {
+            account_id: player.account_id,
+            session: connection.client_id,
+        });
+        bus.publish(Event::Joined {
+            account_id: player.account_id,
+            name: player.name.clone(),
+        });
+    }
+}
+
+fn announce_leave(remove: On<Remove, Player>, players: Query<&Player>, bus: Res<Bus>) {
+    if let Ok(player) = players.get(remove.entity) {
+        bus.publish(Event::Left {
+            account_id: player.account_id,
+            name: player.name.clone(),
+        });
+    }
+}
+
+fn stop_bus(_: On<ServerStopping>, mut bus: ResMut<Bus>) {
+    bus.stop();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            redacted("redis://:s3cret@10.0.0.5:6379/0"),
+            "redis://***@10.0.0.5:6379/0"
+        );
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn events_round_trip_and_junk_is_refused() {
+        let envelope = Envelope {
+            shard: "a".into(),
+            event: Event::Roster {
+                players: vec![(1, "alice".into())],
+            },
+        };
+        assert_eq!(Envelope::decode(&envelope.encode()), Some(envelope));
+        assert_eq!(Envelope::decode(&[9, 9, 9]), None);
+    }
+}

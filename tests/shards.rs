@@ -1,0 +1,158 @@
+//! Several server processes as one world (`--bus`): two shards sharing the account database and a real
+//! Redis (started on loopback by the test), players on each chatting, whispering across, seeing each
+//! other online; a second login across shards; a shard that dies; Redis going away and coming back.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::process::ServerProcess;
+use common::redis::TestRedis;
+use common::*;
+use mmo::protocol::ServerMessage;
+
+/// Shard `a` on a fresh database with `redis` as its bus (chat limits lifted, as in other tests).
+fn first_shard(redis: &TestRedis) -> TestServer {
+    let url = redis.url();
+    TestServer::start_with(move |config| {
+        config.chat_burst = 1000;
+        config.chat_per_second = 1000.0;
+        config.bus = Some(url.clone());
+        config.shard = Some("a".into());
+    })
+}
+
+/// Asks `/who` until the answer is `expected` (presence crosses shards within a roster period).
+fn who_until(client: &mut TestClient, expected: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let answer = client.command("who").unwrap();
+        if answer == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/who still says {answer:?}, not {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn players_on_two_shards_chat_whisper_and_see_each_other() {
+    let redis = TestRedis::start();
+    let a = first_shard(&redis);
+    let b = a.another(|config| config.shard = Some("b".into()));
+    let mut alice = a.player("alice");
+    let mut bob = b.player("bob");
+
+    who_until(&mut alice, "2 online: alice, bob");
+    who_until(&mut bob, "2 online: alice, bob");
+    alice.chat("hello from shard a");
+    let line = bob.next_chat().unwrap();
+    assert_eq!(
+        (line.sender.as_str(), line.text.as_str()),
+        ("alice", "hello from shard a")
+    );
+    assert_eq!(alice.next_chat().unwrap().text, "hello from shard a");
+
+    bob.chat("/w alice psst");
+    let whisper = alice.next_whisper();
+    assert_eq!(
+        (whisper.from.as_str(), whisper.text.as_str()),
+        ("bob", "psst")
+    );
+    assert_eq!(bob.next_whisper().to, "alice");
+    assert_eq!(
+        bob.command("w nobody hi"),
+        Err("nobody is not online".into())
+    );
+
+    // A third player, on a, hears of bob, and sees him leave when he logs out of b.
+    let mut carol = a.player("carol");
+    let online = carol
+        .received
+        .iter()
+        .find_map(|m| match m {
+            ServerMessage::OnlinePlayers { names } => Some(names.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(online, ["alice", "bob", "carol"]);
+    drop(bob);
+    carol.expect("bob leaving", |m| {
+        matches!(m, ServerMessage::PlayerLeft { name } if name == "bob").then_some(())
+    });
+}
+
+#[test]
+fn a_second_login_on_another_shard_kicks_the_first() {
+    let redis = TestRedis::start();
+    let a = first_shard(&redis);
+    let b = a.another(|config| config.shard = Some("b".into()));
+    let mut on_a = a.player("alice");
+    let mut on_b = b.login_again("alice");
+    assert_eq!(on_a.kicked(), "Logged in from another location");
+    on_a.expect_disconnected();
+    on_b.chat("still here");
+    assert_eq!(on_b.next_chat().unwrap().text, "still here");
+    assert!(on_b.is_connected());
+}
+
+#[test]
+fn a_shard_that_dies_leaves_everyones_list_within_seconds() {
+    let redis = TestRedis::start();
+    let a = first_shard(&redis);
+    let mut alice = a.player("alice");
+    let flags = ["--bus", &redis.url(), "--shard", "doomed"];
+    let b = ServerProcess::start(&a.db, &flags);
+    let mut bob = TestClient::connect(b.addr);
+    bob.register("bob", PASSWORD).unwrap();
+    bob.login("bob", PASSWORD).unwrap();
+    who_until(&mut alice, "2 online: alice, bob");
+
+    drop(b); // SIGKILL: no goodbye on the bus
+    let killed = Instant::now();
+    alice.expect("bob leaving", |m| {
+        matches!(m, ServerMessage::PlayerLeft { name } if name == "bob").then_some(())
+    });
+    assert!(
+        killed.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(alice.command("who"), Ok("1 online: alice".into()));
+}
+
+#[test]
+fn without_redis_a_shard_keeps_its_players_chatting_and_rejoins_when_it_returns() {
+    let mut redis = TestRedis::start();
+    let a = first_shard(&redis);
+    let b = a.another(|config| config.shard = Some("b".into()));
+    let mut alice = a.player("alice");
+    let mut carol = a.player("carol");
+    let mut bob = b.player("bob");
+    who_until(&mut alice, "3 online: alice, bob, carol");
+
+    let port = redis.port;
+    redis.kill();
+    alice.chat("redis is down");
+    assert_eq!(carol.next_chat().unwrap().text, "redis is down");
+    assert_eq!(alice.next_chat().unwrap().text, "redis is down");
+
+    let _redis = TestRedis::start_on(port);
+    // Once both shards are back on the bus (pub/sub keeps nothing for a shard still reconnecting, so
+    // alice says it again until it crosses), chat crosses again; presence too.
+    let deadline = Instant::now() + PATIENCE;
+    let crossed = |bob: &mut TestClient| {
+        bob.unread()
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Chat(line) if line.text == "anyone on b?"))
+    };
+    while !crossed(&mut bob) {
+        assert!(Instant::now() < deadline, "chat never crossed again");
+        alice.chat("anyone on b?");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    who_until(&mut bob, "3 online: alice, bob, carol");
+}
