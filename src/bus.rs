@@ -5,7 +5,8 @@
 //! in Redis with expiry (`mmo:shard:NAME`, 6 s), so a shard that dies disappears, with its players, from
 //! everyone's list within seconds. A login claims its account atomically (`SET mmo:owner:ID … GET`): the
 //! shard that held an older session of it is told to kick that session, so two shards racing to log in
-//! the same account end with exactly one session.
+//! the same account end with exactly one session. Bans, mutes and roles set on one shard are applied on
+//! every shard (the database is shared; the message makes each shard's memory and players follow).
 //!
 //! Redis lives on two threads (one publishes and claims, one subscribes), never on the tick; they meet it
 //! through channels. When Redis is gone, each shard keeps its own players chatting, logs it, reconnects
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::LOGGED_IN_ELSEWHERE;
 use crate::chat::{ChatHistory, ChatSaid};
 use crate::config::Config;
+use crate::moderation::{Change, Changed, ChangedElsewhere};
 use crate::net::{self, Connection};
 use crate::players::{self, Elsewhere, OnlineAccounts, Player};
 use crate::protocol::{ChatLine, ServerMessage, WhisperLine};
@@ -48,7 +50,16 @@ pub(crate) fn plugin(app: &mut App) {
     };
     let shard = config.shard_name();
     app.insert_resource(Bus::start(&url, shard))
-        .add_systems(Update, (receive, send_roster, expire_shards, relay_chat))
+        .add_systems(
+            Update,
+            (
+                receive,
+                send_roster,
+                expire_shards,
+                relay_chat,
+                relay_moderation,
+            ),
+        )
         .add_observer(announce_join)
         .add_observer(announce_leave)
         .add_observer(stop_bus);
@@ -81,6 +92,8 @@ pub enum Event {
         account_id: i32,
         session: u64,
     },
+    /// A ban, mute, lifting or role made on the sending shard (already stored in the shared database).
+    Moderation(Change),
 }
 
 /// An event and the shard it comes from.
@@ -410,6 +423,7 @@ fn receive(
     mut server: ResMut<RenetServer>,
     online: Res<OnlineAccounts>,
     players: Query<(Entity, &Connection, &Player)>,
+    mut moderation: MessageWriter<ChangedElsewhere>,
 ) {
     let now = Instant::now();
     // Tells this shard's players of someone elsewhere, unless that account also plays here (a login
@@ -484,6 +498,10 @@ fn receive(
                     for (account_id, name) in left {
                         tell(&mut server, account_id, ServerMessage::PlayerLeft { name });
                     }
+                }
+                Event::Moderation(change) => {
+                    info!(from = shard, ?change, "moderation from another shard");
+                    moderation.write(ChangedElsewhere(change));
                 }
                 Event::Kick {
                     account_id,
@@ -571,6 +589,13 @@ fn send_roster(mut bus: ResMut<Bus>, players: Query<&Player>) {
 fn relay_chat(mut said: MessageReader<ChatSaid>, bus: Res<Bus>) {
     for ChatSaid(line) in said.read() {
         bus.publish(Event::Chat(line.clone()));
+    }
+}
+
+/// What this shard's moderators do goes to every other shard.
+fn relay_moderation(mut changed: MessageReader<Changed>, bus: Res<Bus>) {
+    for Changed(change) in changed.read() {
+        bus.publish(Event::Moderation(change.clone()));
     }
 }
 

@@ -13,10 +13,12 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use bevy_renet::RenetServer;
 use bevy_renet::renet::ClientId;
 use crossbeam_channel::{Receiver, Sender};
+use serde::{Deserialize, Serialize};
 
 use crate::db::models::{AuditEntry, SanctionRow};
 use crate::db::queries::{self, Moderation};
@@ -31,12 +33,16 @@ pub(crate) fn plugin(app: &mut App) {
     let pool = app.world().resource::<Database>().0.clone();
     app.insert_resource(ModerationStore::start(pool))
         .add_message::<Reply>()
-        .add_systems(Update, apply_outcomes)
+        .add_message::<Changed>()
+        .add_message::<ChangedElsewhere>()
+        .add_systems(Update, (apply_outcomes, apply_changes_from_elsewhere))
         .add_observer(flush_store);
 }
 
 /// What an account may do. Ordered: a moderator outranks a player, an admin both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub enum Role {
     #[default]
     Player,
@@ -122,7 +128,7 @@ pub struct Reply {
 pub const OUTRANKED: &str = "You cannot do that to a moderator or an admin";
 
 /// A ban or a mute in force.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sanction {
     /// Unix ms; `None` until lifted.
     pub until_ms: Option<u64>,
@@ -478,120 +484,229 @@ fn run(pool: &DbPool, actor: &Actor, action: Action) -> Result<Done, String> {
     }
 }
 
-/// Applies what the store thread did: updates [`Sanctions`], acts on the account if it is online (a
-/// ban kicks it, a mute or a new role tells it) and answers whoever asked.
-fn apply_outcomes(
-    mut commands: Commands,
-    store: Res<ModerationStore>,
-    mut sanctions: ResMut<Sanctions>,
-    online: Res<OnlineAccounts>,
-    connections: Query<&Connection>,
-    mut server: ResMut<RenetServer>,
-    mut replies: MessageWriter<Reply>,
-) {
-    for Outcome { actor, result } in store.outcomes.try_iter() {
+/// A change to roles and sanctions, applied here and, with `--bus`, sent to the other shards (which
+/// apply it the same way: their players are kicked, told, refused alike).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Ban {
+        account_id: i32,
+        sanction: Sanction,
+    },
+    Mute {
+        account_id: i32,
+        sanction: Sanction,
+    },
+    /// `kind`: `ban` or `mute`.
+    Lift {
+        account_id: i32,
+        kind: String,
+    },
+    Role {
+        account_id: i32,
+        role: Role,
+    },
+}
+
+/// A change made on this shard (the bus relays it).
+#[derive(Message, Debug, Clone)]
+pub struct Changed(pub Change);
+
+/// A change made on another shard (the bus delivers it).
+#[derive(Message, Debug, Clone)]
+pub struct ChangedElsewhere(pub Change);
+
+/// What applying a change needs.
+#[derive(SystemParam)]
+struct Enforce<'w, 's> {
+    commands: Commands<'w, 's>,
+    sanctions: ResMut<'w, Sanctions>,
+    online: Res<'w, OnlineAccounts>,
+    connections: Query<'w, 's, &'static Connection>,
+    server: ResMut<'w, RenetServer>,
+}
+
+impl Enforce<'_, '_> {
+    /// Updates [`Sanctions`] and acts on the account if it plays here: a ban kicks it, a mute, its
+    /// lifting or a new role tells it.
+    fn apply(&mut self, change: &Change) {
         let online_client = |account_id: i32| {
-            let entity = online.entity(account_id)?;
-            Some((entity, connections.get(entity).ok()?.client_id))
+            let entity = self.online.entity(account_id)?;
+            Some((entity, self.connections.get(entity).ok()?.client_id))
         };
-        let answer = result.map(|done| match done {
-            Done::Sanctioned {
+        let now = now_ms();
+        let (account_id, notice) = match change {
+            Change::Ban {
                 account_id,
-                name,
-                kind: "ban",
                 sanction,
             } => {
-                info!(by = actor.name(), name, until = ?sanction.until_ms, reason = sanction.reason, "banned");
-                if let Some((entity, client_id)) = online_client(account_id) {
-                    net::kick(&mut commands, &mut server, entity, client_id, &sanction.banned_text());
-                }
-                let answer = sanction.with_reason(format!("{name} is banned {}", sanction.until()));
-                sanctions.bans.insert(account_id, sanction);
-                answer
-            }
-            Done::Sanctioned {
-                account_id,
-                name,
-                sanction,
-                ..
-            } => {
-                info!(by = actor.name(), name, until = ?sanction.until_ms, reason = sanction.reason, "muted");
-                let now = now_ms();
-                if let Some((_, client_id)) = online_client(account_id) {
-                    let text = sanction.muted_text(now);
-                    net::send(&mut server, client_id, &ServerMessage::System { text });
-                }
-                let left = left(sanction.until_ms.unwrap_or(now), now);
-                let answer = sanction.with_reason(format!("{name} is muted for {}", format_duration(left)));
-                sanctions.mutes.insert(account_id, sanction);
-                answer
-            }
-            Done::Lifted {
-                account_id,
-                name,
-                kind,
-                was_in_force,
-            } => {
-                info!(by = actor.name(), name, kind, "lifted");
-                let (map, word) = match kind {
-                    "ban" => (&mut sanctions.bans, "banned"),
-                    _ => (&mut sanctions.mutes, "muted"),
-                };
-                map.remove(&account_id);
-                if kind == "mute"
-                    && was_in_force
-                    && let Some((_, client_id)) = online_client(account_id)
-                {
-                    let text = "You may chat again".to_owned();
-                    net::send(&mut server, client_id, &ServerMessage::System { text });
-                }
-                if was_in_force {
-                    format!("{name} is no longer {word}")
-                } else {
-                    format!("{name} was not {word}")
-                }
-            }
-            Done::RoleSet {
-                account_id,
-                name,
-                role,
-            } => {
-                info!(by = actor.name(), name, %role, "role set");
-                match role {
-                    Role::Player => sanctions.roles.remove(&account_id),
-                    role => sanctions.roles.insert(account_id, role),
-                };
-                if let Some((_, client_id)) = online_client(account_id) {
-                    let text = format!("You are now {}", role.a());
-                    net::send(&mut server, client_id, &ServerMessage::System { text });
-                }
-                format!("{name} is now {}", role.a())
-            }
-            Done::Noted => String::new(),
-            Done::Audit(entries) => {
-                let mut text = format!("{} audit entries, newest first", entries.len());
-                for entry in entries {
-                    text += &format!(
-                        "\n  {} {} {} {} {}",
-                        format_utc(entry.at_ms.max(0) as u64),
-                        entry.actor,
-                        entry.action,
-                        entry.target,
-                        entry.detail
+                if let Some((entity, client_id)) = online_client(*account_id) {
+                    let text = sanction.banned_text();
+                    net::kick(
+                        &mut self.commands,
+                        &mut self.server,
+                        entity,
+                        client_id,
+                        &text,
                     );
                 }
-                text
+                self.sanctions.bans.insert(*account_id, sanction.clone());
+                (*account_id, None)
             }
-            Done::BackedUp { path, bytes } => {
-                info!(path = %path.display(), bytes, "backed up the database");
-                format!("Backed up the database to {} ({bytes} bytes)", path.display())
+            Change::Mute {
+                account_id,
+                sanction,
+            } => {
+                self.sanctions.mutes.insert(*account_id, sanction.clone());
+                (*account_id, Some(sanction.muted_text(now)))
             }
+            Change::Lift { account_id, kind } => {
+                let was_muted = kind == "mute" && self.sanctions.mute(*account_id, now).is_some();
+                match kind.as_str() {
+                    "ban" => self.sanctions.bans.remove(account_id),
+                    _ => self.sanctions.mutes.remove(account_id),
+                };
+                (
+                    *account_id,
+                    was_muted.then(|| "You may chat again".to_owned()),
+                )
+            }
+            Change::Role { account_id, role } => {
+                match role {
+                    Role::Player => self.sanctions.roles.remove(account_id),
+                    role => self.sanctions.roles.insert(*account_id, *role),
+                };
+                (*account_id, Some(format!("You are now {}", role.a())))
+            }
+        };
+        if let (Some(text), Some((_, client_id))) = (notice, online_client(account_id)) {
+            net::send(&mut self.server, client_id, &ServerMessage::System { text });
+        }
+    }
+}
+
+/// Applies what the store thread did (see [`Enforce::apply`]) and answers whoever asked.
+fn apply_outcomes(
+    store: Res<ModerationStore>,
+    mut enforce: Enforce,
+    mut replies: MessageWriter<Reply>,
+    mut changed: MessageWriter<Changed>,
+) {
+    for Outcome { actor, result } in store.outcomes.try_iter() {
+        let answer = result.map(|done| {
+            let (change, answer) = describe(&actor, done);
+            if let Some(change) = change {
+                enforce.apply(&change);
+                changed.write(Changed(change));
+            }
+            answer
         });
         // A note has no answer of its own: the command answered when it ran.
         if answer.as_ref().is_ok_and(String::is_empty) {
             continue;
         }
         replies.write(Reply { actor, answer });
+    }
+}
+
+/// Applies what moderators on other shards did.
+fn apply_changes_from_elsewhere(
+    mut changes: MessageReader<ChangedElsewhere>,
+    mut enforce: Enforce,
+) {
+    for ChangedElsewhere(change) in changes.read() {
+        enforce.apply(change);
+    }
+}
+
+/// What a finished job changes, and the answer for whoever asked.
+fn describe(actor: &Actor, done: Done) -> (Option<Change>, String) {
+    match done {
+        Done::Sanctioned {
+            account_id,
+            name,
+            kind: "ban",
+            sanction,
+        } => {
+            info!(by = actor.name(), name, until = ?sanction.until_ms, reason = sanction.reason, "banned");
+            let answer = sanction.with_reason(format!("{name} is banned {}", sanction.until()));
+            (
+                Some(Change::Ban {
+                    account_id,
+                    sanction,
+                }),
+                answer,
+            )
+        }
+        Done::Sanctioned {
+            account_id,
+            name,
+            sanction,
+            ..
+        } => {
+            info!(by = actor.name(), name, until = ?sanction.until_ms, reason = sanction.reason, "muted");
+            let now = now_ms();
+            let left = left(sanction.until_ms.unwrap_or(now), now);
+            let answer =
+                sanction.with_reason(format!("{name} is muted for {}", format_duration(left)));
+            (
+                Some(Change::Mute {
+                    account_id,
+                    sanction,
+                }),
+                answer,
+            )
+        }
+        Done::Lifted {
+            account_id,
+            name,
+            kind,
+            was_in_force,
+        } => {
+            info!(by = actor.name(), name, kind, "lifted");
+            let word = if kind == "ban" { "banned" } else { "muted" };
+            let answer = if was_in_force {
+                format!("{name} is no longer {word}")
+            } else {
+                format!("{name} was not {word}")
+            };
+            let change = Change::Lift {
+                account_id,
+                kind: kind.to_owned(),
+            };
+            (Some(change), answer)
+        }
+        Done::RoleSet {
+            account_id,
+            name,
+            role,
+        } => {
+            info!(by = actor.name(), name, %role, "role set");
+            let answer = format!("{name} is now {}", role.a());
+            (Some(Change::Role { account_id, role }), answer)
+        }
+        Done::Noted => (None, String::new()),
+        Done::Audit(entries) => {
+            let mut text = format!("{} audit entries, newest first", entries.len());
+            for entry in entries {
+                text += &format!(
+                    "\n  {} {} {} {} {}",
+                    format_utc(entry.at_ms.max(0) as u64),
+                    entry.actor,
+                    entry.action,
+                    entry.target,
+                    entry.detail
+                );
+            }
+            (None, text)
+        }
+        Done::BackedUp { path, bytes } => {
+            info!(path = %path.display(), bytes, "backed up the database");
+            let answer = format!(
+                "Backed up the database to {} ({bytes} bytes)",
+                path.display()
+            );
+            (None, answer)
+        }
     }
 }
 

@@ -156,3 +156,40 @@ fn without_redis_a_shard_keeps_its_players_chatting_and_rejoins_when_it_returns(
     }
     who_until(&mut bob, "3 online: alice, bob, carol");
 }
+
+#[test]
+fn a_mute_or_ban_on_one_shard_holds_on_every_shard() {
+    let redis = TestRedis::start();
+    let b = first_shard(&redis);
+    let mut bob = b.player("bob");
+    let flags = ["--bus", &redis.url(), "--shard", "ops"];
+    let mut ops = ServerProcess::start(&b.db, &flags);
+
+    assert_eq!(ops.run("mute bob 10m spam"), "bob is muted for 10m: spam");
+    assert_eq!(bob.next_system(), "You are muted for 10m: spam");
+    bob.chat("can I?");
+    assert!(
+        bob.next_chat()
+            .unwrap_err()
+            .starts_with("You are muted for ")
+    );
+    assert_eq!(ops.run("unmute bob"), "bob is no longer muted");
+    assert_eq!(bob.next_system(), "You may chat again");
+
+    assert!(
+        ops.run("ban bob 1h cheating")
+            .starts_with("bob is banned until ")
+    );
+    let reason = bob.kicked();
+    assert!(
+        reason.starts_with("You are banned until ") && reason.ends_with(": cheating"),
+        "{reason}"
+    );
+    let mut again = b.client();
+    assert!(
+        again
+            .login("bob", PASSWORD)
+            .unwrap_err()
+            .starts_with("You are banned until ")
+    );
+}
