@@ -71,6 +71,10 @@ struct Args {
     /// With --server: its process id, to read its CPU and memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// With --server (in-band): more shards of the same world (`mmo --bus`); players are spread over
+    /// --server and these in turn, so lines cross between shards. Repeat for each.
+    #[arg(long, requires = "server")]
+    also_server: Vec<SocketAddr>,
     /// The mmo binary to start (default: `mmo` beside this executable).
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -176,7 +180,9 @@ fn main() -> ExitCode {
         report
     };
     let mmo = match (args.server, args.auth) {
-        (Some(addr), Auth::InBand) => Target::external(Kind::Mmo, addr, args.server_pid),
+        (Some(addr), Auth::InBand) => {
+            Target::external(Kind::Mmo, addr, args.server_pid).with_shards(args.also_server.clone())
+        }
         (Some(addr), Auth::Token) => {
             let Some(url) = &args.login_url else {
                 eprintln!(

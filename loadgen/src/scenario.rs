@@ -104,8 +104,10 @@ impl Sim {
         match &target.access {
             Access::InBand => names
                 .into_iter()
-                .map(|name| {
-                    let net = NetClient::connect(target.addr, client_hz).expect("a client socket");
+                .enumerate()
+                .map(|(i, name)| {
+                    let net =
+                        NetClient::connect(target.addr_for(i), client_hz).expect("a client socket");
                     Sim::start(Some(net), name, client_hz)
                 })
                 .collect(),

@@ -76,6 +76,8 @@ pub struct Target {
     pub kind: Kind,
     /// Its UDP address.
     pub addr: SocketAddr,
+    /// More shards of the same world (in-band players are spread over `addr` and these).
+    pub shards: Vec<SocketAddr>,
     pub access: Access,
     child: Option<Child>,
     pid: Option<u32>,
@@ -176,11 +178,26 @@ impl Target {
         Self {
             kind,
             addr,
+            shards: Vec::new(),
             access: Access::InBand,
             child: None,
             pid,
             logs: Arc::default(),
             _dir: None,
+        }
+    }
+
+    /// Other shards of the same world, for an [`external`](Target::external) server.
+    pub fn with_shards(mut self, shards: Vec<SocketAddr>) -> Self {
+        self.shards = shards;
+        self
+    }
+
+    /// Player `index`'s server: `addr` and the shards in turn.
+    pub fn addr_for(&self, index: usize) -> SocketAddr {
+        match index % (self.shards.len() + 1) {
+            0 => self.addr,
+            i => self.shards[i - 1],
         }
     }
 
@@ -239,6 +256,7 @@ impl Target {
         let mut target = Self {
             kind,
             addr: ([127, 0, 0, 1], 0).into(),
+            shards: Vec::new(),
             access: Access::InBand,
             pid: Some(child.id()),
             child: Some(child),

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# What the bus between shards costs: chat (one line a second each) for N players, 20 s, against
+#   1. one process without --bus (today's server),
+#   2. one process with --bus (the bus's own work, nothing crossing),
+#   3. two shards with --bus on one database, the players split between them (every line crosses).
+# Each process's CPU (and Redis's) is read from /proc over 15 s of the chat phase (once every player is
+# logged in: the logins' argon2 would swamp it).
+# Usage: scripts/shards-bench.sh [CLIENTS]   (default 200). Needs redis-server (scripts/services.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+clients=${1:-200}
+bash scripts/services.sh install redis
+cargo build --release -p mmo -p mmo-loadgen
+dir=$(mktemp -d)
+trap 'pkill -P $$ || true; rm -rf "$dir"' EXIT
+tck=$(getconf CLK_TCK)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+redis-server --bind 127.0.0.1 --port 27379 --save '' --appendonly no > /dev/null &
+redis=$!
+sleep 0.5
+flags=(--stats-interval 1 --max-clients 1024 --auth-queue 2048 --login-timeout 600 --chat-burst 1000
+       --chat-per-second 1000 --db "$dir/db.sqlite3")
+run() {
+    local name=$1 shards=$2; shift 2
+    rm -f "$dir"/db.sqlite3*
+    local pids=() addrs=()
+    for i in $(seq 1 "$shards"); do
+        local port=$((27400 + i))
+        target/release/mmo --bind 127.0.0.1:$port "${flags[@]}" "$@" --shard "s$i" 2> "$dir/s$i.log" &
+        pids+=($!)
+        addrs+=(127.0.0.1:$port)
+        sleep 0.5
+    done
+    local also=()
+    for addr in "${addrs[@]:1}"; do also+=(--also-server "$addr"); done
+    echo "== $name"
+    target/release/mmo-loadgen chat --clients "$clients" --rate 1 --duration 20 \
+        --server "${addrs[0]}" --server-pid "${pids[0]}" "${also[@]}" > "$dir/loadgen.out" &
+    local loadgen=$!
+    # Every shard reports its share of the players logged in, then 15 s are sampled.
+    local share=$((clients / shards))
+    for i in $(seq 1 600); do
+        local ready=0
+        for j in $(seq 1 "$shards"); do
+            if sed 's/\x1b\[[0-9;]*m//g' "$dir/s$j.log" | grep -q "players=$share "; then ready=$((ready + 1)); fi
+        done
+        [ "$ready" = "$shards" ] && break
+        sleep 0.2
+    done
+    sleep 1
+    local before=() r0
+    for pid in "${pids[@]}"; do before+=($(ticks "$pid")); done
+    r0=$(ticks $redis)
+    sleep 15
+    for i in "${!pids[@]}"; do
+        awk -v a="${before[$i]}" -v b="$(ticks "${pids[$i]}")" -v t="$tck" -v n="s$((i + 1))" \
+            'BEGIN {printf "%s cpu %.3f cores\n", n, (b - a) / t / 15}'
+    done
+    awk -v a="$r0" -v b="$(ticks $redis)" -v t="$tck" 'BEGIN {printf "redis cpu %.3f cores\n", (b - a) / t / 15}'
+    wait $loadgen || true
+    sed -n 1,2p "$dir/loadgen.out"
+    kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+    echo
+}
+run "one process" 1
+run "one process, --bus" 1 --bus redis://127.0.0.1:27379
+run "two shards, --bus" 2 --bus redis://127.0.0.1:27379
