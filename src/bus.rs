@@ -13,6 +13,7 @@
 //! with backoff and resynchronises presence when it is back. Without `--bus`, none of this exists.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,7 @@ use crate::auth::LOGGED_IN_ELSEWHERE;
 use crate::chat::{ChatHistory, ChatSaid};
 use crate::config::Config;
 use crate::moderation::{Change, Changed, ChangedElsewhere};
-use crate::net::{self, Connection};
+use crate::net::{self, Connection, PublicAddr, Route, Routes};
 use crate::players::{self, Elsewhere, OnlineAccounts, Player};
 use crate::protocol::{ChatLine, ServerMessage, WhisperLine};
 use crate::shutdown::ServerStopping;
@@ -83,9 +84,11 @@ pub enum Event {
         account_id: i32,
         name: String,
     },
-    /// Every player of the shard: sent every [`ROSTER_EVERY`]; also its heartbeat.
+    /// Every player of the shard and the UDP address its players connect to: sent every
+    /// [`ROSTER_EVERY`]; also its heartbeat.
     Roster {
         players: Vec<(i32, String)>,
+        addr: SocketAddr,
     },
     /// Whoever holds this session of the account (a newer login claimed it) closes it.
     Kick {
@@ -148,6 +151,8 @@ pub struct Bus {
     last_roster: Option<Instant>,
     /// When each other shard was last heard of.
     heard: HashMap<String, Instant>,
+    /// Each other shard's address and player count, from its last roster.
+    shards: HashMap<String, (SocketAddr, usize)>,
 }
 
 impl Bus {
@@ -178,6 +183,7 @@ impl Bus {
             stop,
             last_roster: None,
             heard: HashMap::new(),
+            shards: HashMap::new(),
         }
     }
 
@@ -486,7 +492,11 @@ fn receive(
                         tell(&mut server, account_id, ServerMessage::PlayerLeft { name });
                     }
                 }
-                Event::Roster { players: roster } => {
+                Event::Roster {
+                    players: roster,
+                    addr,
+                } => {
+                    bus.shards.insert(shard.clone(), (addr, roster.len()));
                     let (joined, left) = elsewhere.replace(&shard, roster);
                     for (account_id, name) in joined {
                         tell(
@@ -539,6 +549,7 @@ fn forget_shard(
     shard: &str,
 ) {
     bus.heard.remove(shard);
+    bus.shards.remove(shard);
     let (_, left) = elsewhere.replace(shard, Vec::new());
     if !left.is_empty() {
         info!(shard, players = left.len(), "a shard is gone");
@@ -569,7 +580,12 @@ fn expire_shards(
 }
 
 /// Every [`ROSTER_EVERY`]: this shard's players, to everyone (and into its presence key).
-fn send_roster(mut bus: ResMut<Bus>, players: Query<&Player>) {
+fn send_roster(
+    mut bus: ResMut<Bus>,
+    players: Query<&Player>,
+    addr: Res<PublicAddr>,
+    routes: Res<Routes>,
+) {
     let now = Instant::now();
     if bus
         .last_roster
@@ -578,11 +594,26 @@ fn send_roster(mut bus: ResMut<Bus>, players: Query<&Player>) {
         return;
     }
     bus.last_roster = Some(now);
-    let roster = players
+    let roster: Vec<(i32, String)> = players
         .iter()
         .map(|p| (p.account_id, p.name.clone()))
         .collect();
-    bus.publish(Event::Roster { players: roster });
+    // The routing table token mode's login reads: this shard and every shard heard of.
+    let mut table = vec![Route {
+        addr: addr.0,
+        players: roster.len(),
+        here: true,
+    }];
+    table.extend(bus.shards.values().map(|&(addr, players)| Route {
+        addr,
+        players,
+        here: false,
+    }));
+    routes.set(table);
+    bus.publish(Event::Roster {
+        players: roster,
+        addr: addr.0,
+    });
 }
 
 /// What this shard's players say goes to every other shard.
@@ -644,6 +675,7 @@ mod tests {
             shard: "a".into(),
             event: Event::Roster {
                 players: vec![(1, "alice".into())],
+                addr: "127.0.0.1:5000".parse().unwrap(),
             },
         };
         assert_eq!(Envelope::decode(&envelope.encode()), Some(envelope));

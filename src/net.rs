@@ -107,6 +107,41 @@ pub(crate) fn bind(
     ))
 }
 
+/// Where a new player should connect: every shard of the world (with `--bus`) with its public UDP
+/// address and how many play there, kept by the bus plugin and read by token mode's HTTPS login, which
+/// hands out connect tokens for the least loaded. Without `--bus`, empty: tokens are for this server.
+#[derive(Resource, Clone, Default, Debug)]
+pub struct Routes(std::sync::Arc<std::sync::RwLock<Vec<Route>>>);
+
+/// The UDP address clients reach this server at (`--public-addr`, else the bound address).
+#[derive(Resource, Clone, Copy, Debug)]
+pub struct PublicAddr(pub SocketAddr);
+
+/// One shard, as [`Routes`] knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub addr: SocketAddr,
+    pub players: usize,
+    /// This server.
+    pub here: bool,
+}
+
+impl Routes {
+    /// Replaces the table.
+    pub fn set(&self, routes: Vec<Route>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = routes;
+    }
+
+    /// The least loaded shard's address (this server's on a tie); `None` when there is no table.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        let routes = self.0.read().unwrap_or_else(|p| p.into_inner());
+        routes
+            .iter()
+            .min_by_key(|route| (route.players, !route.here))
+            .map(|route| route.addr)
+    }
+}
+
 /// One network connection, logged in or not. Despawned when the connection closes.
 #[derive(Component, Debug, Clone, Copy)]
 pub struct Connection {

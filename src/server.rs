@@ -98,9 +98,12 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
             addr: config.bind,
             source,
         })?;
+    let routes = net::Routes::default();
+    let public_addr = net::PublicAddr(config.public_addr.unwrap_or(addr));
     let https = match netcode_key {
         Some(key) => {
-            let issuer = TokenIssuer::new(key, config.public_addr.unwrap_or(addr));
+            let issuer = TokenIssuer::new(key, config.public_addr.unwrap_or(addr))
+                .with_routes(routes.clone());
             Some(http::bind(&config, issuer)?)
         }
         None => None,
@@ -133,6 +136,8 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
         .insert_resource(db::Database(pool))
         .insert_resource(history)
         .insert_resource(sanctions)
+        .insert_resource(routes)
+        .insert_resource(public_addr)
         .insert_resource(metrics)
         .insert_resource(server)
         .insert_resource(transport)

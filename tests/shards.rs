@@ -193,3 +193,43 @@ fn a_mute_or_ban_on_one_shard_holds_on_every_shard() {
             .starts_with("You are banned until ")
     );
 }
+
+#[test]
+fn in_token_mode_the_login_endpoint_sends_players_to_the_least_loaded_shard() {
+    let redis = TestRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("netcode.key");
+    std::fs::write(&key_file, [7u8; 32]).unwrap();
+    let url = redis.url();
+    let a = TestServer::start_token_with(move |config| {
+        config.netcode_key_file = Some(key_file.clone());
+        config.bus = Some(url.clone());
+        config.shard = Some("a".into());
+    });
+    let b = a.another(|config| config.shard = Some("b".into()));
+    // alice plays on a (whichever shard her token names, she connects there).
+    let mut alice = a.token_player("alice");
+    // Once a's routing table shows a with one player and b with none, a's login endpoint hands out
+    // tokens for b, which accepts them (the shards share the netcode key).
+    let api = a.api();
+    api.register("bob", PASSWORD).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let token = loop {
+        let login = api.login("bob", PASSWORD).unwrap();
+        let token = mmo::client::api::decode_connect_token(&login.connect_token).unwrap();
+        if token.server_addresses[0] == Some(b.addr) {
+            break login.connect_token;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a never routed to b: {:?}",
+            token.server_addresses[0]
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let mut bob = TestClient::connect_with_token(&token);
+    bob.expect("logged in on b", |m| {
+        matches!(m, ServerMessage::LoggedIn { name } if name == "bob").then_some(())
+    });
+    who_until(&mut alice, "2 online: alice, bob");
+}

@@ -92,6 +92,7 @@ pub struct HttpsInfo {
 pub struct TokenIssuer {
     private_key: [u8; 32],
     public_addr: SocketAddr,
+    routes: crate::net::Routes,
 }
 
 impl std::fmt::Debug for TokenIssuer {
@@ -117,10 +118,19 @@ impl TokenIssuer {
         Self {
             private_key,
             public_addr,
+            routes: crate::net::Routes::default(),
         }
     }
 
-    /// A fresh connect token for the account, base64 as the API answers it.
+    /// With `--bus`: tokens send players to the least loaded shard of `routes` (the shards share
+    /// `--netcode-key-file`, so each accepts the others' tokens).
+    pub fn with_routes(mut self, routes: crate::net::Routes) -> Self {
+        self.routes = routes;
+        self
+    }
+
+    /// A fresh connect token for the account, base64 as the API answers it, for the least loaded shard
+    /// (this server without `--bus`).
     pub fn connect_token(&self, account_id: i32, name: &str) -> Result<String, IssueError> {
         let user = TokenUser {
             account_id,
@@ -136,7 +146,7 @@ impl TokenIssuer {
             CONNECT_TOKEN_SECS,
             rand::random(),
             NETCODE_TIMEOUT_SECS,
-            vec![self.public_addr],
+            vec![self.routes.pick().unwrap_or(self.public_addr)],
             Some(&user),
             &self.private_key,
         )?;
