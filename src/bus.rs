@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::LOGGED_IN_ELSEWHERE;
 use crate::chat::{ChatHistory, ChatSaid};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::moderation::{Change, Changed, ChangedElsewhere};
 use crate::net::{self, Connection, PublicAddr, Route, Routes};
 use crate::players::{self, Elsewhere, OnlineAccounts, Player};
@@ -50,7 +51,8 @@ pub(crate) fn plugin(app: &mut App) {
         return;
     };
     let shard = config.shard_name();
-    app.insert_resource(Bus::start(&url, shard))
+    let metrics = app.world().resource::<Metrics>().clone();
+    app.insert_resource(Bus::start(&url, shard, metrics))
         .add_systems(
             Update,
             (
@@ -156,22 +158,23 @@ pub struct Bus {
 }
 
 impl Bus {
-    fn start(url: &str, shard: String) -> Self {
+    fn start(url: &str, shard: String, metrics: Metrics) -> Self {
         let (out_tx, out_rx) = crossbeam_channel::unbounded::<Out>();
         let (in_tx, inbox) = crossbeam_channel::unbounded::<In>();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let publisher = {
             let (url, shard, stop) = (url.to_owned(), shard.clone(), stop.clone());
+            let metrics = metrics.clone();
             std::thread::Builder::new()
                 .name("bus-out".into())
-                .spawn(move || publish(&url, &shard, &out_rx, &stop))
+                .spawn(move || publish(&url, &shard, &out_rx, &stop, &metrics))
                 .expect("spawning the bus publisher")
         };
         let subscriber = {
             let (url, shard, stop) = (url.to_owned(), shard.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("bus-in".into())
-                .spawn(move || subscribe(&url, &shard, &in_tx, &stop))
+                .spawn(move || subscribe(&url, &shard, &in_tx, &stop, &metrics))
                 .expect("spawning the bus subscriber")
         };
         info!(shard, bus = %redacted(url), "joining the bus");
@@ -262,7 +265,13 @@ fn connect(url: &str, role: &str, give_up: impl Fn() -> bool) -> Option<redis::C
 
 /// The publishing thread: sends events and claims until the tick closes its channel; reconnects when
 /// Redis is away, dropping what it could not send meanwhile (the shard's own players got it already).
-fn publish(url: &str, shard: &str, jobs: &Receiver<Out>, stop: &std::sync::atomic::AtomicBool) {
+fn publish(
+    url: &str,
+    shard: &str,
+    jobs: &Receiver<Out>,
+    stop: &std::sync::atomic::AtomicBool,
+    metrics: &Metrics,
+) {
     let mut connection: Option<redis::Connection> = None;
     let presence = format!("mmo:shard:{shard}");
     for job in jobs {
@@ -274,6 +283,7 @@ fn publish(url: &str, shard: &str, jobs: &Receiver<Out>, stop: &std::sync::atomi
             connection = connect(url, "publisher", give_up);
             if connection.is_none() {
                 let dropped = jobs.try_iter().count();
+                metrics.bus_dropped.inc_by(dropped as u64 + 1);
                 warn!(
                     dropped,
                     "the bus is still away; dropped the events queued for it"
@@ -302,6 +312,7 @@ fn publish(url: &str, shard: &str, jobs: &Receiver<Out>, stop: &std::sync::atomi
                         .ignore();
                 }
                 pipe.cmd("PUBLISH").arg(CHANNEL).arg(bytes).ignore();
+                metrics.bus_published.inc();
                 pipe.query::<()>(conn)
             }
             Out::Claim {
@@ -359,7 +370,13 @@ fn claim(
 
 /// The subscribing thread: hands every other shard's event to the tick; after each (re)connection,
 /// the presence of every shard as Redis holds it.
-fn subscribe(url: &str, shard: &str, events: &Sender<In>, stop: &std::sync::atomic::AtomicBool) {
+fn subscribe(
+    url: &str,
+    shard: &str,
+    events: &Sender<In>,
+    stop: &std::sync::atomic::AtomicBool,
+    metrics: &Metrics,
+) {
     let stopping = || stop.load(std::sync::atomic::Ordering::SeqCst);
     while !stopping() {
         let Some(mut conn) = connect(url, "subscriber", stopping) else {
@@ -383,6 +400,7 @@ fn subscribe(url: &str, shard: &str, events: &Sender<In>, stop: &std::sync::atom
             warn!(%error, "cannot subscribe to the bus");
             continue;
         }
+        metrics.bus_up.set(1);
         while !stopping() {
             match pubsub.get_message() {
                 Ok(message) => {
@@ -390,13 +408,18 @@ fn subscribe(url: &str, shard: &str, events: &Sender<In>, stop: &std::sync::atom
                         warn!("undecodable event on the bus; ignored");
                         continue;
                     };
-                    if envelope.shard != shard && events.send(In::Event(envelope)).is_err() {
+                    if envelope.shard == shard {
+                        continue;
+                    }
+                    metrics.bus_received.inc();
+                    if events.send(In::Event(envelope)).is_err() {
                         return;
                     }
                 }
                 Err(error) if error.is_timeout() => {}
                 Err(error) => {
                     warn!(%error, "lost the bus (subscribed); players here keep playing, reconnecting");
+                    metrics.bus_up.set(0);
                     break;
                 }
             }

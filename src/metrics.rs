@@ -52,6 +52,10 @@ pub struct Handles {
     pub queue_drops: Counter,
     pub chat_write_seconds: Histogram,
     pub world_write_seconds: Histogram,
+    pub bus_up: Gauge,
+    pub bus_published: Counter,
+    pub bus_received: Counter,
+    pub bus_dropped: Counter,
 }
 
 /// `mmo_logins_total{result=…}`.
@@ -207,6 +211,26 @@ impl Metrics {
             ),
             chat_write_seconds,
             world_write_seconds,
+            bus_up: gauge(
+                &mut registry,
+                "bus_up",
+                "1 while this shard is subscribed to the bus (--bus), else 0",
+            ),
+            bus_published: counter(
+                &mut registry,
+                "bus_events_published",
+                "Events this shard sent to the other shards",
+            ),
+            bus_received: counter(
+                &mut registry,
+                "bus_events_received",
+                "Events this shard received from the other shards",
+            ),
+            bus_dropped: counter(
+                &mut registry,
+                "bus_events_dropped",
+                "Events not sent because the bus was away too long",
+            ),
             registry,
         };
         Self(Arc::new(handles))

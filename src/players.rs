@@ -114,6 +114,23 @@ impl Elsewhere {
     }
 }
 
+/// Most names in the online list sent at login: 8,192 names of 20 characters encode to ~170 KB, within
+/// the client's 256 KiB message limit. Past it (only with `--bus`, at over 8,000 players online) the list
+/// holds this shard's players and as many of the others as fit.
+pub const MAX_ONLINE_LIST: usize = 8_192;
+
+/// The online list: `local` names first, then `others` up to [`MAX_ONLINE_LIST`], sorted.
+fn online_list<'a>(
+    local: impl Iterator<Item = &'a str>,
+    others: impl Iterator<Item = &'a str>,
+) -> Vec<String> {
+    let mut names: Vec<String> = local.map(str::to_owned).collect();
+    let room = MAX_ONLINE_LIST.saturating_sub(names.len());
+    names.extend(others.take(room).map(str::to_owned));
+    names.sort_unstable_by_key(|name| name.to_ascii_lowercase());
+    names
+}
+
 /// Sends the same encoded bytes to every player (returns to how many), except `except` and those whose
 /// connection renet has already dropped (players disconnected in the same tick are despawned after every
 /// disconnection of that tick is handled: without the check, each "NAME left" would go to all those gone before it, and renet
@@ -147,14 +164,11 @@ fn on_player_added(
     online.0.insert(player.account_id, entity);
     info!(client_id = connection.client_id, account_id = player.account_id, name = %player.name, "logged in");
 
-    let mut names: Vec<String> = players.iter().map(|(_, _, p)| p.name.clone()).collect();
-    names.extend(
-        elsewhere
-            .names()
-            .filter(|n| !n.eq_ignore_ascii_case(&player.name))
-            .map(str::to_owned),
-    );
-    names.sort_unstable_by_key(|name| name.to_ascii_lowercase());
+    let local = players.iter().map(|(_, _, p)| p.name.as_str());
+    let others = elsewhere
+        .names()
+        .filter(|n| !n.eq_ignore_ascii_case(&player.name));
+    let names = online_list(local, others);
     net::send(
         &mut server,
         connection.client_id,
@@ -198,4 +212,33 @@ fn on_player_removed(
         &left,
         Some(entity),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::MAX_SERVER_MESSAGE_BYTES;
+
+    #[test]
+    fn the_online_list_always_fits_a_client_message() {
+        let local: Vec<String> = (0..1024).map(|i| format!("{i:0>20}")).collect();
+        let others: Vec<String> = (0..100_000).map(|i| format!("x{i:0>19}")).collect();
+        let names = online_list(
+            local.iter().map(String::as_str),
+            others.iter().map(String::as_str),
+        );
+        assert_eq!(names.len(), MAX_ONLINE_LIST);
+        assert!(
+            local.iter().all(|n| names.contains(n)),
+            "every local player is listed"
+        );
+        let bytes = ServerMessage::OnlinePlayers { names }.encode();
+        assert!(
+            bytes.len() < MAX_SERVER_MESSAGE_BYTES,
+            "{} bytes",
+            bytes.len()
+        );
+        let small = online_list(["bob", "Alice"].into_iter(), ["carol"].into_iter());
+        assert_eq!(small, ["Alice", "bob", "carol"]);
+    }
 }

@@ -127,15 +127,37 @@ fn a_shard_that_dies_leaves_everyones_list_within_seconds() {
 #[test]
 fn without_redis_a_shard_keeps_its_players_chatting_and_rejoins_when_it_returns() {
     let mut redis = TestRedis::start();
-    let a = first_shard(&redis);
-    let b = a.another(|config| config.shard = Some("b".into()));
+    let url = redis.url();
+    let a = TestServer::start_with(move |config| {
+        config.chat_burst = 1000;
+        config.chat_per_second = 1000.0;
+        config.bus = Some(url.clone());
+        config.shard = Some("a".into());
+        config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let b = a.another(|config| {
+        config.shard = Some("b".into());
+        config.metrics_bind = None;
+    });
+    let bus_up = |up: &str| {
+        let deadline = Instant::now() + PATIENCE;
+        while !http_get(a.metrics_addr(), "/metrics")
+            .1
+            .contains(&format!("\nmmo_bus_up {up}\n"))
+        {
+            assert!(Instant::now() < deadline, "mmo_bus_up never {up}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
     let mut alice = a.player("alice");
     let mut carol = a.player("carol");
     let mut bob = b.player("bob");
     who_until(&mut alice, "3 online: alice, bob, carol");
 
+    bus_up("1");
     let port = redis.port;
     redis.kill();
+    bus_up("0");
     alice.chat("redis is down");
     assert_eq!(carol.next_chat().unwrap().text, "redis is down");
     assert_eq!(alice.next_chat().unwrap().text, "redis is down");
@@ -155,6 +177,7 @@ fn without_redis_a_shard_keeps_its_players_chatting_and_rejoins_when_it_returns(
         std::thread::sleep(Duration::from_millis(300));
     }
     who_until(&mut bob, "3 online: alice, bob, carol");
+    bus_up("1");
 }
 
 #[test]
