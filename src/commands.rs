@@ -399,9 +399,7 @@ impl Run<'_, '_> {
             Command::Whisper { name, text } => Some(self.whisper(actor, &name, &text)),
             Command::List => Some(Ok(self.list())),
             Command::Say { text } => {
-                let bytes = net::encode(&ServerMessage::System { text: text.clone() });
-                let everyone = self.players.iter().map(|(e, c, _)| (e, c));
-                let here = players::broadcast(&mut self.server, everyone, &bytes, None);
+                let here = self.tell_everyone_here(&text);
                 if let Some(bus) = &self.bus {
                     bus.publish(Event::System { text: text.clone() });
                 }
@@ -461,14 +459,21 @@ impl Run<'_, '_> {
             }
             Command::CancelShutdown => Some(if self.countdown.cancel() {
                 let text = "Shutdown cancelled".to_owned();
-                let bytes = net::encode(&ServerMessage::System { text: text.clone() });
-                let everyone = self.players.iter().map(|(e, c, _)| (e, c));
-                players::broadcast(&mut self.server, everyone, &bytes, None);
+                self.tell_everyone_here(&text);
                 Ok(text)
             } else {
                 Err("No shutdown is counting down".into())
             }),
         }
+    }
+
+    /// A system line to every player of this shard; to how many.
+    fn tell_everyone_here(&mut self, text: &str) -> usize {
+        let bytes = net::encode(&ServerMessage::System {
+            text: text.to_owned(),
+        });
+        let everyone = self.players.iter().map(|(e, c, _)| (e, c));
+        players::broadcast(&mut self.server, everyone, &bytes, None)
     }
 
     fn whisper(&mut self, actor: &Actor, name: &str, text: &str) -> Result<String, String> {

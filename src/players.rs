@@ -132,9 +132,10 @@ fn online_list<'a>(
 }
 
 /// Sends the same encoded bytes to every player (returns to how many), except `except` and those whose
-/// connection renet has already dropped (players disconnected in the same tick are despawned after every
-/// disconnection of that tick is handled: without the check, each "NAME left" would go to all those gone before it, and renet
-/// logs an error for each, half a million errors when a thousand players drop at once).
+/// connection renet has already dropped (players disconnected in the same tick are despawned after
+/// every disconnection of that tick is handled: without the check, each "NAME left" would go to all
+/// those gone before it, and renet logs an error for each, half a million errors when a thousand players
+/// drop at once).
 pub fn broadcast<'a>(
     server: &mut RenetServer,
     players: impl IntoIterator<Item = (Entity, &'a Connection)>,

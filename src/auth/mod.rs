@@ -248,17 +248,12 @@ fn apply_results(
                 deny(&mut server, client_id, Request::Login, reason);
             }
             AuthOutcome::Banned(text) => deny(&mut server, client_id, Request::Login, &text),
-            // Banned while the password was being checked.
-            AuthOutcome::LoggedIn { account_id, .. } if sanctions.ban(account_id).is_some() => {
-                let text = sanctions.ban(account_id).map(|b| b.banned_text());
-                deny(
-                    &mut server,
-                    client_id,
-                    Request::Login,
-                    &text.unwrap_or_default(),
-                );
-            }
             AuthOutcome::LoggedIn { account_id, name } => {
+                // Banned while the password was being checked.
+                if let Some(ban) = sanctions.ban(account_id) {
+                    deny(&mut server, client_id, Request::Login, &ban.banned_text());
+                    continue;
+                }
                 names.forget(&result.username_key);
                 let sessions = (&*online, &all_connections, &mut *logged_in_this_tick);
                 enter_play(
