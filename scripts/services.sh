@@ -1,24 +1,39 @@
 #!/usr/bin/env bash
 # The engines shards use beyond one machine, from Debian's packages: installs them when missing.
-# The tests start their own throwaway instances on loopback (tests/common/redis.rs); this only makes sure
-# the programs are there.
-# Usage: scripts/services.sh install [redis]
+# The tests start their own throwaway instances on loopback (tests/common/redis.rs,
+# tests/common/postgres.rs); this only makes sure the programs are there.
+#   redis:    redis-server (the bus, `--bus redis://…`)
+#   postgres: the PostgreSQL server (initdb, postgres) and libpq-dev, which `--features postgres` links
+# Usage: scripts/services.sh install [redis|postgres]
 set -euo pipefail
 what=${2:-redis}
+
+apt_install() {
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 case "${1:-}" in
     install)
         case "$what" in
             redis)
                 if command -v redis-server >/dev/null; then exit 0; fi
-                sudo=""
-                if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-                $sudo apt-get update -qq
-                DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+                apt_install redis-server
                 # Debian starts a system instance on 6379; the tests do not use it.
                 command -v redis-server
+                ;;
+            postgres)
+                if command -v pg_config >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+                    exit 0
+                fi
+                apt_install postgresql libpq-dev
+                # Debian creates and starts a system cluster on 5432; the tests do not use it.
+                ls /usr/lib/postgresql/*/bin/initdb
                 ;;
             *) echo "unknown service: $what" >&2; exit 2 ;;
         esac
         ;;
-    *) echo "usage: $0 install [redis]" >&2; exit 2 ;;
+    *) echo "usage: $0 install [redis|postgres]" >&2; exit 2 ;;
 esac

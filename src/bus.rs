@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::LOGGED_IN_ELSEWHERE;
 use crate::chat::{ChatHistory, ChatSaid};
-use crate::config::Config;
+use crate::config::{Config, redacted};
 use crate::metrics::Metrics;
 use crate::moderation::{Change, Changed, ChangedElsewhere};
 use crate::net::{self, Connection, PublicAddr, Route, Routes};
@@ -221,16 +221,6 @@ impl Bus {
 impl Drop for Bus {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// `redis://user:password@host:port/db` without the password, for logs.
-pub fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
     }
 }
 

@@ -6,6 +6,8 @@
 //! [`SlashCommand`].
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -171,6 +173,8 @@ impl ChatHistory {
 pub struct ChatWriter {
     lines: Option<Sender<ChatMessage>>,
     thread: Option<JoinHandle<()>>,
+    /// Set by [`ChatWriter::flush`]: a batch the database refuses is then given up after a while.
+    stopping: Arc<AtomicBool>,
 }
 
 impl ChatWriter {
@@ -178,6 +182,8 @@ impl ChatWriter {
     /// [`PRUNE_EVERY`].
     fn start(pool: DbPool, retention: Option<Duration>, writes: Histogram) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded::<ChatMessage>();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = stopping.clone();
         let thread = std::thread::Builder::new()
             .name("chat-writer".into())
             .spawn(move || {
@@ -186,7 +192,7 @@ impl ChatWriter {
                     if let Some(retention) = retention
                         && Instant::now() >= next_prune
                     {
-                        prune(&pool, retention, &rx);
+                        prune(&pool, retention, &rx, &stop);
                         next_prune = Instant::now() + PRUNE_EVERY;
                     }
                     let first = match rx.recv_deadline(next_prune) {
@@ -196,13 +202,14 @@ impl ChatWriter {
                     };
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter().take(WRITE_BATCH - 1));
-                    metrics::time(&writes, || store(&pool, &batch));
+                    metrics::time(&writes, || store(&pool, &batch, &stop));
                 }
             })
             .expect("spawning the chat writer thread");
         Self {
             lines: Some(tx),
             thread: Some(thread),
+            stopping,
         }
     }
 
@@ -214,6 +221,7 @@ impl ChatWriter {
 
     /// Stores every line still queued, then stops the thread.
     pub fn flush(&mut self) {
+        self.stopping.store(true, Ordering::Relaxed);
         self.lines = None;
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
@@ -229,16 +237,21 @@ fn retention_cutoff_ms(retention: Duration) -> i64 {
         .unwrap_or(i64::MAX)
 }
 
-fn store(pool: &DbPool, batch: &[ChatMessage]) {
-    let stored = db::with_conn(pool, |conn| queries::insert_chat_messages(conn, batch));
-    if let Err(error) = stored {
-        error!(%error, lines = batch.len(), "could not store chat history");
-    }
+/// Stores `batch`, waiting for the database if it is away (the lines were already sent to players).
+fn store(pool: &DbPool, batch: &[ChatMessage], stopping: &AtomicBool) {
+    db::write_until_done(pool, stopping, "chat lines", batch.len(), |conn| {
+        queries::insert_chat_messages(conn, batch)
+    });
 }
 
 /// Deletes the lines older than `retention`, [`PRUNE_BATCH`] a transaction, storing the lines that
 /// arrive meanwhile between two batches (new lines never wait for the whole prune).
-fn prune(pool: &DbPool, retention: Duration, lines: &crossbeam_channel::Receiver<ChatMessage>) {
+fn prune(
+    pool: &DbPool,
+    retention: Duration,
+    lines: &crossbeam_channel::Receiver<ChatMessage>,
+    stopping: &AtomicBool,
+) {
     let before_ms = retention_cutoff_ms(retention);
     let mut deleted = 0;
     loop {
@@ -257,7 +270,7 @@ fn prune(pool: &DbPool, retention: Duration, lines: &crossbeam_channel::Receiver
         }
         let waiting: Vec<ChatMessage> = lines.try_iter().take(WRITE_BATCH).collect();
         if !waiting.is_empty() {
-            store(pool, &waiting);
+            store(pool, &waiting, stopping);
         }
     }
     if deleted > 0 {

@@ -1,7 +1,9 @@
 //! Server configuration: command-line flags, each with an environment variable twin, and their checks.
 
+use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use bevy::prelude::Resource;
@@ -21,9 +23,11 @@ pub struct Config {
     #[arg(long, env = "MMO_BIND", default_value = "127.0.0.1:5000")]
     pub bind: SocketAddr,
 
-    /// SQLite database file; created and migrated at start if needed.
-    #[arg(long, env = "MMO_DB", default_value = "mmo.sqlite3")]
-    pub db: PathBuf,
+    /// The account database, created and migrated at start if needed: an SQLite file, or (in a build
+    /// with `--features postgres`) a PostgreSQL URL, postgres://USER:PASSWORD@HOST:PORT/NAME, which
+    /// several shards share. The password never appears in logs.
+    #[arg(long, env = "MMO_DB", default_value = "mmo.sqlite3", hide_env_values = true)]
+    pub db: DbLocation,
 
     /// Most clients connected at once (logged in or not), 1 to 1024.
     #[arg(long, env = "MMO_MAX_CLIENTS", default_value_t = 1024,
@@ -163,7 +167,7 @@ pub struct Config {
     /// Join other shards through Redis (redis://HOST:PORT): chat, whispers, announcements and who is
     /// online span every shard sharing this bus and the account database; a login elsewhere kicks the
     /// session here. Off unless given.
-    #[arg(long, env = "MMO_BUS")]
+    #[arg(long, env = "MMO_BUS", hide_env_values = true)]
     pub bus: Option<String>,
 
     /// This shard's name on the bus (default: random per start).
@@ -207,6 +211,69 @@ fn parse_non_negative(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Where the accounts live (`--db`). Its `Display` and `Debug` never show a password, so a config or a
+/// location can be logged as it is.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DbLocation {
+    /// An SQLite file (the default; nothing to install).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (`postgres://` or `postgresql://`).
+    Postgres(String),
+}
+
+impl FromStr for DbLocation {
+    // Never fails: clap repeats a refused value in its error, and this one may hold a password. A URL
+    // this build cannot open is refused when the database is opened, with the password redacted.
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(
+            if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+                DbLocation::Postgres(text.to_owned())
+            } else {
+                DbLocation::Sqlite(PathBuf::from(text))
+            },
+        )
+    }
+}
+
+impl From<PathBuf> for DbLocation {
+    fn from(path: PathBuf) -> Self {
+        DbLocation::Sqlite(path)
+    }
+}
+
+impl From<&Path> for DbLocation {
+    fn from(path: &Path) -> Self {
+        DbLocation::Sqlite(path.to_owned())
+    }
+}
+
+impl fmt::Display for DbLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbLocation::Sqlite(path) => write!(f, "{}", path.display()),
+            DbLocation::Postgres(url) => f.write_str(&redacted(url)),
+        }
+    }
+}
+
+impl fmt::Debug for DbLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+/// A URL with its credentials (`user:password@`) replaced by `***`, for logs.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 impl Config {
     /// How long chat lines are kept; `None` keeps them forever (`--chat-retention-days 0`).
     pub fn chat_retention(&self) -> Option<Duration> {
@@ -215,7 +282,7 @@ impl Config {
     }
 
     /// The defaults, with another address and database (what tests and embedders start from).
-    pub fn new(bind: SocketAddr, db: impl Into<PathBuf>) -> Self {
+    pub fn new(bind: SocketAddr, db: impl Into<DbLocation>) -> Self {
         let mut config = Self::parse_from(["mmo"]);
         config.bind = bind;
         config.db = db.into();
@@ -254,7 +321,7 @@ mod tests {
     fn defaults_just_work() {
         let config = Config::try_parse_from(["mmo"]).unwrap();
         assert_eq!(config.bind, "127.0.0.1:5000".parse().unwrap());
-        assert_eq!(config.db, PathBuf::from("mmo.sqlite3"));
+        assert_eq!(config.db, DbLocation::Sqlite(PathBuf::from("mmo.sqlite3")));
         assert_eq!(config.max_clients, 1024);
         assert_eq!(config.tick_hz, 60);
         assert_eq!(config.auth, AuthMode::InBand);

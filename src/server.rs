@@ -119,7 +119,7 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
         AuthMode::InBand => "in-band",
         AuthMode::Token => "token",
     };
-    info!(%addr, auth, db = %config.db.display(), tick_hz = config.tick_hz, max_clients = config.max_clients, "listening");
+    info!(%addr, auth, db = %config.db, tick_hz = config.tick_hz, max_clients = config.max_clients, "listening");
     let https_info = https.as_ref().map(|bound| bound.info.clone());
     let metrics = Metrics::new();
     let metrics_server = config

@@ -13,6 +13,8 @@
 //! the tick, output encoded once per message.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -534,12 +536,16 @@ pub struct WorldStore {
     jobs: Option<Sender<StoreJob>>,
     loaded: Receiver<Loaded>,
     thread: Option<JoinHandle<()>>,
+    /// Set by [`WorldStore::flush`]: saves the database refuses are then given up after a while.
+    stopping: Arc<AtomicBool>,
 }
 
 impl WorldStore {
     fn start(pool: DbPool, writes: Histogram) -> Self {
         let (jobs, inbox) = crossbeam_channel::unbounded::<StoreJob>();
         let (answers, loaded) = crossbeam_channel::unbounded();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = stopping.clone();
         let thread = std::thread::Builder::new()
             .name("world-store".into())
             .spawn(move || {
@@ -550,7 +556,7 @@ impl WorldStore {
                         match job {
                             StoreJob::Save(batch) => saves.extend(batch),
                             StoreJob::Load { entity, account_id } => {
-                                store_positions(&pool, &mut saves, &writes);
+                                store_positions(&pool, &mut saves, &writes, &stop);
                                 let saved = load_position(&pool, account_id);
                                 let _ = answers.send(Loaded {
                                     entity,
@@ -560,7 +566,7 @@ impl WorldStore {
                             }
                         }
                     }
-                    store_positions(&pool, &mut saves, &writes);
+                    store_positions(&pool, &mut saves, &writes, &stop);
                 }
             })
             .expect("spawning the world store thread");
@@ -568,6 +574,7 @@ impl WorldStore {
             jobs: Some(jobs),
             loaded,
             thread: Some(thread),
+            stopping,
         }
     }
 
@@ -579,6 +586,7 @@ impl WorldStore {
 
     /// Stores every position still queued, then stops the thread.
     pub fn flush(&mut self) {
+        self.stopping.store(true, Ordering::Relaxed);
         self.jobs = None;
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
@@ -594,16 +602,21 @@ impl Drop for WorldStore {
     }
 }
 
-fn store_positions(pool: &DbPool, saves: &mut Vec<SavedPosition>, writes: &Histogram) {
+/// Stores `saves` (waiting for the database if it is away), then empties it.
+fn store_positions(
+    pool: &DbPool,
+    saves: &mut Vec<SavedPosition>,
+    writes: &Histogram,
+    stopping: &AtomicBool,
+) {
     if saves.is_empty() {
         return;
     }
-    let stored = metrics::time(writes, || {
-        db::with_conn(pool, |conn| queries::save_positions(conn, saves))
+    metrics::time(writes, || {
+        db::write_until_done(pool, stopping, "positions", saves.len(), |conn| {
+            queries::save_positions(conn, saves)
+        })
     });
-    if let Err(error) = stored {
-        error!(%error, positions = saves.len(), "could not store positions");
-    }
     saves.clear();
 }
 

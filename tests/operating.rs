@@ -4,8 +4,6 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use diesel::prelude::*;
-
 use common::*;
 use mmo::db::models::ChatMessage;
 use mmo::db::queries;
@@ -22,7 +20,7 @@ fn now_ms() -> i64 {
 
 /// Every chat line in the database, by id.
 fn stored(server: &TestServer) -> Vec<String> {
-    let mut conn = SqliteConnection::establish(server.db.to_str().unwrap()).unwrap();
+    let mut conn = db_conn(&server.db);
     queries::recent_chat_messages(&mut conn, i64::MAX, 0)
         .unwrap()
         .into_iter()
@@ -32,7 +30,7 @@ fn stored(server: &TestServer) -> Vec<String> {
 
 /// Writes `count` lines said `days_ago` straight into the (stopped) server's database, as Alice.
 fn said_long_ago(server: &TestServer, text: &str, days_ago: i64, count: usize) {
-    let mut conn = SqliteConnection::establish(server.db.to_str().unwrap()).unwrap();
+    let mut conn = db_conn(&server.db);
     let lines: Vec<ChatMessage> = (0..count)
         .map(|_| ChatMessage {
             account_id: 1,

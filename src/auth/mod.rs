@@ -28,7 +28,7 @@ use crate::players::{OnlineAccounts, Player};
 use crate::protocol::{self, ClientMessage, Request, ServerMessage};
 use crate::shutdown::ServerStopping;
 use throttle::{Failures, LOCKED_OUT, NameFailures};
-use worker::{AuthJob, AuthOutcome, AuthRequest, AuthWorkers, LOGIN_FAILED, Reply};
+use worker::{AuthJob, AuthOutcome, AuthRequest, AuthWorkers, BUSY, LOGIN_FAILED, Reply};
 
 /// Accounts one connection may try to register.
 pub const MAX_REGISTRATIONS_PER_CONNECTION: u8 = 5;
@@ -190,7 +190,7 @@ fn queue_requests(
             if request == Request::Login {
                 metrics.logins.busy.inc();
             }
-            deny(&mut server, *client_id, request, "Server busy, try again");
+            deny(&mut server, *client_id, request, BUSY);
         } else {
             commands.entity(*entity).insert(Authenticating);
             queued_this_tick.insert(*entity);

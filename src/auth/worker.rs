@@ -23,7 +23,10 @@ use crate::time::now_ms;
 pub const LOGIN_FAILED: &str = "Username or password incorrect";
 /// The answer to a register whose name exists in any case.
 pub const NAME_TAKEN: &str = "This username is already taken";
-/// The answer when something on our side failed (logged in full on the server).
+/// The answer when the database cannot be reached (or a query on it failed), and when the queue is
+/// full: nothing is wrong with the request, it can be sent again (logged in full on the server).
+pub const BUSY: &str = "Server busy, try again";
+/// The answer when something else on our side failed (logged in full on the server).
 pub const SERVER_ERROR: &str = "Server error, try again later";
 /// The answer to a session token that is unknown, expired or revoked.
 pub const SESSION_INVALID: &str = "Your session has expired, log in again";
@@ -270,6 +273,7 @@ fn count(metrics: &Metrics, outcome: &AuthOutcome) {
         AuthOutcome::LoginDenied(LOGIN_FAILED) | AuthOutcome::SessionDenied => {
             &logins.wrong_credentials
         }
+        AuthOutcome::LoginDenied(BUSY) => &logins.busy,
         AuthOutcome::LoginDenied(_) => &logins.failed,
         AuthOutcome::Banned(_) => &logins.banned,
         AuthOutcome::Registered { .. } => &metrics.registrations_ok,
@@ -327,7 +331,7 @@ fn open_session(pool: &DbPool, account_id: i32, name: String, lifetime: Duration
         },
         Err(error) => {
             error!(%error, account_id, "cannot store a session");
-            AuthOutcome::Failed
+            AuthOutcome::LoginDenied(BUSY)
         }
     }
 }
@@ -349,7 +353,7 @@ fn resume_session(pool: &DbPool, token: &str) -> AuthOutcome {
         Ok(None) => AuthOutcome::SessionDenied,
         Err(error) => {
             error!(%error, "session lookup failed");
-            AuthOutcome::Failed
+            AuthOutcome::LoginDenied(BUSY)
         }
     }
 }
@@ -365,7 +369,7 @@ fn close_session(pool: &DbPool, token: &str) -> AuthOutcome {
         Ok(_) => AuthOutcome::SessionClosed,
         Err(error) => {
             error!(%error, "cannot revoke a session");
-            AuthOutcome::Failed
+            AuthOutcome::LoginDenied(BUSY)
         }
     }
 }
@@ -375,54 +379,70 @@ fn change_password(pool: &DbPool, username: &str, old: &str, new: &str) -> AuthO
         AuthOutcome::LoggedIn { account_id, name } => (account_id, name),
         denied => return denied,
     };
-    let changed = password::hash(new)
-        .map_err(|e| e.to_string())
-        .and_then(|hash| {
-            let mut conn = pool.get().map_err(|e| e.to_string())?;
-            queries::change_password(&mut conn, account_id, &hash).map_err(|e| e.to_string())
-        });
-    match changed {
+    let hash = match password::hash(new) {
+        Ok(hash) => hash,
+        Err(error) => {
+            error!(%error, account_id, "cannot hash a new password");
+            return AuthOutcome::Failed;
+        }
+    };
+    match db::with_conn(pool, |conn| {
+        queries::change_password(conn, account_id, &hash)
+    }) {
         Ok(()) => {
             info!(account_id, name, "password changed; every session revoked");
             AuthOutcome::PasswordChanged { name }
         }
         Err(error) => {
             error!(%error, account_id, "cannot change a password");
-            AuthOutcome::Failed
+            AuthOutcome::LoginDenied(BUSY)
         }
     }
 }
 
 fn register(pool: &DbPool, username: String, password: &str) -> AuthOutcome {
-    let result = (|| -> Result<AuthOutcome, Box<dyn std::error::Error>> {
-        let mut conn = pool.get()?;
-        // Checked first so a taken name costs no hash; the UNIQUE index settles races below.
-        if queries::find_account(&mut conn, &username)?.is_some() {
-            return Ok(AuthOutcome::RegisterDenied(NAME_TAKEN));
+    // Checked first so a taken name costs no hash; the UNIQUE index settles races below.
+    match db::with_conn(pool, |conn| queries::find_account(conn, &username)) {
+        Ok(None) => {}
+        Ok(Some(_)) => return AuthOutcome::RegisterDenied(NAME_TAKEN),
+        Err(error) => {
+            error!(%error, username, "register failed");
+            return AuthOutcome::RegisterDenied(BUSY);
         }
-        let hash = password::hash(password).map_err(|e| e.to_string())?;
-        match queries::create_account(&mut conn, &username, &hash, now_ms() as i64) {
-            Ok(account) => {
-                info!(account_id = account.id, username = %account.username, "registered");
-                Ok(AuthOutcome::Registered {
-                    username: account.username,
-                })
+    }
+    let hash = match password::hash(password) {
+        Ok(hash) => hash,
+        Err(error) => {
+            error!(%error, username, "register failed: cannot hash");
+            return AuthOutcome::RegisterDenied(SERVER_ERROR);
+        }
+    };
+    let created = pool
+        .get()
+        .map_err(|e| e.to_string())
+        .and_then(|mut conn| {
+            match queries::create_account(&mut conn, &username, &hash, now_ms() as i64) {
+                Err(CreateAccountError::Db(e)) => Err(e.to_string()),
+                other => Ok(other),
             }
-            Err(CreateAccountError::Taken) => Ok(AuthOutcome::RegisterDenied(NAME_TAKEN)),
-            Err(CreateAccountError::Db(e)) => Err(e.into()),
+        });
+    match created {
+        Ok(Ok(account)) => {
+            info!(account_id = account.id, username = %account.username, "registered");
+            AuthOutcome::Registered {
+                username: account.username,
+            }
         }
-    })();
-    result.unwrap_or_else(|error| {
-        error!(%error, username, "register failed");
-        AuthOutcome::RegisterDenied(SERVER_ERROR)
-    })
+        Ok(Err(_taken)) => AuthOutcome::RegisterDenied(NAME_TAKEN),
+        Err(error) => {
+            error!(%error, username, "register failed");
+            AuthOutcome::RegisterDenied(BUSY)
+        }
+    }
 }
 
 fn login(pool: &DbPool, username: &str, password: &str) -> AuthOutcome {
-    let account = pool
-        .get()
-        .map_err(|e| e.to_string())
-        .and_then(|mut conn| queries::find_account(&mut conn, username).map_err(|e| e.to_string()));
+    let account = db::with_conn(pool, |conn| queries::find_account(conn, username));
     match account {
         Ok(Some(account)) if password::verify(password, &account.password_hash) => {
             let ban = db::with_conn(pool, |conn| {
@@ -439,7 +459,7 @@ fn login(pool: &DbPool, username: &str, password: &str) -> AuthOutcome {
                 }
                 Err(error) => {
                     error!(%error, username, "ban lookup failed");
-                    AuthOutcome::LoginDenied(SERVER_ERROR)
+                    AuthOutcome::LoginDenied(BUSY)
                 }
             }
         }
@@ -450,7 +470,7 @@ fn login(pool: &DbPool, username: &str, password: &str) -> AuthOutcome {
         }
         Err(error) => {
             error!(%error, username, "login lookup failed");
-            AuthOutcome::LoginDenied(SERVER_ERROR)
+            AuthOutcome::LoginDenied(BUSY)
         }
     }
 }

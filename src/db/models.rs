@@ -7,7 +7,6 @@ use super::schema::{accounts, audit_log, chat_messages, positions, sanctions, se
 /// An account row.
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = accounts)]
-#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
 pub struct Account {
     pub id: i32,
     pub username: String,
@@ -27,7 +26,6 @@ pub struct NewAccount<'a> {
 /// A chat line, as stored for history.
 #[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq, Eq)]
 #[diesel(table_name = chat_messages)]
-#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
 pub struct ChatMessage {
     pub account_id: i32,
     pub sender: String,
@@ -49,7 +47,6 @@ pub struct NewSession<'a> {
 /// Where an account stands in the world.
 #[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone, Copy, PartialEq)]
 #[diesel(table_name = positions)]
-#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
 pub struct SavedPosition {
     pub account_id: i32,
     pub x: f32,
@@ -60,7 +57,6 @@ pub struct SavedPosition {
 /// A ban or a mute of one account (`kind` "ban" or "mute"); `until_ms` `None` lasts until lifted.
 #[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone, PartialEq, Eq)]
 #[diesel(table_name = sanctions)]
-#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
 #[diesel(treat_none_as_null = true)]
 pub struct SanctionRow {
     pub account_id: i32,
@@ -74,7 +70,6 @@ pub struct SanctionRow {
 /// One moderation action, as the audit log keeps it.
 #[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq, Eq)]
 #[diesel(table_name = audit_log)]
-#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
 pub struct AuditEntry {
     pub at_ms: i64,
     /// Who did it: an account name, or `console`.

@@ -8,6 +8,8 @@ use super::models::{
     Account, AuditEntry, ChatMessage, NewAccount, NewSession, SanctionRow, SavedPosition,
 };
 use super::schema::{accounts, audit_log, chat_messages, positions, sanctions, sessions};
+use super::DbConn;
+use crate::{on_backend, write_transaction};
 
 /// The key an account name is unique under: its lowercase form.
 pub fn username_key(username: &str) -> String {
@@ -25,7 +27,7 @@ pub enum CreateAccountError {
 
 /// Inserts an account; the row is committed when this returns `Ok`.
 pub fn create_account(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     username: &str,
     password_hash: &str,
     now_ms: i64,
@@ -37,10 +39,10 @@ pub fn create_account(
         password_hash,
         created_at_ms: now_ms,
     };
-    diesel::insert_into(accounts::table)
+    on_backend!(conn, conn => diesel::insert_into(accounts::table)
         .values(&row)
         .returning(Account::as_returning())
-        .get_result(conn)
+        .get_result(conn))
         .map_err(|e| match e {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
                 CreateAccountError::Taken
@@ -50,21 +52,21 @@ pub fn create_account(
 }
 
 /// Finds an account by name, whatever its case.
-pub fn find_account(conn: &mut SqliteConnection, username: &str) -> QueryResult<Option<Account>> {
-    accounts::table
+pub fn find_account(conn: &mut DbConn, username: &str) -> QueryResult<Option<Account>> {
+    on_backend!(conn, conn => accounts::table
         .filter(accounts::username_key.eq(username_key(username)))
         .select(Account::as_select())
         .first(conn)
-        .optional()
+        .optional())
 }
 
 /// Replaces an account's password hash and revokes every session of it, in one transaction.
 pub fn change_password(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     account_id: i32,
     password_hash: &str,
 ) -> QueryResult<()> {
-    conn.immediate_transaction(|conn| {
+    write_transaction!(conn, conn => {
         diesel::update(accounts::table.find(account_id))
             .set(accounts::password_hash.eq(password_hash))
             .execute(conn)?;
@@ -75,21 +77,21 @@ pub fn change_password(
 }
 
 /// Stores a new session (committed when this returns `Ok`).
-pub fn create_session(conn: &mut SqliteConnection, session: &NewSession) -> QueryResult<()> {
-    diesel::insert_into(sessions::table)
+pub fn create_session(conn: &mut DbConn, session: &NewSession) -> QueryResult<()> {
+    on_backend!(conn, conn => diesel::insert_into(sessions::table)
         .values(session)
-        .execute(conn)
+        .execute(conn))
         .map(|_| ())
 }
 
 /// The account of the unexpired session with this token hash, marking the session used now. Expired
 /// sessions of any account are deleted on the way (an indexed range, usually empty).
 pub fn use_session(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     token_hash: &str,
     now_ms: i64,
 ) -> QueryResult<Option<(Account, i64)>> {
-    conn.immediate_transaction(|conn| {
+    write_transaction!(conn, conn => {
         diesel::delete(sessions::table.filter(sessions::expires_at_ms.le(now_ms))).execute(conn)?;
         let found = sessions::table
             .inner_join(accounts::table)
@@ -109,18 +111,18 @@ pub fn use_session(
 }
 
 /// Deletes the session with this token hash; whether there was one.
-pub fn delete_session(conn: &mut SqliteConnection, token_hash: &str) -> QueryResult<bool> {
-    diesel::delete(sessions::table.filter(sessions::token_hash.eq(token_hash)))
-        .execute(conn)
+pub fn delete_session(conn: &mut DbConn, token_hash: &str) -> QueryResult<bool> {
+    on_backend!(conn, conn => diesel::delete(sessions::table.filter(sessions::token_hash.eq(token_hash)))
+        .execute(conn))
         .map(|n| n > 0)
 }
 
 /// Stores a batch of chat lines in one transaction.
 pub fn insert_chat_messages(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     lines: &[ChatMessage],
 ) -> QueryResult<usize> {
-    conn.immediate_transaction(|conn| {
+    write_transaction!(conn, conn => {
         diesel::insert_into(chat_messages::table)
             .values(lines)
             .execute(conn)
@@ -131,11 +133,11 @@ pub fn insert_chat_messages(
 /// transaction; how many it deleted. Called until it deletes fewer than `batch`, so the database is
 /// never locked for long.
 pub fn prune_chat_messages(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     before_ms: i64,
     batch: i64,
 ) -> QueryResult<usize> {
-    conn.immediate_transaction(|conn| {
+    write_transaction!(conn, conn => {
         let oldest: Vec<i32> = chat_messages::table
             .filter(chat_messages::sent_at_ms.lt(before_ms))
             .order(chat_messages::id.asc())
@@ -148,35 +150,35 @@ pub fn prune_chat_messages(
 
 /// The `limit` most recent chat lines said at `since_ms` or later, oldest first.
 pub fn recent_chat_messages(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     limit: i64,
     since_ms: i64,
 ) -> QueryResult<Vec<ChatMessage>> {
-    let mut lines: Vec<ChatMessage> = chat_messages::table
+    let mut lines: Vec<ChatMessage> = on_backend!(conn, conn => chat_messages::table
         .filter(chat_messages::sent_at_ms.ge(since_ms))
         .order(chat_messages::id.desc())
         .limit(limit)
         .select(ChatMessage::as_select())
-        .load(conn)?;
+        .load(conn))?;
     lines.reverse();
     Ok(lines)
 }
 
 /// Where `account_id` last stood, if it ever entered the world.
 pub fn saved_position(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     account_id: i32,
 ) -> QueryResult<Option<SavedPosition>> {
-    positions::table
+    on_backend!(conn, conn => positions::table
         .find(account_id)
         .select(SavedPosition::as_select())
         .first(conn)
-        .optional()
+        .optional())
 }
 
 /// Stores a batch of positions (each replacing the account's last) in one transaction.
-pub fn save_positions(conn: &mut SqliteConnection, batch: &[SavedPosition]) -> QueryResult<()> {
-    conn.immediate_transaction(|conn| {
+pub fn save_positions(conn: &mut DbConn, batch: &[SavedPosition]) -> QueryResult<()> {
+    write_transaction!(conn, conn => {
         for position in batch {
             diesel::insert_into(positions::table)
                 .values(position)
@@ -191,27 +193,27 @@ pub fn save_positions(conn: &mut SqliteConnection, batch: &[SavedPosition]) -> Q
 
 /// An account's id, display name and role, found by name whatever its case.
 pub fn find_account_role(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     username: &str,
 ) -> QueryResult<Option<(i32, String, String)>> {
-    accounts::table
+    on_backend!(conn, conn => accounts::table
         .filter(accounts::username_key.eq(username_key(username)))
         .select((accounts::id, accounts::username, accounts::role))
         .first(conn)
-        .optional()
+        .optional())
 }
 
 /// Every account whose role is not `player`: (id, role).
-pub fn staff_roles(conn: &mut SqliteConnection) -> QueryResult<Vec<(i32, String)>> {
-    accounts::table
+pub fn staff_roles(conn: &mut DbConn) -> QueryResult<Vec<(i32, String)>> {
+    on_backend!(conn, conn => accounts::table
         .filter(accounts::role.ne("player"))
         .select((accounts::id, accounts::role))
-        .load(conn)
+        .load(conn))
 }
 
 /// Every ban and mute still in force at `now_ms` (expired ones are deleted on the way).
-pub fn active_sanctions(conn: &mut SqliteConnection, now_ms: i64) -> QueryResult<Vec<SanctionRow>> {
-    conn.immediate_transaction(|conn| {
+pub fn active_sanctions(conn: &mut DbConn, now_ms: i64) -> QueryResult<Vec<SanctionRow>> {
+    write_transaction!(conn, conn => {
         diesel::delete(sanctions::table.filter(sanctions::until_ms.le(now_ms))).execute(conn)?;
         sanctions::table.select(SanctionRow::as_select()).load(conn)
     })
@@ -219,11 +221,11 @@ pub fn active_sanctions(conn: &mut SqliteConnection, now_ms: i64) -> QueryResult
 
 /// The account's ban, if one is in force at `now_ms`.
 pub fn active_ban(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     account_id: i32,
     now_ms: i64,
 ) -> QueryResult<Option<SanctionRow>> {
-    sanctions::table
+    on_backend!(conn, conn => sanctions::table
         .filter(sanctions::account_id.eq(account_id))
         .filter(sanctions::kind.eq("ban"))
         .filter(
@@ -233,7 +235,7 @@ pub fn active_ban(
         )
         .select(SanctionRow::as_select())
         .first(conn)
-        .optional()
+        .optional())
 }
 
 /// One moderation change, stored with its audit entry in one transaction.
@@ -253,11 +255,11 @@ pub enum Moderation {
 /// Applies `change` and records `audit`, in one transaction. For a lift, whether there was a sanction
 /// still in force to lift (`now_ms`); otherwise `true`.
 pub fn moderate(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     change: &Moderation,
     audit: &AuditEntry,
 ) -> QueryResult<bool> {
-    conn.immediate_transaction(|conn| {
+    write_transaction!(conn, conn => {
         let changed = match change {
             Moderation::Sanction(row) => {
                 diesel::insert_into(sanctions::table)
@@ -304,19 +306,28 @@ pub fn moderate(
 }
 
 /// The `limit` most recent audit entries, newest first.
-pub fn recent_audit(conn: &mut SqliteConnection, limit: i64) -> QueryResult<Vec<AuditEntry>> {
-    audit_log::table
+pub fn recent_audit(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<AuditEntry>> {
+    on_backend!(conn, conn => audit_log::table
         .order(audit_log::id.desc())
         .limit(limit)
         .select(AuditEntry::as_select())
-        .load(conn)
+        .load(conn))
 }
 
+/// What `backup` answers on PostgreSQL, whose own tools copy a live database.
+pub const USE_PG_DUMP: &str = "backup copies an SQLite database; back PostgreSQL up with pg_dump \
+     (or its replication)";
+
 /// Writes a consistent copy of the whole database to `path` (SQLite's `VACUUM INTO`: one read
-/// transaction, so writers carry on meanwhile). Fails if `path` exists and is not empty.
-pub fn backup_into(conn: &mut SqliteConnection, path: &str) -> QueryResult<()> {
-    diesel::sql_query("VACUUM INTO ?")
-        .bind::<diesel::sql_types::Text, _>(path)
-        .execute(conn)
-        .map(|_| ())
+/// transaction, so writers carry on meanwhile). Fails if `path` exists and is not empty, and on
+/// PostgreSQL ([`USE_PG_DUMP`]).
+pub fn backup_into(conn: &mut DbConn, path: &str) -> QueryResult<()> {
+    match conn {
+        DbConn::Sqlite(conn) => diesel::sql_query("VACUUM INTO ?")
+            .bind::<diesel::sql_types::Text, _>(path)
+            .execute(conn)
+            .map(|_| ()),
+        #[cfg(feature = "postgres")]
+        DbConn::Postgres(_) => Err(DieselError::QueryBuilderError(USE_PG_DUMP.into())),
+    }
 }

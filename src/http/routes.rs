@@ -19,7 +19,7 @@ use crate::api::{
 };
 use crate::auth::throttle::{LOCKED_OUT, LOCKOUT};
 use crate::auth::worker::{
-    AuthJob, AuthOutcome, AuthRequest, LOGIN_FAILED, NAME_TAKEN, Reply, SERVER_ERROR,
+    AuthJob, AuthOutcome, AuthRequest, BUSY, LOGIN_FAILED, NAME_TAKEN, Reply, SERVER_ERROR,
     SESSION_INVALID,
 };
 use crate::protocol;
@@ -27,8 +27,6 @@ use crate::protocol;
 /// What a client over its registration allowance is told.
 pub const TOO_MANY_REGISTRATIONS: &str =
     "Too many registrations from this address, try again later";
-/// What a full auth queue answers (as in-band).
-pub const BUSY: &str = "Server busy, try again";
 
 /// An error answer: a status and the player-facing text, with how long to wait when throttled.
 #[derive(Debug)]
@@ -124,8 +122,13 @@ async fn run(state: &ApiState, request: AuthRequest) -> Result<AuthOutcome, ApiE
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, BUSY));
     }
     // The sender is dropped unanswered only when the server stops.
-    rx.await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, BUSY))
+    match rx.await {
+        // The database is unreachable: 503 too, as a full queue.
+        Ok(AuthOutcome::LoginDenied(BUSY) | AuthOutcome::RegisterDenied(BUSY)) | Err(_) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, BUSY))
+        }
+        Ok(outcome) => Ok(outcome),
+    }
 }
 
 fn server_error() -> ApiError {

@@ -11,7 +11,7 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::Config;
+use crate::config::{Config, DbLocation};
 
 /// Why the certificate could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +45,14 @@ pub struct Tls {
     pub created: bool,
 }
 
-/// Where the self-signed certificate and its key live: beside the database, named after it
-/// (`mmo.sqlite3` → `mmo-cert.pem`, `mmo-key.pem`).
-pub fn self_signed_paths(db: &Path) -> (PathBuf, PathBuf) {
+/// Where the self-signed certificate and its key live: beside the SQLite database, named after it
+/// (`mmo.sqlite3` → `mmo-cert.pem`, `mmo-key.pem`); with PostgreSQL, `mmo-cert.pem` and `mmo-key.pem` in
+/// the working directory.
+pub fn self_signed_paths(db: &DbLocation) -> (PathBuf, PathBuf) {
+    let db = match db {
+        DbLocation::Sqlite(path) => path.as_path(),
+        DbLocation::Postgres(_) => Path::new("mmo"),
+    };
     let stem = db
         .file_stem()
         .map_or_else(|| "mmo".into(), |s| s.to_string_lossy().into_owned());
@@ -103,7 +108,7 @@ pub fn load_or_create(config: &Config, http_addr: SocketAddr) -> Result<Tls, Tls
 
 /// Makes a self-signed certificate for `localhost`, loopback and `ips`; the key file is readable by
 /// its owner only.
-fn create_self_signed(cert_path: &Path, key_path: &Path, ips: &[IpAddr]) -> Result<(), TlsError> {
+pub fn create_self_signed(cert_path: &Path, key_path: &Path, ips: &[IpAddr]) -> Result<(), TlsError> {
     let mut names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),

@@ -3,17 +3,20 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod redis;
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mmo::client::NetClient;
 use mmo::client::api::{ApiClient, decode_connect_token};
-use mmo::config::{AuthMode, Config};
+use mmo::config::{AuthMode, Config, DbLocation};
 use mmo::protocol::{ChatLine, ClientMessage, Request, ServerMessage};
 use mmo::server::ServerHandle;
 
@@ -24,9 +27,47 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 pub struct TestServer {
     handle: Option<ServerHandle>,
     pub addr: SocketAddr,
-    pub db: PathBuf,
+    pub db: DbLocation,
     config: Config,
     _dir: tempfile::TempDir,
+}
+
+/// The database a test server starts on: an SQLite file in `dir`, or with `MMO_TEST_DB=postgres` (in a
+/// build with `--features postgres`) a new database on the test process's PostgreSQL cluster.
+pub fn test_db(dir: &Path) -> DbLocation {
+    match std::env::var("MMO_TEST_DB").as_deref() {
+        Ok("postgres") => postgres_db(),
+        Ok("sqlite") | Err(_) => DbLocation::Sqlite(dir.join("mmo.sqlite3")),
+        Ok(other) => panic!("MMO_TEST_DB={other}: expected sqlite or postgres"),
+    }
+}
+
+/// Whether this run's test servers use PostgreSQL (`MMO_TEST_DB=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("MMO_TEST_DB").as_deref() == Ok("postgres")
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_db() -> DbLocation {
+    DbLocation::Postgres(postgres::fresh_database())
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_db() -> DbLocation {
+    panic!("MMO_TEST_DB=postgres needs a build with it: cargo test --features postgres")
+}
+
+/// `--db`'s argument for `db`, URL or path as it is.
+pub fn db_arg(db: &DbLocation) -> OsString {
+    match db {
+        DbLocation::Sqlite(path) => path.clone().into_os_string(),
+        DbLocation::Postgres(url) => url.into(),
+    }
+}
+
+/// A connection to `db`, for a test to look at (or prepare) what the server stores.
+pub fn db_conn(db: &DbLocation) -> mmo::db::DbConn {
+    mmo::db::Manager::connect_to(db).expect("connect to the test database")
 }
 
 /// Server logs on stderr when `MMO_TEST_LOG` is set (an env filter such as `info` or `mmo=debug`).
@@ -62,9 +103,17 @@ impl TestServer {
     ) -> Self {
         init_logging();
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("mmo.sqlite3");
-        let mut config = config(&db);
+        let db = test_db(dir.path());
+        let mut config = config(db.clone());
         tweak(&mut config);
+        if matches!(config.db, DbLocation::Postgres(_)) && config.tls_cert.is_none() {
+            // Without an SQLite file to sit beside, the self-signed pair would land in the working
+            // directory: make it in the test's own.
+            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            mmo::http::tls::create_self_signed(&cert, &key, &["127.0.0.1".parse().unwrap()])
+                .expect("a self-signed certificate");
+            (config.tls_cert, config.tls_key) = (Some(cert), Some(key));
+        }
         let handle = ServerHandle::spawn_with(config.clone(), extend).expect("server starts");
         Self {
             addr: handle.addr(),
@@ -194,7 +243,7 @@ impl Drop for TestServer {
     }
 }
 
-fn config(db: &std::path::Path) -> Config {
+fn config(db: DbLocation) -> Config {
     Config::new("127.0.0.1:0".parse().unwrap(), db)
 }
 

@@ -3,7 +3,8 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::Path;
+
+use mmo::config::DbLocation;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
@@ -37,12 +38,12 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `mmo --bind 127.0.0.1:0 --db DB` with `flags`; returns once it listens.
-    pub fn start(db: &Path, flags: &[&str]) -> Self {
+    pub fn start(db: &DbLocation, flags: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mmo"))
             .args(["--bind", "127.0.0.1:0"])
             .args(flags)
             .arg("--db")
-            .arg(db)
+            .arg(super::db_arg(db))
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
