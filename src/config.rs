@@ -26,7 +26,12 @@ pub struct Config {
     /// The account database, created and migrated at start if needed: an SQLite file, or (in a build
     /// with `--features postgres`) a PostgreSQL URL, postgres://USER:PASSWORD@HOST:PORT/NAME, which
     /// several shards share. The password never appears in logs.
-    #[arg(long, env = "MMO_DB", default_value = "mmo.sqlite3", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "MMO_DB",
+        default_value = "mmo.sqlite3",
+        hide_env_values = true
+    )]
     pub db: DbLocation,
 
     /// Most clients connected at once (logged in or not), 1 to 1024.

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::process::ServerProcess;
 use common::{PASSWORD, TestClient, on_postgres, test_db};
-use mmo::config::DbLocation;
 use mmo::client::api::{ApiClient, ApiError};
+use mmo::config::DbLocation;
 use mmo::protocol::ServerMessage;
 
 /// A registered, logged-in player of the server at `server`, the login messages read.
@@ -35,7 +35,10 @@ fn login(client: &mut TestClient, name: &str) -> Result<String, String> {
 fn start(db: &DbLocation) -> ServerProcess {
     let server = ServerProcess::start(db, &["--chat-burst", "1000", "--chat-per-second", "1000"]);
     if let DbLocation::Postgres(url) = db {
-        let password = url.split(['@', ':']).nth(2).expect("a password in the test URL");
+        let password = url
+            .split(['@', ':'])
+            .nth(2)
+            .expect("a password in the test URL");
         for line in &server.started {
             assert!(!line.contains(password), "the password is logged: {line}");
         }
@@ -383,7 +386,10 @@ fn backup_copies_the_live_database_while_players_play() {
     let copy = dir.path().join("copy.sqlite3");
     let answer = server.run(&format!("backup {}", copy.display()));
     if on_postgres() {
-        assert!(answer.starts_with("error: ") && answer.contains("pg_dump"), "{answer}");
+        assert!(
+            answer.starts_with("error: ") && answer.contains("pg_dump"),
+            "{answer}"
+        );
         return;
     }
     assert!(

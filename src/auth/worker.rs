@@ -417,15 +417,12 @@ fn register(pool: &DbPool, username: String, password: &str) -> AuthOutcome {
             return AuthOutcome::RegisterDenied(SERVER_ERROR);
         }
     };
-    let created = pool
-        .get()
-        .map_err(|e| e.to_string())
-        .and_then(|mut conn| {
-            match queries::create_account(&mut conn, &username, &hash, now_ms() as i64) {
-                Err(CreateAccountError::Db(e)) => Err(e.to_string()),
-                other => Ok(other),
-            }
-        });
+    let created = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+        match queries::create_account(&mut conn, &username, &hash, now_ms() as i64) {
+            Err(CreateAccountError::Db(e)) => Err(e.to_string()),
+            other => Ok(other),
+        }
+    });
     match created {
         Ok(Ok(account)) => {
             info!(account_id = account.id, username = %account.username, "registered");

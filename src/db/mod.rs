@@ -63,9 +63,7 @@ macro_rules! write_transaction {
         match $conn {
             $crate::db::DbConn::Sqlite(conn) => conn.immediate_transaction(|$c| $body),
             #[cfg(feature = "postgres")]
-            $crate::db::DbConn::Postgres(conn) => {
-                diesel::Connection::transaction(conn, |$c| $body)
-            }
+            $crate::db::DbConn::Postgres(conn) => diesel::Connection::transaction(conn, |$c| $body),
         }
     };
 }
@@ -92,7 +90,9 @@ pub enum OpenError {
         location: DbLocation,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("{location} is a PostgreSQL URL, but this mmo was built without PostgreSQL: build it with `--features postgres`")]
+    #[error(
+        "{location} is a PostgreSQL URL, but this mmo was built without PostgreSQL: build it with `--features postgres`"
+    )]
     NoPostgres { location: DbLocation },
 }
 
@@ -125,9 +125,9 @@ impl Manager {
             DbLocation::Postgres(url) => diesel::pg::PgConnection::establish(url)
                 .map(DbConn::Postgres)
                 .map_err(|error| {
-                    diesel::r2d2::Error::ConnectionError(
-                        diesel::ConnectionError::BadConnection(scrub(&error.to_string(), url)),
-                    )
+                    diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(
+                        scrub(&error.to_string(), url),
+                    ))
                 }),
             #[cfg(not(feature = "postgres"))]
             DbLocation::Postgres(_) => Err(diesel::r2d2::Error::ConnectionError(
@@ -156,6 +156,36 @@ impl ManageConnection for Manager {
 
     fn has_broken(&self, conn: &mut DbConn) -> bool {
         on_backend!(conn, c => c.is_broken())
+    }
+}
+
+/// Logs the pool's connection errors (the pool retries each missing connection in the background), at
+/// most one line per [`QuietErrors::EVERY`] with how many were left out, so a database that is away does
+/// not flood the log.
+#[derive(Debug, Default)]
+struct QuietErrors {
+    /// When the last line was logged, and how many errors came since.
+    last: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl QuietErrors {
+    const EVERY: Duration = Duration::from_secs(30);
+}
+
+impl diesel::r2d2::HandleError<diesel::r2d2::Error> for QuietErrors {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &mut *last {
+            Some((at, left_out)) if at.elapsed() < Self::EVERY => *left_out += 1,
+            _ => {
+                let left_out = last.map_or(0, |(_, left_out)| left_out);
+                tracing::warn!(%error, similar_left_out = left_out, "cannot connect to the database");
+                *last = Some((std::time::Instant::now(), 0));
+            }
+        }
     }
 }
 
@@ -200,6 +230,7 @@ pub fn open(location: &DbLocation, max_connections: u32) -> Result<DbPool, OpenE
     Pool::builder()
         .max_size(max_connections)
         .connection_timeout(CONNECTION_TIMEOUT)
+        .error_handler(Box::new(QuietErrors::default()))
         .build(Manager {
             location: location.clone(),
         })
@@ -221,8 +252,11 @@ fn migrate(conn: &mut DbConn) -> Result<Vec<String>, Box<dyn std::error::Error +
         DbConn::Postgres(conn) => {
             // Any fixed key: every mmo migrating this database takes the same one.
             const MIGRATION_LOCK: i64 = 0x6d6d_6f5f_6d69_6772; // "mmo_migr"
-            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).execute(conn)?;
-            let applied = conn.run_pending_migrations(POSTGRES_MIGRATIONS).map(versions);
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                .execute(conn)?;
+            let applied = conn
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(versions);
             diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
                 .execute(conn)?;
             applied
@@ -291,6 +325,9 @@ mod tests {
         let text = format!("invalid connection option in {url}; password s3cret refused");
         let scrubbed = super::scrub(&text, url);
         assert!(!scrubbed.contains("s3cret"), "{scrubbed}");
-        assert!(scrubbed.contains("postgres://***@db.internal:5432/mmo"), "{scrubbed}");
+        assert!(
+            scrubbed.contains("postgres://***@db.internal:5432/mmo"),
+            "{scrubbed}"
+        );
     }
 }

@@ -4,11 +4,11 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
+use super::DbConn;
 use super::models::{
     Account, AuditEntry, ChatMessage, NewAccount, NewSession, SanctionRow, SavedPosition,
 };
 use super::schema::{accounts, audit_log, chat_messages, positions, sanctions, sessions};
-use super::DbConn;
 use crate::{on_backend, write_transaction};
 
 /// The key an account name is unique under: its lowercase form.
@@ -43,12 +43,12 @@ pub fn create_account(
         .values(&row)
         .returning(Account::as_returning())
         .get_result(conn))
-        .map_err(|e| match e {
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                CreateAccountError::Taken
-            }
-            e => CreateAccountError::Db(e),
-        })
+    .map_err(|e| match e {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            CreateAccountError::Taken
+        }
+        e => CreateAccountError::Db(e),
+    })
 }
 
 /// Finds an account by name, whatever its case.
@@ -61,11 +61,7 @@ pub fn find_account(conn: &mut DbConn, username: &str) -> QueryResult<Option<Acc
 }
 
 /// Replaces an account's password hash and revokes every session of it, in one transaction.
-pub fn change_password(
-    conn: &mut DbConn,
-    account_id: i32,
-    password_hash: &str,
-) -> QueryResult<()> {
+pub fn change_password(conn: &mut DbConn, account_id: i32, password_hash: &str) -> QueryResult<()> {
     write_transaction!(conn, conn => {
         diesel::update(accounts::table.find(account_id))
             .set(accounts::password_hash.eq(password_hash))
@@ -81,7 +77,7 @@ pub fn create_session(conn: &mut DbConn, session: &NewSession) -> QueryResult<()
     on_backend!(conn, conn => diesel::insert_into(sessions::table)
         .values(session)
         .execute(conn))
-        .map(|_| ())
+    .map(|_| ())
 }
 
 /// The account of the unexpired session with this token hash, marking the session used now. Expired
@@ -118,10 +114,7 @@ pub fn delete_session(conn: &mut DbConn, token_hash: &str) -> QueryResult<bool> 
 }
 
 /// Stores a batch of chat lines in one transaction.
-pub fn insert_chat_messages(
-    conn: &mut DbConn,
-    lines: &[ChatMessage],
-) -> QueryResult<usize> {
+pub fn insert_chat_messages(conn: &mut DbConn, lines: &[ChatMessage]) -> QueryResult<usize> {
     write_transaction!(conn, conn => {
         diesel::insert_into(chat_messages::table)
             .values(lines)
@@ -132,11 +125,7 @@ pub fn insert_chat_messages(
 /// Deletes at most `batch` chat lines said before `before_ms` (the oldest first), in one short
 /// transaction; how many it deleted. Called until it deletes fewer than `batch`, so the database is
 /// never locked for long.
-pub fn prune_chat_messages(
-    conn: &mut DbConn,
-    before_ms: i64,
-    batch: i64,
-) -> QueryResult<usize> {
+pub fn prune_chat_messages(conn: &mut DbConn, before_ms: i64, batch: i64) -> QueryResult<usize> {
     write_transaction!(conn, conn => {
         let oldest: Vec<i32> = chat_messages::table
             .filter(chat_messages::sent_at_ms.lt(before_ms))
@@ -165,10 +154,7 @@ pub fn recent_chat_messages(
 }
 
 /// Where `account_id` last stood, if it ever entered the world.
-pub fn saved_position(
-    conn: &mut DbConn,
-    account_id: i32,
-) -> QueryResult<Option<SavedPosition>> {
+pub fn saved_position(conn: &mut DbConn, account_id: i32) -> QueryResult<Option<SavedPosition>> {
     on_backend!(conn, conn => positions::table
         .find(account_id)
         .select(SavedPosition::as_select())
@@ -254,11 +240,7 @@ pub enum Moderation {
 
 /// Applies `change` and records `audit`, in one transaction. For a lift, whether there was a sanction
 /// still in force to lift (`now_ms`); otherwise `true`.
-pub fn moderate(
-    conn: &mut DbConn,
-    change: &Moderation,
-    audit: &AuditEntry,
-) -> QueryResult<bool> {
+pub fn moderate(conn: &mut DbConn, change: &Moderation, audit: &AuditEntry) -> QueryResult<bool> {
     write_transaction!(conn, conn => {
         let changed = match change {
             Moderation::Sanction(row) => {

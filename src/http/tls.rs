@@ -108,7 +108,11 @@ pub fn load_or_create(config: &Config, http_addr: SocketAddr) -> Result<Tls, Tls
 
 /// Makes a self-signed certificate for `localhost`, loopback and `ips`; the key file is readable by
 /// its owner only.
-pub fn create_self_signed(cert_path: &Path, key_path: &Path, ips: &[IpAddr]) -> Result<(), TlsError> {
+pub fn create_self_signed(
+    cert_path: &Path,
+    key_path: &Path,
+    ips: &[IpAddr],
+) -> Result<(), TlsError> {
     let mut names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),

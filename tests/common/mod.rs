@@ -118,7 +118,7 @@ impl TestServer {
         Self {
             addr: handle.addr(),
             handle: Some(handle),
-            db,
+            db: config.db.clone(),
             config,
             _dir: dir,
         }

@@ -64,9 +64,16 @@ impl TestPostgres {
             .arg("-D")
             .arg(&self.data)
             .args(["-p", &self.port.to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="])
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "unix_socket_directories=",
+            ])
+            // No fsync (the machine does not crash under a test), but every commit is written before
+            // it is acknowledged: the tests that kill it count on what was acknowledged surviving.
+            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+            .args(["-c", "max_connections=200"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -132,18 +139,18 @@ pub fn shared() -> &'static TestPostgres {
     SHARED.get_or_init(|| {
         let postgres = TestPostgres::start();
         let pid = postgres.child.as_ref().map(Child::id).expect("running");
+        // In the background of a shell that exits at once: the watcher outlives this process.
         let watcher = format!(
-            "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -QUIT {pid}; sleep 2; rm -rf '{}'",
+            "(while kill -0 {} 2>/dev/null; do sleep 1; done; kill -QUIT {pid}; sleep 2; rm -rf '{}') \
+             >/dev/null 2>&1 </dev/null &",
             std::process::id(),
             postgres.dir.path().display()
         );
-        Command::new("sh")
+        let status = Command::new("sh")
             .args(["-c", &watcher])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+            .status()
             .expect("the cluster's watcher starts");
+        assert!(status.success());
         postgres
     })
 }

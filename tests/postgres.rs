@@ -1,0 +1,129 @@
+//! PostgreSQL as the account database (`--features postgres`): what a shard does when its database goes
+//! away and comes back, on a real cluster this test kills and restarts. (The rest of the suite runs on
+//! PostgreSQL too with `MMO_TEST_DB=postgres`.)
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::postgres::{PASSWORD as DB_PASSWORD, TestPostgres};
+use common::*;
+use mmo::config::DbLocation;
+use mmo::db::queries;
+
+/// Every chat line stored in `db`, oldest first.
+fn stored_lines(db: &DbLocation) -> Vec<String> {
+    queries::recent_chat_messages(&mut db_conn(db), i64::MAX, 0)
+        .unwrap()
+        .into_iter()
+        .map(|line| line.body)
+        .collect()
+}
+
+#[test]
+fn losing_postgres_refuses_new_logins_keeps_players_chatting_and_loses_no_line() {
+    let mut postgres = TestPostgres::start();
+    let url = postgres.create_database();
+    let server = TestServer::start_with(move |config| {
+        config.db = DbLocation::Postgres(url.clone());
+        config.chat_burst = 1000;
+        config.chat_per_second = 1000.0;
+    });
+    let mut alice = server.player("alice");
+    let mut bob = server.player("bob");
+    let mut carol = server.client();
+    carol.register("carol", PASSWORD).unwrap();
+    alice.chat("before");
+    for player in [&mut alice, &mut bob] {
+        assert_eq!(player.next_chat().unwrap().text, "before");
+    }
+
+    postgres.kill();
+
+    // Everyone online keeps playing: lines are delivered at once, whatever the database.
+    for n in 0..5 {
+        alice.chat(&format!("while the database is away {n}"));
+    }
+    for player in [&mut alice, &mut bob] {
+        for n in 0..5 {
+            let line = player.next_chat().unwrap();
+            assert_eq!(line.text, format!("while the database is away {n}"));
+        }
+    }
+    bob.chat("still here");
+    assert_eq!(alice.next_chat().unwrap().text, "still here");
+
+    // A new login cannot be checked: it is refused, and told to try again.
+    assert_eq!(
+        carol.login("carol", PASSWORD),
+        Err("Server busy, try again".to_owned())
+    );
+    let mut dave = server.client();
+    assert_eq!(
+        dave.register("dave", PASSWORD),
+        Err("Server busy, try again".to_owned())
+    );
+
+    postgres.restart();
+
+    // Back: the same client logs in, and every line said meanwhile reaches the database.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match carol.login("carol", PASSWORD) {
+            Ok(_) => break,
+            Err(reason) if reason == "Server busy, try again" && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(reason) => panic!("carol's login after the restart: {reason}"),
+        }
+    }
+    let expected: Vec<String> = std::iter::once("before".to_owned())
+        .chain((0..5).map(|n| format!("while the database is away {n}")))
+        .chain(std::iter::once("still here".to_owned()))
+        .collect();
+    let deadline = Instant::now() + PATIENCE;
+    while stored_lines(&server.db) != expected {
+        assert!(
+            Instant::now() < deadline,
+            "stored after the restart: {:?}",
+            stored_lines(&server.db)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn shards_on_one_database_migrate_it_once_and_a_wrong_password_is_not_logged() {
+    let postgres = TestPostgres::start();
+    let url = postgres.create_database();
+    // Two servers starting together on a new database: the advisory lock lets one migrate it.
+    let starts: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                TestServer::start_with(move |config| {
+                    config.db = DbLocation::Postgres(url.clone());
+                })
+            })
+        })
+        .collect();
+    let servers: Vec<TestServer> = starts.into_iter().map(|s| s.join().unwrap()).collect();
+    let _alice = servers[0].player("alice");
+    let mut again = servers[1].client();
+    assert!(again.login("alice", PASSWORD).is_ok());
+
+    // A wrong password in --db: the binary refuses to start, and says why without the password.
+    let wrong = url.replace(DB_PASSWORD, "not-the-password");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mmo"))
+        .args(["--bind", "127.0.0.1:0", "--db", &wrong])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-password"), "{stderr}");
+}
