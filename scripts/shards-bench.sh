@@ -3,30 +3,67 @@
 #   1. one process without --bus (today's server),
 #   2. one process with --bus (the bus's own work, nothing crossing),
 #   3. two shards with --bus on one database, the players split between them (every line crosses).
-# Each process's CPU (and Redis's) is read from /proc over 15 s of the chat phase (once every player is
-# logged in: the logins' argon2 would swamp it).
-# Usage: scripts/shards-bench.sh [CLIENTS]   (default 200). Needs redis-server (scripts/services.sh).
+# Each process's CPU (and Redis's, and PostgreSQL's) is read from /proc over 15 s of the chat phase
+# (once every player is logged in: the logins' argon2 would swamp it).
+# Usage: scripts/shards-bench.sh [CLIENTS] [sqlite|postgres]   (default 200 sqlite). Needs redis-server,
+# and for postgres the postgresql package (scripts/services.sh installs both): a throwaway cluster on
+# loopback, a new database per run, as the shards on several machines would share it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clients=${1:-200}
+backend=${2:-sqlite}
 bash scripts/services.sh install redis
-cargo build --release -p mmo -p mmo-loadgen
+features=()
+if [ "$backend" = postgres ]; then
+    bash scripts/services.sh install postgres
+    features=(--features mmo/postgres)
+fi
+cargo build --release -p mmo -p mmo-loadgen "${features[@]}"
 dir=$(mktemp -d)
-trap 'pkill -P $$ || true; rm -rf "$dir"' EXIT
+trap 'pkill -P $$ || true; sleep 1; rm -rf "$dir"' EXIT
 tck=$(getconf CLK_TCK)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 redis-server --bind 127.0.0.1 --port 27379 --save '' --appendonly no > /dev/null &
 redis=$!
 sleep 0.5
+pg=""
+if [ "$backend" = postgres ]; then
+    # PostgreSQL refuses to run as root: as the postgres user then. Defaults but fsync (a benchmark).
+    as_pg=()
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres "$dir"
+        as_pg=(setpriv --reuid=postgres --regid=postgres --clear-groups)
+    fi
+    bin=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
+    "${as_pg[@]}" "$bin/initdb" -D "$dir/pg" -U mmo --auth=trust --no-sync -E UTF8 --locale=C > /dev/null
+    "${as_pg[@]}" "$bin/postgres" -D "$dir/pg" -p 27432 -c listen_addresses=127.0.0.1 \
+        -c unix_socket_directories= -c fsync=off 2> "$dir/pg.log" &
+    pg=$!
+    sleep 2
+fi
+# PostgreSQL's CPU: the postmaster and its children (the shards' connections, the writers).
+pg_ticks() {
+    local sum=0 p
+    for p in $pg $(pgrep -P "$pg"); do sum=$((sum + $(ticks "$p"))); done
+    echo "$sum"
+}
 flags=(--stats-interval 1 --max-clients 1024 --auth-queue 2048 --login-timeout 600 --chat-burst 1000
-       --chat-per-second 1000 --db "$dir/db.sqlite3")
+       --chat-per-second 1000)
+run_number=0
 run() {
     local name=$1 shards=$2; shift 2
     rm -f "$dir"/db.sqlite3*
+    run_number=$((run_number + 1))
+    local db="$dir/db.sqlite3"
+    if [ -n "$pg" ]; then
+        db="postgres://mmo@127.0.0.1:27432/run$run_number"
+        "$bin/psql" -q "postgres://mmo@127.0.0.1:27432/postgres" -c "CREATE DATABASE run$run_number"
+    fi
     local pids=() addrs=()
     for i in $(seq 1 "$shards"); do
         local port=$((27400 + i))
-        target/release/mmo --bind 127.0.0.1:$port "${flags[@]}" "$@" --shard "s$i" 2> "$dir/s$i.log" &
+        target/release/mmo --bind 127.0.0.1:$port "${flags[@]}" --db "$db" "$@" --shard "s$i" \
+            2> "$dir/s$i.log" &
         pids+=($!)
         addrs+=(127.0.0.1:$port)
         sleep 0.5
@@ -48,15 +85,19 @@ run() {
         sleep 0.2
     done
     sleep 1
-    local before=() r0
+    local before=() r0 p0=0
     for pid in "${pids[@]}"; do before+=($(ticks "$pid")); done
     r0=$(ticks $redis)
+    if [ -n "$pg" ]; then p0=$(pg_ticks); fi
     sleep 15
     for i in "${!pids[@]}"; do
         awk -v a="${before[$i]}" -v b="$(ticks "${pids[$i]}")" -v t="$tck" -v n="s$((i + 1))" \
             'BEGIN {printf "%s cpu %.3f cores\n", n, (b - a) / t / 15}'
     done
     awk -v a="$r0" -v b="$(ticks $redis)" -v t="$tck" 'BEGIN {printf "redis cpu %.3f cores\n", (b - a) / t / 15}'
+    if [ -n "$pg" ]; then
+        awk -v a="$p0" -v b="$(pg_ticks)" -v t="$tck" 'BEGIN {printf "postgres cpu %.3f cores\n", (b - a) / t / 15}'
+    fi
     wait $loadgen || true
     sed -n 1,2p "$dir/loadgen.out"
     kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true

@@ -323,6 +323,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            redacted("redis://:s3cret@10.0.0.5:6379/0"),
+            "redis://***@10.0.0.5:6379/0"
+        );
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        let db: DbLocation = "postgres://mmo:s3cret@db:5432/mmo".parse().unwrap();
+        assert_eq!(db, DbLocation::Postgres("postgres://mmo:s3cret@db:5432/mmo".into()));
+        assert_eq!(db.to_string(), "postgres://***@db:5432/mmo");
+        assert!(!format!("{db:?}").contains("s3cret"));
+        let config = Config::try_parse_from(["mmo", "--db", "postgresql://u:s3cret@db/mmo"]).unwrap();
+        assert!(!format!("{config:?}").contains("s3cret"));
+        assert_eq!(
+            "data/mmo.sqlite3".parse::<DbLocation>().unwrap(),
+            DbLocation::Sqlite("data/mmo.sqlite3".into())
+        );
+    }
+
+    #[test]
     fn defaults_just_work() {
         let config = Config::try_parse_from(["mmo"]).unwrap();
         assert_eq!(config.bind, "127.0.0.1:5000".parse().unwrap());
