@@ -330,10 +330,14 @@ mod tests {
         );
         assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         let db: DbLocation = "postgres://mmo:s3cret@db:5432/mmo".parse().unwrap();
-        assert_eq!(db, DbLocation::Postgres("postgres://mmo:s3cret@db:5432/mmo".into()));
+        assert_eq!(
+            db,
+            DbLocation::Postgres("postgres://mmo:s3cret@db:5432/mmo".into())
+        );
         assert_eq!(db.to_string(), "postgres://***@db:5432/mmo");
         assert!(!format!("{db:?}").contains("s3cret"));
-        let config = Config::try_parse_from(["mmo", "--db", "postgresql://u:s3cret@db/mmo"]).unwrap();
+        let config =
+            Config::try_parse_from(["mmo", "--db", "postgresql://u:s3cret@db/mmo"]).unwrap();
         assert!(!format!("{config:?}").contains("s3cret"));
         assert_eq!(
             "data/mmo.sqlite3".parse::<DbLocation>().unwrap(),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::postgres::{PASSWORD as DB_PASSWORD, TestPostgres};
 use common::*;
+use mmo::client::api::ApiError;
 use mmo::config::DbLocation;
 use mmo::db::queries;
 
@@ -126,4 +127,39 @@ fn shards_on_one_database_migrate_it_once_and_a_wrong_password_is_not_logged() {
         "{stderr}"
     );
     assert!(!stderr.contains("not-the-password"), "{stderr}");
+}
+
+#[test]
+fn in_token_mode_https_logins_answer_503_while_postgres_is_away() {
+    let mut postgres = TestPostgres::start();
+    let url = postgres.create_database();
+    let server = TestServer::start_token_with(move |config| {
+        config.db = DbLocation::Postgres(url.clone());
+    });
+    let api = server.api();
+    api.register("alice", PASSWORD).unwrap();
+    let mut bob = server.token_player("bob");
+
+    postgres.kill();
+    match api.login("alice", PASSWORD) {
+        Err(ApiError::Refused {
+            status, message, ..
+        }) => {
+            assert_eq!((status, message.as_str()), (503, "Server busy, try again"));
+        }
+        other => panic!("a login with the database away: {other:?}"),
+    }
+    // Who is in stays in.
+    bob.chat("still here");
+    assert_eq!(bob.next_chat().unwrap().text, "still here");
+
+    postgres.restart();
+    let deadline = Instant::now() + PATIENCE;
+    while let Err(error) = api.login("alice", PASSWORD) {
+        assert!(
+            Instant::now() < deadline,
+            "login after the restart: {error}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
