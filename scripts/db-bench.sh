@@ -14,24 +14,9 @@ cargo build --release -p mmo -p mmo-loadgen --features mmo/postgres
 dir=$(mktemp -d)
 trap 'pkill -P $$ || true; sleep 1; rm -rf "$dir"' EXIT
 tck=$(getconf CLK_TCK)
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-as_pg=()
-if [ "$(id -u)" = 0 ]; then
-    chown postgres "$dir"
-    as_pg=(setpriv --reuid=postgres --regid=postgres --clear-groups)
-fi
-bin=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
-"${as_pg[@]}" "$bin/initdb" -D "$dir/pg" -U mmo --auth=trust --no-sync -E UTF8 --locale=C > /dev/null
-"${as_pg[@]}" "$bin/postgres" -D "$dir/pg" -p 27433 -c listen_addresses=127.0.0.1 \
-    -c unix_socket_directories= -c fsync=off 2> "$dir/pg.log" &
-pg=$!
-sleep 2
-pg_ticks() {
-    local sum=0 p
-    for p in $pg $(pgrep -P "$pg"); do sum=$((sum + $(ticks "$p"))); done
-    echo "$sum"
-}
+source scripts/pg-cluster.sh
+pg_start "$dir" 27433
 
 run_number=0
 run() {
@@ -40,7 +25,7 @@ run() {
     local db="$dir/run$run_number.sqlite3"
     if [ "$backend" = postgres ]; then
         db="postgres://mmo@127.0.0.1:27433/run$run_number"
-        "$bin/psql" -q "postgres://mmo@127.0.0.1:27433/postgres" -c "CREATE DATABASE run$run_number"
+        pg_createdb "run$run_number"
     fi
     local port=$((27500 + run_number))
     target/release/mmo --bind 127.0.0.1:$port --db "$db" --stats-interval 1 --max-clients 1024 \

@@ -28,25 +28,9 @@ redis=$!
 sleep 0.5
 pg=""
 if [ "$backend" = postgres ]; then
-    # PostgreSQL refuses to run as root: as the postgres user then. Defaults but fsync (a benchmark).
-    as_pg=()
-    if [ "$(id -u)" = 0 ]; then
-        chown postgres "$dir"
-        as_pg=(setpriv --reuid=postgres --regid=postgres --clear-groups)
-    fi
-    bin=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
-    "${as_pg[@]}" "$bin/initdb" -D "$dir/pg" -U mmo --auth=trust --no-sync -E UTF8 --locale=C > /dev/null
-    "${as_pg[@]}" "$bin/postgres" -D "$dir/pg" -p 27432 -c listen_addresses=127.0.0.1 \
-        -c unix_socket_directories= -c fsync=off 2> "$dir/pg.log" &
-    pg=$!
-    sleep 2
+    source scripts/pg-cluster.sh
+    pg_start "$dir" 27432
 fi
-# PostgreSQL's CPU: the postmaster and its children (the shards' connections, the writers).
-pg_ticks() {
-    local sum=0 p
-    for p in $pg $(pgrep -P "$pg"); do sum=$((sum + $(ticks "$p"))); done
-    echo "$sum"
-}
 flags=(--stats-interval 1 --max-clients 1024 --auth-queue 2048 --login-timeout 600 --chat-burst 1000
        --chat-per-second 1000)
 run_number=0
@@ -57,7 +41,7 @@ run() {
     local db="$dir/db.sqlite3"
     if [ -n "$pg" ]; then
         db="postgres://mmo@127.0.0.1:27432/run$run_number"
-        "$bin/psql" -q "postgres://mmo@127.0.0.1:27432/postgres" -c "CREATE DATABASE run$run_number"
+        pg_createdb "run$run_number"
     fi
     local pids=() addrs=()
     for i in $(seq 1 "$shards"); do
