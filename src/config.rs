@@ -34,6 +34,12 @@ pub struct Config {
     )]
     pub db: DbLocation,
 
+    /// Copy every row of the database at --db into this one (an SQLite path or a PostgreSQL URL, new or
+    /// without accounts), then exit: how a game moves from one machine's SQLite to PostgreSQL. Stop the
+    /// server first, or copy from a `backup`.
+    #[arg(long, value_name = "DB")]
+    pub copy_to: Option<DbLocation>,
+
     /// Most clients connected at once (logged in or not), 1 to 1024.
     #[arg(long, env = "MMO_MAX_CLIENTS", default_value_t = 1024,
           value_parser = clap::value_parser!(u16).range(1..=MAX_CLIENTS_LIMIT as i64))]

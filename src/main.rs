@@ -1,5 +1,5 @@
 //! The server binary: parse the configuration, build the app with the operator console on stdin, stop
-//! gracefully on Ctrl-C or SIGTERM.
+//! gracefully on Ctrl-C or SIGTERM. With `--copy-to`, copy the database instead, and exit.
 
 use std::process::ExitCode;
 
@@ -17,6 +17,18 @@ fn main() -> ExitCode {
         filter: format!("{},renetcode=off", LogPlugin::default().filter),
         ..default()
     });
+    if let Some(target) = &config.copy_to {
+        return match mmo::db::copy::copy(&config.db, target) {
+            Ok(_) => {
+                info!(from = %config.db, to = %target, "copied: start the server with --db on the copy");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                error!(%error, "cannot copy");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let started = match mmo::server::build(&mut app, config) {
         Ok(started) => started,
         Err(error) => {

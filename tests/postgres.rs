@@ -10,7 +10,9 @@ use common::postgres::{PASSWORD as DB_PASSWORD, TestPostgres};
 use common::*;
 use mmo::client::api::ApiError;
 use mmo::config::DbLocation;
-use mmo::db::queries;
+use mmo::db::models::{AuditEntry, SanctionRow};
+use mmo::db::queries::{self, Moderation};
+use mmo::protocol::ServerMessage;
 
 /// Every chat line stored in `db`, oldest first.
 fn stored_lines(db: &DbLocation) -> Vec<String> {
@@ -162,4 +164,86 @@ fn in_token_mode_https_logins_answer_503_while_postgres_is_away() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn copy_to_moves_an_sqlite_world_into_postgres_and_it_plays_on() {
+    // A server on SQLite, played on: accounts, a chat line, a ban (stored while it is stopped).
+    let dir = tempfile::tempdir().unwrap();
+    let old = DbLocation::Sqlite(dir.path().join("old.sqlite3"));
+    let db = old.clone();
+    let mut server = TestServer::start_with(move |config| config.db = db.clone());
+    let mut alice = server.player("alice");
+    let _bob = server.player("bob");
+    alice.chat("from the old days");
+    assert_eq!(alice.next_chat().unwrap().text, "from the old days");
+    drop(alice);
+    server.stop();
+    let mut conn = db_conn(&old);
+    let (bob_id, _, _) = queries::find_account_role(&mut conn, "bob")
+        .unwrap()
+        .unwrap();
+    let ban = SanctionRow {
+        account_id: bob_id,
+        kind: "ban".into(),
+        until_ms: None,
+        reason: "cheating".into(),
+        by_name: "console".into(),
+        created_at_ms: 0,
+    };
+    let audit = AuditEntry {
+        at_ms: 0,
+        actor: "console".into(),
+        action: "ban".into(),
+        target: "bob".into(),
+        detail: "cheating".into(),
+    };
+    queries::moderate(&mut conn, &Moderation::Sanction(ban), &audit).unwrap();
+    drop(conn);
+
+    let postgres = TestPostgres::start();
+    let url = postgres.create_database();
+    let copy = |to: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mmo"))
+            .arg("--db")
+            .arg(db_arg(&old))
+            .args(["--copy-to", to])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let copied = copy(&url);
+    let log = String::from_utf8_lossy(&copied.stderr);
+    assert!(copied.status.success(), "{log}");
+    assert!(log.contains("table=\"accounts\" rows=2"), "{log}");
+    assert!(!log.contains(DB_PASSWORD), "{log}");
+    // Never over what is there.
+    let again = copy(&url);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already has accounts"));
+
+    // The copy plays on: the same accounts, history and ban; new accounts get new ids.
+    let pg_url = url.clone();
+    let server = TestServer::start_with(move |config| {
+        config.db = DbLocation::Postgres(pg_url.clone());
+    });
+    let alice = server.login_again("alice");
+    let history = alice
+        .received
+        .iter()
+        .find_map(|m| match m {
+            ServerMessage::ChatHistory { lines } => Some(lines.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].text, "from the old days");
+    let refused = server.client().login("bob", PASSWORD).unwrap_err();
+    assert!(refused.starts_with("You are banned"), "{refused}");
+    let _carol = server.player("carol");
+    let mut conn = db_conn(&server.db);
+    let (carol_id, _, _) = queries::find_account_role(&mut conn, "carol")
+        .unwrap()
+        .unwrap();
+    assert_eq!(carol_id, 3);
 }

@@ -7,6 +7,7 @@
 //! expands a query once per backend, so each is checked and compiled against the real connection type
 //! (diesel's `MultiConnection` would refuse upserts and batch inserts, which the writers need).
 
+pub mod copy;
 pub mod models;
 pub mod queries;
 pub mod schema;
