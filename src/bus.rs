@@ -86,11 +86,12 @@ pub enum Event {
         account_id: i32,
         name: String,
     },
-    /// Every player of the shard and the UDP address its players connect to: sent every
-    /// [`ROSTER_EVERY`]; also its heartbeat.
+    /// Every player of the shard, the UDP address its players connect to and how many it takes: sent
+    /// every [`ROSTER_EVERY`]; also its heartbeat.
     Roster {
         players: Vec<(i32, String)>,
         addr: SocketAddr,
+        capacity: usize,
     },
     /// Whoever holds this session of the account (a newer login claimed it) closes it.
     Kick {
@@ -153,8 +154,8 @@ pub struct Bus {
     last_roster: Option<Instant>,
     /// When each other shard was last heard of.
     heard: HashMap<String, Instant>,
-    /// Each other shard's address and player count, from its last roster.
-    shards: HashMap<String, (SocketAddr, usize)>,
+    /// Each other shard's address, player count and capacity, from its last roster.
+    shards: HashMap<String, (SocketAddr, usize, usize)>,
 }
 
 impl Bus {
@@ -443,6 +444,7 @@ fn receive(
     online: Res<OnlineAccounts>,
     players: Query<(Entity, &Connection, &Player)>,
     mut moderation: MessageWriter<ChangedElsewhere>,
+    routes: Res<Routes>,
 ) {
     let now = Instant::now();
     // Tells this shard's players of someone elsewhere, unless that account also plays here (a login
@@ -501,6 +503,9 @@ fn receive(
                     }
                 }
                 Event::Left { account_id, name } => {
+                    if let Some(&(addr, _, _)) = bus.shards.get(&shard) {
+                        routes.played(account_id, addr, now);
+                    }
                     if elsewhere.remove(&shard, account_id) && !elsewhere.has_account(account_id) {
                         tell(&mut server, account_id, ServerMessage::PlayerLeft { name });
                     }
@@ -508,8 +513,10 @@ fn receive(
                 Event::Roster {
                     players: roster,
                     addr,
+                    capacity,
                 } => {
-                    bus.shards.insert(shard.clone(), (addr, roster.len()));
+                    bus.shards
+                        .insert(shard.clone(), (addr, roster.len(), capacity));
                     let (joined, left) = elsewhere.replace(&shard, roster);
                     for (account_id, name) in joined {
                         tell(
@@ -598,6 +605,7 @@ fn send_roster(
     players: Query<&Player>,
     addr: Res<PublicAddr>,
     routes: Res<Routes>,
+    config: Res<Config>,
 ) {
     let now = Instant::now();
     if bus
@@ -612,20 +620,24 @@ fn send_roster(
         .map(|p| (p.account_id, p.name.clone()))
         .collect();
     // The routing table token mode's login reads: this shard and every shard heard of.
+    let capacity = usize::from(config.max_clients);
     let mut table = vec![Route {
         addr: addr.0,
         players: roster.len(),
+        capacity,
         here: true,
     }];
-    table.extend(bus.shards.values().map(|&(addr, players)| Route {
+    table.extend(bus.shards.values().map(|&(addr, players, capacity)| Route {
         addr,
         players,
+        capacity,
         here: false,
     }));
     routes.set(table);
     bus.publish(Event::Roster {
         players: roster,
         addr: addr.0,
+        capacity,
     });
 }
 
@@ -656,8 +668,15 @@ fn announce_join(add: On<Add, Player>, players: Query<(&Connection, &Player)>, b
     }
 }
 
-fn announce_leave(remove: On<Remove, Player>, players: Query<&Player>, bus: Res<Bus>) {
+fn announce_leave(
+    remove: On<Remove, Player>,
+    players: Query<&Player>,
+    bus: Res<Bus>,
+    routes: Res<Routes>,
+    addr: Res<PublicAddr>,
+) {
     if let Ok(player) = players.get(remove.entity) {
+        routes.played(player.account_id, addr.0, Instant::now());
         bus.publish(Event::Left {
             account_id: player.account_id,
             name: player.name.clone(),
@@ -680,6 +699,7 @@ mod tests {
             event: Event::Roster {
                 players: vec![(1, "alice".into())],
                 addr: "127.0.0.1:5000".parse().unwrap(),
+                capacity: 1024,
             },
         };
         assert_eq!(Envelope::decode(&envelope.encode()), Some(envelope));

@@ -107,11 +107,21 @@ pub(crate) fn bind(
     ))
 }
 
-/// Where a new player should connect: every shard of the world (with `--bus`) with its public UDP
-/// address and how many play there, kept by the bus plugin and read by token mode's HTTPS login, which
-/// hands out connect tokens for the least loaded. Without `--bus`, empty: tokens are for this server.
+/// Where a player should connect: every shard of the world (with `--bus`) with its public UDP address
+/// and how many play there, and the shard each account last played on, kept by the bus plugin and read
+/// by token mode's HTTPS login, which hands out connect tokens for the account's last shard (back within
+/// [`RETURN_WITHIN`], while it has room) or else the least loaded. Without `--bus`, empty: tokens are
+/// for this server.
 #[derive(Resource, Clone, Default, Debug)]
-pub struct Routes(std::sync::Arc<std::sync::RwLock<Vec<Route>>>);
+pub struct Routes {
+    table: std::sync::Arc<std::sync::RwLock<Vec<Route>>>,
+    last_played: std::sync::Arc<std::sync::Mutex<HashMap<i32, (SocketAddr, Instant)>>>,
+}
+
+/// How long a player who left a shard is sent back to it.
+pub const RETURN_WITHIN: Duration = Duration::from_secs(3600);
+/// Accounts [`Routes`] remembers the last shard of (the oldest eighth is forgotten beyond it).
+const LAST_PLAYED_CAP: usize = 100_000;
 
 /// The UDP address clients reach this server at (`--public-addr`, else the bound address).
 #[derive(Resource, Clone, Copy, Debug)]
@@ -122,6 +132,8 @@ pub struct PublicAddr(pub SocketAddr);
 pub struct Route {
     pub addr: SocketAddr,
     pub players: usize,
+    /// Its `--max-clients`.
+    pub capacity: usize,
     /// This server.
     pub here: bool,
 }
@@ -129,15 +141,44 @@ pub struct Route {
 impl Routes {
     /// Replaces the table.
     pub fn set(&self, routes: Vec<Route>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = routes;
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = routes;
     }
 
-    /// The least loaded shard's address (this server's on a tie); `None` when there is no table.
-    pub fn pick(&self) -> Option<SocketAddr> {
-        let routes = self.0.read().unwrap_or_else(|p| p.into_inner());
-        routes
-            .iter()
-            .min_by_key(|route| (route.players, !route.here))
+    /// `account_id` has just left the shard at `addr` (here or elsewhere).
+    pub fn played(&self, account_id: i32, addr: SocketAddr, now: Instant) {
+        let mut last = self.last_played.lock().unwrap_or_else(|p| p.into_inner());
+        if last.len() >= LAST_PLAYED_CAP && !last.contains_key(&account_id) {
+            last.retain(|_, (_, at)| now.saturating_duration_since(*at) < RETURN_WITHIN);
+            if last.len() >= LAST_PLAYED_CAP {
+                let mut times: Vec<Instant> = last.values().map(|&(_, at)| at).collect();
+                let (_, cutoff, _) = times.select_nth_unstable(LAST_PLAYED_CAP / 8);
+                let cutoff = *cutoff;
+                last.retain(|_, (_, at)| *at > cutoff);
+            }
+        }
+        last.insert(account_id, (addr, now));
+    }
+
+    /// Where `account_id` should connect: the shard it left within [`RETURN_WITHIN`] if that shard is
+    /// still in the table and has room, else the least loaded shard (this server's on a tie); `None`
+    /// when there is no table.
+    pub fn pick(&self, account_id: i32, now: Instant) -> Option<SocketAddr> {
+        let routes = self.table.read().unwrap_or_else(|p| p.into_inner());
+        let returning = self
+            .last_played
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&account_id)
+            .filter(|(_, at)| now.saturating_duration_since(*at) < RETURN_WITHIN)
+            .map(|&(addr, _)| addr);
+        let room = |route: &&Route| route.players < route.capacity;
+        returning
+            .and_then(|addr| routes.iter().filter(room).find(|route| route.addr == addr))
+            .or_else(|| {
+                routes
+                    .iter()
+                    .min_by_key(|route| (route.players, !route.here))
+            })
             .map(|route| route.addr)
     }
 }
@@ -314,5 +355,68 @@ fn close_kicked_connections(
         if delivered || now >= closing.deadline {
             server.disconnect(connection.client_id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn players_return_to_their_last_shard_while_it_has_room() {
+        let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:5001".parse().unwrap();
+        let table = |on_a, on_b| {
+            vec![
+                Route {
+                    addr: a,
+                    players: on_a,
+                    capacity: 10,
+                    here: true,
+                },
+                Route {
+                    addr: b,
+                    players: on_b,
+                    capacity: 10,
+                    here: false,
+                },
+            ]
+        };
+        let routes = Routes::default();
+        let now = Instant::now();
+        assert_eq!(routes.pick(1, now), None, "no table: this server");
+        routes.set(table(5, 2));
+        assert_eq!(routes.pick(1, now), Some(b), "the least loaded");
+        routes.played(1, a, now);
+        assert_eq!(routes.pick(1, now), Some(a), "back where it played");
+        assert_eq!(
+            routes.pick(2, now),
+            Some(b),
+            "anyone else: the least loaded"
+        );
+        assert_eq!(routes.pick(1, now + RETURN_WITHIN), Some(b), "too long ago");
+        routes.set(table(10, 2));
+        assert_eq!(routes.pick(1, now), Some(b), "its shard is full");
+        routes.set(table(2, 2));
+        assert_eq!(routes.pick(2, now), Some(a), "a tie: this server");
+        routes.set(table(5, 2)[1..].to_vec());
+        assert_eq!(routes.pick(1, now), Some(b), "its shard is gone");
+    }
+
+    #[test]
+    fn the_last_shards_remembered_are_bounded() {
+        let routes = Routes::default();
+        let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let start = Instant::now();
+        for account in 0..(LAST_PLAYED_CAP as i32 + 1_000) {
+            routes.played(account, addr, start + Duration::from_millis(account as u64));
+        }
+        let last = routes.last_played.lock().unwrap();
+        assert!(last.len() <= LAST_PLAYED_CAP);
+        assert!(
+            last.contains_key(&(LAST_PLAYED_CAP as i32 + 999)),
+            "the newest is kept"
+        );
+        assert!(!last.contains_key(&0), "the oldest is forgotten");
     }
 }

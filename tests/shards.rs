@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::process::ServerProcess;
@@ -218,7 +219,7 @@ fn a_mute_or_ban_on_one_shard_holds_on_every_shard() {
 }
 
 #[test]
-fn in_token_mode_the_login_endpoint_sends_players_to_the_least_loaded_shard() {
+fn in_token_mode_the_login_endpoint_sends_players_to_the_least_loaded_shard_or_back_to_theirs() {
     let redis = TestRedis::start();
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("netcode.key");
@@ -255,4 +256,37 @@ fn in_token_mode_the_login_endpoint_sends_players_to_the_least_loaded_shard() {
         matches!(m, ServerMessage::LoggedIn { name } if name == "bob").then_some(())
     });
     who_until(&mut alice, "2 online: alice, bob");
+
+    // carol joins a (one each: a tie, and a's endpoint prefers a), then alice leaves a.
+    api.register("carol", PASSWORD).unwrap();
+    let _carol = login_until(&api, "carol", a.addr);
+    drop(alice);
+    who_until(&mut bob, "2 online: bob, carol");
+    // Now b's endpoint would send a newcomer to b (a tie, or b less loaded), but alice goes back to a.
+    let _alice = login_until(&b.api(), "alice", a.addr);
+    // A newcomer still goes to the least loaded (or, on a tie, b itself).
+    b.api().register("dave", PASSWORD).unwrap();
+    let _dave = login_until(&b.api(), "dave", b.addr);
+}
+
+/// Logs `name` in over `api` until the connect token names `shard`, then connects with it there.
+fn login_until(api: &mmo::client::api::ApiClient, name: &str, shard: SocketAddr) -> TestClient {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let login = api.login(name, PASSWORD).unwrap();
+        let token = mmo::client::api::decode_connect_token(&login.connect_token).unwrap();
+        if token.server_addresses[0] == Some(shard) {
+            let mut client = TestClient::connect_with_token(&login.connect_token);
+            client.expect("logged in", |m| {
+                matches!(m, ServerMessage::LoggedIn { .. }).then_some(())
+            });
+            return client;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} was never sent to {shard}: {:?}",
+            token.server_addresses[0]
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }

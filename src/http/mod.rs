@@ -122,15 +122,15 @@ impl TokenIssuer {
         }
     }
 
-    /// With `--bus`: tokens send players to the least loaded shard of `routes` (the shards share
+    /// With `--bus`: tokens send players to their last shard or the least loaded of `routes` (the shards share
     /// `--netcode-key-file`, so each accepts the others' tokens).
     pub fn with_routes(mut self, routes: crate::net::Routes) -> Self {
         self.routes = routes;
         self
     }
 
-    /// A fresh connect token for the account, base64 as the API answers it, for the least loaded shard
-    /// (this server without `--bus`).
+    /// A fresh connect token for the account, base64 as the API answers it, for the shard
+    /// [`crate::net::Routes::pick`] picks (this server without `--bus`).
     pub fn connect_token(&self, account_id: i32, name: &str) -> Result<String, IssueError> {
         let user = TokenUser {
             account_id,
@@ -146,7 +146,11 @@ impl TokenIssuer {
             CONNECT_TOKEN_SECS,
             rand::random(),
             NETCODE_TIMEOUT_SECS,
-            vec![self.routes.pick().unwrap_or(self.public_addr)],
+            vec![
+                self.routes
+                    .pick(account_id, std::time::Instant::now())
+                    .unwrap_or(self.public_addr),
+            ],
             Some(&user),
             &self.private_key,
         )?;
