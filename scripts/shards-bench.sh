@@ -5,13 +5,16 @@
 #   3. two shards with --bus on one database, the players split between them (every line crosses).
 # Each process's CPU (and Redis's, and PostgreSQL's) is read from /proc over 15 s of the chat phase
 # (once every player is logged in: the logins' argon2 would swamp it).
-# Usage: scripts/shards-bench.sh [CLIENTS] [sqlite|postgres]   (default 200 sqlite). Needs redis-server,
-# and for postgres the postgresql package (scripts/services.sh installs both): a throwaway cluster on
-# loopback, a new database per run, as the shards on several machines would share it.
+# With a third argument, `redis-restart`, only run 3 happens, and Redis is stopped 5 s into the sampled
+# 15 s and started again 3 s later: what players on two shards see while the bus restarts under load.
+# Usage: scripts/shards-bench.sh [CLIENTS] [sqlite|postgres] [redis-restart]   (default 200 sqlite).
+# Needs redis-server, and for postgres the postgresql package (scripts/services.sh installs both): a
+# throwaway cluster on loopback, a new database per run, as the shards on several machines would share it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clients=${1:-200}
 backend=${2:-sqlite}
+restart_redis=${3:-}
 bash scripts/services.sh install redis
 features=()
 if [ "$backend" = postgres ]; then
@@ -23,9 +26,12 @@ dir=$(mktemp -d)
 trap 'pkill -P $$ || true; sleep 1; rm -rf "$dir"' EXIT
 tck=$(getconf CLK_TCK)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-redis-server --bind 127.0.0.1 --port 27379 --save '' --appendonly no > /dev/null &
-redis=$!
-sleep 0.5
+redis_start() {
+    redis-server --bind 127.0.0.1 --port 27379 --save '' --appendonly no > /dev/null &
+    redis=$!
+    sleep 0.5
+}
+redis_start
 pg=""
 if [ "$backend" = postgres ]; then
     source scripts/pg-cluster.sh
@@ -73,20 +79,42 @@ run() {
     for pid in "${pids[@]}"; do before+=($(ticks "$pid")); done
     r0=$(ticks $redis)
     if [ -n "$pg" ]; then p0=$(pg_ticks); fi
-    sleep 15
+    if [ -n "$restart_redis" ]; then
+        sleep 5
+        kill $redis; wait $redis 2>/dev/null || true
+        echo "redis stopped for 3 s"
+        sleep 3
+        redis_start
+        sleep 6.5
+    else
+        sleep 15
+    fi
     for i in "${!pids[@]}"; do
         awk -v a="${before[$i]}" -v b="$(ticks "${pids[$i]}")" -v t="$tck" -v n="s$((i + 1))" \
             'BEGIN {printf "%s cpu %.3f cores\n", n, (b - a) / t / 15}'
     done
-    awk -v a="$r0" -v b="$(ticks $redis)" -v t="$tck" 'BEGIN {printf "redis cpu %.3f cores\n", (b - a) / t / 15}'
+    if [ -z "$restart_redis" ]; then
+        awk -v a="$r0" -v b="$(ticks $redis)" -v t="$tck" 'BEGIN {printf "redis cpu %.3f cores\n", (b - a) / t / 15}'
+    fi
     if [ -n "$pg" ]; then
         awk -v a="$p0" -v b="$(pg_ticks)" -v t="$tck" 'BEGIN {printf "postgres cpu %.3f cores\n", (b - a) / t / 15}'
     fi
     wait $loadgen || true
     sed -n 1,2p "$dir/loadgen.out"
+    if [ -n "$restart_redis" ]; then
+        # What each shard logged of the bus going away and coming back.
+        for j in $(seq 1 "$shards"); do
+            sed 's/\x1b\[[0-9;]*m//g' "$dir/s$j.log" | grep -E "bus|shard is gone" | grep -v "joining the bus" |
+                sed "s/^/s$j: /"
+        done
+    fi
     kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
     echo
 }
+if [ -n "$restart_redis" ]; then
+    run "two shards, --bus, Redis restarted" 2 --bus redis://127.0.0.1:27379
+    exit
+fi
 run "one process" 1
 run "one process, --bus" 1 --bus redis://127.0.0.1:27379
 run "two shards, --bus" 2 --bus redis://127.0.0.1:27379

@@ -101,7 +101,7 @@ fn a_second_login_on_another_shard_kicks_the_first() {
 }
 
 #[test]
-fn a_shard_that_dies_leaves_everyones_list_within_seconds() {
+fn a_shard_that_dies_leaves_everyones_list_within_seconds_and_its_players_play_on_elsewhere() {
     let redis = TestRedis::start();
     let a = first_shard(&redis);
     let mut alice = a.player("alice");
@@ -123,6 +123,13 @@ fn a_shard_that_dies_leaves_everyones_list_within_seconds() {
         killed.elapsed()
     );
     assert_eq!(alice.command("who"), Ok("1 online: alice".into()));
+
+    // Nothing acknowledged is lost: the account bob registered on the dead shard logs in on `a` at
+    // once (its claim on the account does not outlive the shard), and everyone sees him back.
+    let mut bob = a.login_again("bob");
+    who_until(&mut alice, "2 online: alice, bob");
+    bob.chat("back on a");
+    assert_eq!(alice.next_chat().unwrap().text, "back on a");
 }
 
 #[test]
