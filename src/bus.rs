@@ -10,7 +10,10 @@
 //!
 //! Redis lives on two threads (one publishes and claims, one subscribes), never on the tick; they meet it
 //! through channels. When Redis is gone, each shard keeps its own players chatting, logs it, reconnects
-//! with backoff and resynchronises presence when it is back. Without `--bus`, none of this exists.
+//! with backoff and resynchronises when it is back, even if Redis came back empty: it reads the
+//! presence keys, sends its roster at once, gives shards missing from the keys a few seconds to be
+//! heard of (their players do not flicker out of everyone's list), and claims its players' accounts
+//! again (a login elsewhere meanwhile wins; see [`reclaim`]). Without `--bus`, none of this exists.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,6 +41,9 @@ const CHANNEL: &str = "mmo:events";
 const ROSTER_EVERY: Duration = Duration::from_secs(2);
 /// A shard not heard of for this long is gone, with its players (its presence key expires too).
 pub const SHARD_EXPIRY: Duration = Duration::from_secs(6);
+/// Back on the bus, how long a shard known before but missing from Redis's presence keys has to be
+/// heard of (a Redis that restarted empty holds no key until each shard's next roster).
+const RESYNC_GRACE: Duration = Duration::from_secs(4);
 /// Longest wait between two reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Events queued for the bus while Redis is away before they are dropped.
@@ -134,6 +140,8 @@ enum Out {
         account_id: i32,
         session: u64,
     },
+    /// Back on the bus: claims again every `(account, session)` playing here (see [`reclaim`]).
+    Reclaim(Vec<(i32, u64)>),
 }
 
 /// What the subscribing thread hands the tick.
@@ -165,10 +173,10 @@ impl Bus {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let publisher = {
             let (url, shard, stop) = (url.to_owned(), shard.clone(), stop.clone());
-            let metrics = metrics.clone();
+            let (metrics, kicks) = (metrics.clone(), in_tx.clone());
             std::thread::Builder::new()
                 .name("bus-out".into())
-                .spawn(move || publish(&url, &shard, &out_rx, &stop, &metrics))
+                .spawn(move || publish(&url, &shard, &out_rx, &kicks, &stop, &metrics))
                 .expect("spawning the bus publisher")
         };
         let subscriber = {
@@ -256,69 +264,90 @@ fn connect(url: &str, role: &str, give_up: impl Fn() -> bool) -> Option<redis::C
 
 /// The publishing thread: sends events and claims until the tick closes its channel; reconnects when
 /// Redis is away, dropping what it could not send meanwhile (the shard's own players got it already).
+/// A session here that lost its account's claim is handed to the tick as a kick through `kicks`.
 fn publish(
     url: &str,
     shard: &str,
     jobs: &Receiver<Out>,
+    kicks: &Sender<In>,
     stop: &std::sync::atomic::AtomicBool,
     metrics: &Metrics,
 ) {
     let mut connection: Option<redis::Connection> = None;
     let presence = format!("mmo:shard:{shard}");
     for job in jobs {
-        if connection.is_none() {
-            // While Redis is away events queue here; what piles up beyond a bound is dropped (this
-            // shard's own players had it already), the rest goes out once it is back.
-            let give_up =
-                || stop.load(std::sync::atomic::Ordering::SeqCst) || jobs.len() > MAX_QUEUED;
-            connection = connect(url, "publisher", give_up);
+        // A dropped connection shows as a failed job: that job is tried once more on a new connection
+        // (a claim must not be lost with the connection).
+        for _attempt in 0..2 {
             if connection.is_none() {
-                let dropped = jobs.try_iter().count();
-                metrics.bus_dropped.inc_by(dropped as u64 + 1);
-                warn!(
-                    dropped,
-                    "the bus is still away; dropped the events queued for it"
-                );
-                continue;
-            }
-        }
-        let Some(conn) = connection.as_mut() else {
-            continue;
-        };
-        let result = match job {
-            Out::Publish(event) => {
-                let roster = matches!(event, Event::Roster { .. });
-                let bytes = Envelope {
-                    shard: shard.to_owned(),
-                    event,
+                // While Redis is away jobs queue here; what piles up beyond a bound is dropped (this
+                // shard's own players had it already), the rest goes out once it is back.
+                let give_up =
+                    || stop.load(std::sync::atomic::Ordering::SeqCst) || jobs.len() > MAX_QUEUED;
+                connection = connect(url, "publisher", give_up);
+                if connection.is_none() {
+                    let dropped = jobs.try_iter().count();
+                    metrics.bus_dropped.inc_by(dropped as u64 + 1);
+                    warn!(
+                        dropped,
+                        "the bus is still away; dropped the events queued for it"
+                    );
+                    break;
                 }
-                .encode();
-                let mut pipe = redis::pipe();
-                if roster {
-                    pipe.cmd("SET")
-                        .arg(&presence)
-                        .arg(&bytes)
-                        .arg("PX")
-                        .arg(SHARD_EXPIRY.as_millis() as u64)
-                        .ignore();
-                }
-                pipe.cmd("PUBLISH").arg(CHANNEL).arg(bytes).ignore();
-                metrics.bus_published.inc();
-                pipe.query::<()>(conn)
             }
-            Out::Claim {
-                account_id,
-                session,
-            } => claim(conn, shard, account_id, session),
-        };
-        if let Err(error) = result {
-            warn!(%error, "lost the bus (publishing); players here keep playing");
-            connection = None;
+            let Some(conn) = connection.as_mut() else {
+                break;
+            };
+            match run(conn, shard, &presence, &job, kicks, metrics) {
+                Ok(()) => break,
+                Err(error) => {
+                    warn!(%error, "lost the bus (publishing); players here keep playing");
+                    connection = None;
+                }
+            }
         }
     }
     // Shutting down: this shard's players are gone from everyone's list at once.
     if let Some(conn) = connection.as_mut() {
         let _ = redis::cmd("DEL").arg(&presence).query::<()>(conn);
+    }
+}
+
+/// Does one job of the publishing thread on `conn`.
+fn run(
+    conn: &mut redis::Connection,
+    shard: &str,
+    presence: &str,
+    job: &Out,
+    kicks: &Sender<In>,
+    metrics: &Metrics,
+) -> redis::RedisResult<()> {
+    match job {
+        Out::Publish(event) => {
+            let roster = matches!(event, Event::Roster { .. });
+            let bytes = Envelope {
+                shard: shard.to_owned(),
+                event: event.clone(),
+            }
+            .encode();
+            let mut pipe = redis::pipe();
+            if roster {
+                pipe.cmd("SET")
+                    .arg(presence)
+                    .arg(&bytes)
+                    .arg("PX")
+                    .arg(SHARD_EXPIRY.as_millis() as u64)
+                    .ignore();
+            }
+            pipe.cmd("PUBLISH").arg(CHANNEL).arg(bytes).ignore();
+            metrics.bus_published.inc();
+            pipe.query::<()>(conn)
+        }
+        &Out::Claim {
+            account_id,
+            session,
+        } => claim(conn, shard, account_id, session),
+        Out::Reclaim(sessions) => reclaim(conn, shard, sessions, kicks),
     }
 }
 
@@ -359,6 +388,48 @@ fn claim(
         .query(conn)
 }
 
+/// Claims again, after the bus was away, every account playing here: Redis may have restarted empty
+/// (then the claims are gone and a second login elsewhere would find no session to kick), or another
+/// shard may have claimed one of them meanwhile and its kick been lost with the bus. Only where no one
+/// holds the claim is it taken (`SET … NX GET`); where another session holds it, that one is the
+/// newer login and the session here is kicked, so every account still ends with exactly one session.
+fn reclaim(
+    conn: &mut redis::Connection,
+    shard: &str,
+    sessions: &[(i32, u64)],
+    kicks: &Sender<In>,
+) -> redis::RedisResult<()> {
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for &(account_id, session) in sessions {
+        pipe.cmd("SET")
+            .arg(format!("mmo:owner:{account_id}"))
+            .arg(format!("{shard}/{session}"))
+            .arg("NX")
+            .arg("GET")
+            .arg("EX")
+            .arg(86_400);
+    }
+    let holders: Vec<Option<String>> = pipe.query(conn)?;
+    for (&(account_id, session), holder) in sessions.iter().zip(holders) {
+        let Some(holder) = holder.filter(|h| *h != format!("{shard}/{session}")) else {
+            continue;
+        };
+        let (elsewhere, _) = holder.rsplit_once('/').unwrap_or((holder.as_str(), ""));
+        let kick = Envelope {
+            shard: elsewhere.to_owned(),
+            event: Event::Kick {
+                account_id,
+                session,
+            },
+        };
+        let _ = kicks.send(In::Event(kick));
+    }
+    Ok(())
+}
+
 /// The subscribing thread: hands every other shard's event to the tick; after each (re)connection,
 /// the presence of every shard as Redis holds it.
 fn subscribe(
@@ -373,16 +444,15 @@ fn subscribe(
         let Some(mut conn) = connect(url, "subscriber", stopping) else {
             return;
         };
-        // Presence first, then the events from here on.
-        match read_presence(&mut conn, shard) {
-            Ok(presence) => {
-                let _ = events.send(In::Presence(presence));
-            }
+        // Presence first, then the events from here on; the tick hears of it once subscribed (what it
+        // does then, claiming its players' accounts again, may make another shard publish a kick).
+        let presence = match read_presence(&mut conn, shard) {
+            Ok(presence) => presence,
             Err(error) => {
                 warn!(%error, "cannot read presence from the bus");
                 continue;
             }
-        }
+        };
         let mut pubsub = conn.as_pubsub();
         if let Err(error) = pubsub
             .subscribe(CHANNEL)
@@ -391,6 +461,7 @@ fn subscribe(
             warn!(%error, "cannot subscribe to the bus");
             continue;
         }
+        let _ = events.send(In::Presence(presence));
         metrics.bus_up.set(1);
         while !stopping() {
             match pubsub.get_message() {
@@ -460,15 +531,23 @@ fn receive(
         let envelopes = match message {
             In::Event(envelope) => vec![envelope],
             In::Presence(rosters) => {
-                // Shards whose key is gone are gone.
+                // Back on the bus. Redis may have restarted empty: a shard known here but missing from
+                // the keys gets RESYNC_GRACE to be heard of before it is gone (its players do not
+                // flicker out of everyone's list and back); this shard's roster goes out at once and
+                // its players' accounts are claimed again.
                 let present: Vec<&str> = rosters.iter().map(|e| e.shard.as_str()).collect();
-                let gone: Vec<String> = elsewhere
-                    .shards()
-                    .filter(|s| !present.contains(&s.as_str()))
-                    .collect();
-                for shard in gone {
-                    forget_shard(&mut bus, &mut elsewhere, &mut server, &players, &shard);
+                let grace = now.checked_sub(SHARD_EXPIRY - RESYNC_GRACE).unwrap_or(now);
+                for (shard, heard) in bus.heard.iter_mut() {
+                    if !present.contains(&shard.as_str()) && *heard < grace {
+                        *heard = grace;
+                    }
                 }
+                bus.last_roster = None;
+                let sessions = players
+                    .iter()
+                    .map(|(_, c, p)| (p.account_id, c.client_id))
+                    .collect();
+                bus.send(Out::Reclaim(sessions));
                 rosters
             }
         };

@@ -96,11 +96,6 @@ impl Elsewhere {
             .any(|roster| roster.contains_key(&account_id))
     }
 
-    /// The shards with players.
-    pub fn shards(&self) -> impl Iterator<Item = String> + '_ {
-        self.0.keys().cloned()
-    }
-
     /// Every name online elsewhere.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0

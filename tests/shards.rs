@@ -1,6 +1,7 @@
 //! Several server processes as one world (`--bus`): two shards sharing the account database and a real
 //! Redis (started on loopback by the test), players on each chatting, whispering across, seeing each
-//! other online; a second login across shards; a shard that dies; Redis going away and coming back.
+//! other online; a second login across shards, also while Redis is away; a shard that dies; Redis
+//! going away and coming back empty.
 
 mod common;
 
@@ -133,7 +134,7 @@ fn a_shard_that_dies_leaves_everyones_list_within_seconds_and_its_players_play_o
 }
 
 #[test]
-fn without_redis_a_shard_keeps_its_players_chatting_and_rejoins_when_it_returns() {
+fn without_redis_a_shard_keeps_its_players_chatting_and_resynchronises_when_it_returns() {
     let mut redis = TestRedis::start();
     let url = redis.url();
     let a = TestServer::start_with(move |config| {
@@ -186,6 +187,45 @@ fn without_redis_a_shard_keeps_its_players_chatting_and_rejoins_when_it_returns(
     }
     who_until(&mut bob, "3 online: alice, bob, carol");
     bus_up("1");
+
+    // Resynchronised, not rebuilt: Redis came back empty, yet bob never saw a's players leave.
+    let left: Vec<_> = bob
+        .received
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::PlayerLeft { .. }))
+        .collect();
+    assert!(left.is_empty(), "bob saw {left:?}");
+    // The accounts online on a were claimed again: carol logging in on b still ends her session on a.
+    let mut carol_on_b = b.login_again("carol");
+    assert_eq!(carol.kicked(), "Logged in from another location");
+    carol_on_b.chat("moved to b");
+    alice.expect("carol's line from b", |m| {
+        matches!(m, ServerMessage::Chat(line) if line.text == "moved to b").then_some(())
+    });
+}
+
+#[test]
+fn a_second_login_while_redis_is_away_ends_with_one_session_when_it_returns() {
+    let mut redis = TestRedis::start();
+    let a = first_shard(&redis);
+    let b = a.another(|config| config.shard = Some("b".into()));
+    let mut on_a = a.player("alice");
+    let mut bob = b.player("bob");
+    who_until(&mut bob, "2 online: alice, bob");
+
+    let port = redis.port;
+    redis.kill();
+    // b cannot tell a: both sessions play while the bus is away...
+    let mut on_b = b.login_again("alice");
+    on_a.chat("still on a");
+    assert_eq!(on_a.next_chat().unwrap().text, "still on a");
+    // ...and once it is back (empty), the older one is closed.
+    let _redis = TestRedis::start_on(port);
+    assert_eq!(on_a.kicked(), "Logged in from another location");
+    on_a.expect_disconnected();
+    on_b.chat("only on b");
+    assert_eq!(on_b.next_chat().unwrap().text, "only on b");
+    who_until(&mut bob, "2 online: alice, bob");
 }
 
 #[test]
