@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::LOGGED_IN_ELSEWHERE;
 use crate::chat::{ChatHistory, ChatSaid};
-use crate::config::{Config, redacted};
+use crate::config::{BusUrl, Config};
 use crate::metrics::Metrics;
 use crate::moderation::{Change, Changed, ChangedElsewhere};
 use crate::net::{self, Connection, PublicAddr, Route, Routes};
@@ -58,7 +58,7 @@ pub(crate) fn plugin(app: &mut App) {
     };
     let shard = config.shard_name();
     let metrics = app.world().resource::<Metrics>().clone();
-    app.insert_resource(Bus::start(&url, shard, metrics))
+    app.insert_resource(Bus::start(url, shard, metrics))
         .add_systems(
             Update,
             (
@@ -167,12 +167,12 @@ pub struct Bus {
 }
 
 impl Bus {
-    fn start(url: &str, shard: String, metrics: Metrics) -> Self {
+    fn start(url: BusUrl, shard: String, metrics: Metrics) -> Self {
         let (out_tx, out_rx) = crossbeam_channel::unbounded::<Out>();
         let (in_tx, inbox) = crossbeam_channel::unbounded::<In>();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let publisher = {
-            let (url, shard, stop) = (url.to_owned(), shard.clone(), stop.clone());
+            let (url, shard, stop) = (url.expose().to_owned(), shard.clone(), stop.clone());
             let (metrics, kicks) = (metrics.clone(), in_tx.clone());
             std::thread::Builder::new()
                 .name("bus-out".into())
@@ -180,13 +180,13 @@ impl Bus {
                 .expect("spawning the bus publisher")
         };
         let subscriber = {
-            let (url, shard, stop) = (url.to_owned(), shard.clone(), stop.clone());
+            let (url, shard, stop) = (url.expose().to_owned(), shard.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("bus-in".into())
                 .spawn(move || subscribe(&url, &shard, &in_tx, &stop, &metrics))
                 .expect("spawning the bus subscriber")
         };
-        info!(shard, bus = %redacted(url), "joining the bus");
+        info!(shard, bus = %url, "joining the bus");
         Self {
             shard,
             out: Some(out_tx),

@@ -179,7 +179,7 @@ pub struct Config {
     /// online span every shard sharing this bus and the account database; a login elsewhere kicks the
     /// session here. Off unless given.
     #[arg(long, env = "MMO_BUS", hide_env_values = true)]
-    pub bus: Option<String>,
+    pub bus: Option<BusUrl>,
 
     /// This shard's name on the bus (default: random per start).
     #[arg(long, env = "MMO_SHARD")]
@@ -275,6 +275,45 @@ impl fmt::Debug for DbLocation {
     }
 }
 
+/// The Redis URL of `--bus`, which may hold a password (`redis://:PASSWORD@HOST:PORT`). Like
+/// [`DbLocation`], its `Display` and `Debug` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BusUrl(String);
+
+impl BusUrl {
+    /// The URL as given, password included: for the Redis client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for BusUrl {
+    // Never fails, for the reason given at `DbLocation`'s: a bad URL is refused by the Redis client.
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(BusUrl(text.to_owned()))
+    }
+}
+
+impl From<String> for BusUrl {
+    fn from(url: String) -> Self {
+        BusUrl(url)
+    }
+}
+
+impl fmt::Display for BusUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redacted(&self.0))
+    }
+}
+
+impl fmt::Debug for BusUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
 /// A URL with its credentials (`user:password@`) replaced by `***`, for logs.
 pub fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -342,9 +381,18 @@ mod tests {
         );
         assert_eq!(db.to_string(), "postgres://***@db:5432/mmo");
         assert!(!format!("{db:?}").contains("s3cret"));
-        let config =
-            Config::try_parse_from(["mmo", "--db", "postgresql://u:s3cret@db/mmo"]).unwrap();
+        let config = Config::try_parse_from([
+            "mmo",
+            "--db",
+            "postgresql://u:s3cret@db/mmo",
+            "--bus",
+            "redis://:s3cret@10.0.0.5:6379",
+        ])
+        .unwrap();
         assert!(!format!("{config:?}").contains("s3cret"));
+        let bus = config.bus.unwrap();
+        assert_eq!(bus.to_string(), "redis://***@10.0.0.5:6379");
+        assert_eq!(bus.expose(), "redis://:s3cret@10.0.0.5:6379");
         assert_eq!(
             "data/mmo.sqlite3".parse::<DbLocation>().unwrap(),
             DbLocation::Sqlite("data/mmo.sqlite3".into())

@@ -19,7 +19,7 @@ fn first_shard(redis: &TestRedis) -> TestServer {
     TestServer::start_with(move |config| {
         config.chat_burst = 1000;
         config.chat_per_second = 1000.0;
-        config.bus = Some(url.clone());
+        config.bus = Some(url.clone().into());
         config.shard = Some("a".into());
     })
 }
@@ -140,7 +140,7 @@ fn without_redis_a_shard_keeps_its_players_chatting_and_resynchronises_when_it_r
     let a = TestServer::start_with(move |config| {
         config.chat_burst = 1000;
         config.chat_per_second = 1000.0;
-        config.bus = Some(url.clone());
+        config.bus = Some(url.clone().into());
         config.shard = Some("a".into());
         config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
     });
@@ -274,7 +274,7 @@ fn in_token_mode_the_login_endpoint_sends_players_to_the_least_loaded_shard_or_b
     let url = redis.url();
     let a = TestServer::start_token_with(move |config| {
         config.netcode_key_file = Some(key_file.clone());
-        config.bus = Some(url.clone());
+        config.bus = Some(url.clone().into());
         config.shard = Some("a".into());
     });
     let b = a.another(|config| config.shard = Some("b".into()));
