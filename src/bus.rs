@@ -106,6 +106,8 @@ pub enum Event {
     },
     /// A ban, mute, lifting or role made on the sending shard (already stored in the shared database).
     Moderation(Change),
+    /// The sending shard is stopping: it is gone now, not at its expiry (no token is routed to it).
+    Gone,
 }
 
 /// An event and the shard it comes from.
@@ -307,9 +309,22 @@ fn publish(
             }
         }
     }
-    // Shutting down: this shard's players are gone from everyone's list at once.
+    // Shutting down (its players' Left sent above): this shard is gone from everyone's list and
+    // routing table at once.
     if let Some(conn) = connection.as_mut() {
-        let _ = redis::cmd("DEL").arg(&presence).query::<()>(conn);
+        let gone = Envelope {
+            shard: shard.to_owned(),
+            event: Event::Gone,
+        };
+        let _ = redis::pipe()
+            .cmd("DEL")
+            .arg(&presence)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(CHANNEL)
+            .arg(gone.encode())
+            .ignore()
+            .query::<()>(conn);
     }
 }
 
@@ -612,6 +627,10 @@ fn receive(
                     info!(from = shard, ?change, "moderation from another shard");
                     moderation.write(ChangedElsewhere(change));
                 }
+                Event::Gone => {
+                    info!(shard, "a shard stopped");
+                    forget_shard(&mut bus, &mut elsewhere, &mut server, &players, &shard);
+                }
                 Event::Kick {
                     account_id,
                     session,
@@ -649,6 +668,8 @@ fn forget_shard(
 ) {
     bus.heard.remove(shard);
     bus.shards.remove(shard);
+    // The routing table is rebuilt (and this shard's roster sent) on the next tick, without it.
+    bus.last_roster = None;
     let (_, left) = elsewhere.replace(shard, Vec::new());
     if !left.is_empty() {
         info!(shard, players = left.len(), "a shard is gone");

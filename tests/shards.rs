@@ -266,7 +266,7 @@ fn a_mute_or_ban_on_one_shard_holds_on_every_shard() {
 }
 
 #[test]
-fn in_token_mode_the_login_endpoint_sends_players_to_the_least_loaded_shard_or_back_to_theirs() {
+fn token_logins_go_to_the_least_loaded_shard_or_back_to_theirs_while_it_runs() {
     let redis = TestRedis::start();
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("netcode.key");
@@ -277,7 +277,7 @@ fn in_token_mode_the_login_endpoint_sends_players_to_the_least_loaded_shard_or_b
         config.bus = Some(url.clone().into());
         config.shard = Some("a".into());
     });
-    let b = a.another(|config| config.shard = Some("b".into()));
+    let mut b = a.another(|config| config.shard = Some("b".into()));
     // alice plays on a (whichever shard her token names, she connects there).
     let mut alice = a.token_player("alice");
     // Once a's routing table shows a with one player and b with none, a's login endpoint hands out
@@ -314,6 +314,20 @@ fn in_token_mode_the_login_endpoint_sends_players_to_the_least_loaded_shard_or_b
     // A newcomer still goes to the least loaded (or, on a tie, b itself).
     b.api().register("dave", PASSWORD).unwrap();
     let _dave = login_until(&b.api(), "dave", b.addr);
+
+    // b stops (a rolling restart): bob's next login goes to a at once, not back to b until b's
+    // presence expires.
+    b.stop();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let login = a.api().login("bob", PASSWORD).unwrap();
+        let token = mmo::client::api::decode_connect_token(&login.connect_token).unwrap();
+        if token.server_addresses[0] == Some(a.addr) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a still routes bob to b");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Logs `name` in over `api` until the connect token names `shard`, then connects with it there.
