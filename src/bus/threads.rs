@@ -333,9 +333,29 @@ pub(super) fn subscribe(
     }
 }
 
-/// Every other shard's last roster, from its presence key.
+/// Every other shard's last roster, from its presence key. The keys are found with `SCAN`, not `KEYS`:
+/// the keyspace also holds a claim per account played in the last day, and `KEYS` would stop Redis for
+/// every shard while it walked them all.
 fn read_presence(conn: &mut redis::Connection, shard: &str) -> redis::RedisResult<Vec<Envelope>> {
-    let keys: Vec<String> = redis::cmd("KEYS").arg("mmo:shard:*").query(conn)?;
+    let mut keys = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("mmo:shard:*")
+            .arg("COUNT")
+            .arg(1000)
+            .query(conn)?;
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    // SCAN may return a key twice.
+    keys.sort_unstable();
+    keys.dedup();
     let mut rosters = Vec::new();
     for key in keys {
         if key == format!("mmo:shard:{shard}") {
