@@ -1,7 +1,7 @@
 //! Several server processes as one world (`--bus`): two shards sharing the account database and a real
 //! Redis (started on loopback by the test), players on each chatting, whispering across, seeing each
-//! other online; a second login across shards, also while Redis is away; a shard that dies; Redis
-//! going away and coming back empty.
+//! other online; a second login across shards (in turn, racing, and while Redis is away); a shard that
+//! dies; Redis going away and coming back empty.
 
 mod common;
 
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::process::ServerProcess;
 use common::redis::TestRedis;
 use common::*;
-use mmo::protocol::ServerMessage;
+use mmo::protocol::{ClientMessage, ServerMessage};
 
 /// Shard `a` on a fresh database with `redis` as its bus (chat limits lifted, as in other tests).
 fn first_shard(redis: &TestRedis) -> TestServer {
@@ -99,6 +99,60 @@ fn a_second_login_on_another_shard_kicks_the_first() {
     on_b.chat("still here");
     assert_eq!(on_b.next_chat().unwrap().text, "still here");
     assert!(on_b.is_connected());
+}
+
+#[test]
+fn two_shards_racing_to_log_in_one_account_end_with_one_session() {
+    let redis = TestRedis::start();
+    let a = first_shard(&redis);
+    let b = a.another(|config| config.shard = Some("b".into()));
+    a.client().register("alice", PASSWORD).unwrap();
+    let mut bob = b.player("bob");
+    let kicked = |client: &TestClient| {
+        client.received.iter().find_map(|m| match m {
+            ServerMessage::Kicked { reason } => Some(reason.clone()),
+            _ => None,
+        })
+    };
+    for round in 0..3 {
+        // The same login sent to both shards at once: both succeed, then the claim decides.
+        let (mut on_a, mut on_b) = (a.client(), b.client());
+        let login = ClientMessage::Login {
+            username: "alice".into(),
+            password: PASSWORD.into(),
+        };
+        on_a.send(&login);
+        on_b.send(&login);
+        let deadline = Instant::now() + PATIENCE;
+        let (mut winner, loser) = loop {
+            on_a.pump();
+            on_b.pump();
+            match (kicked(&on_a), kicked(&on_b)) {
+                (Some(_), Some(_)) => panic!("round {round}: both sessions were closed"),
+                (Some(_), None) => break (on_b, on_a),
+                (None, Some(_)) => break (on_a, on_b),
+                (None, None) => {
+                    assert!(Instant::now() < deadline, "round {round}: two sessions");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        assert_eq!(
+            kicked(&loser).as_deref(),
+            Some("Logged in from another location")
+        );
+        // The other plays on, and is the only alice anyone sees.
+        let text = format!("round {round}");
+        winner.chat(&text);
+        bob.expect("alice's line", |m| {
+            matches!(m, ServerMessage::Chat(line) if line.text == text).then_some(())
+        });
+        who_until(&mut bob, "2 online: alice, bob");
+        winner.pump();
+        assert_eq!(kicked(&winner), None, "round {round}");
+        drop((winner, loser));
+        who_until(&mut bob, "1 online: bob");
+    }
 }
 
 #[test]
