@@ -235,7 +235,11 @@ fn receive(
             }
         };
         for Envelope { shard, event } in envelopes {
-            bus.heard.insert(shard.clone(), now);
+            // Every event shows its shard alive, but a kick: this shard's publisher hands in the
+            // sessions that lost their claim as kicks named for the claim's holder, unheard.
+            if !matches!(event, Event::Kick { .. }) {
+                bus.heard.insert(shard.clone(), now);
+            }
             let everyone = players.iter().map(|(e, c, _)| (e, c));
             match event {
                 Event::Chat(line) => {
