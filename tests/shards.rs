@@ -283,6 +283,47 @@ fn a_second_login_while_redis_is_away_ends_with_one_session_when_it_returns() {
 }
 
 #[test]
+fn a_password_protected_bus_works_and_its_password_is_never_logged() {
+    let redis = TestRedis::start_with_password("bus-s3cret");
+    let a = first_shard(&redis);
+    let mut alice = a.player("alice");
+    let url = redis.url();
+    let mut b = ServerProcess::start(&a.db, &["--bus", &url, "--shard", "b"]);
+    let mut bob = TestClient::connect(b.addr);
+    bob.register("bob", PASSWORD).unwrap();
+    bob.login("bob", PASSWORD).unwrap();
+    who_until(&mut alice, "2 online: alice, bob");
+    bob.chat("through a locked bus");
+    alice.expect("bob's line", |m| {
+        matches!(m, ServerMessage::Chat(line) if line.text == "through a locked bus").then_some(())
+    });
+    let shown = b.logged("bus").unwrap();
+    assert!(shown.starts_with("redis://***@127.0.0.1:"), "{shown}");
+    assert!(b.started.iter().all(|l| !l.contains("bus-s3cret")));
+
+    // A wrong password: the shard plays alone, says why, and never what it tried.
+    let wrong = url.replace("bus-s3cret", "not-the-password");
+    let c = ServerProcess::start(&a.db, &["--bus", &wrong, "--shard", "c"]);
+    let mut said = Vec::new();
+    while let Ok(line) = c.logs.recv_timeout(PATIENCE) {
+        said.push(line);
+        if said.last().unwrap().contains("cannot reach the bus") {
+            break;
+        }
+    }
+    let refused = said.last().unwrap();
+    assert!(refused.contains("cannot reach the bus"), "{said:?}");
+    assert!(refused.to_lowercase().contains("pass"), "{refused}");
+    assert!(
+        c.started
+            .iter()
+            .chain(&said)
+            .all(|l| !l.contains("not-the-password")),
+        "{said:?}"
+    );
+}
+
+#[test]
 fn a_mute_or_ban_on_one_shard_holds_on_every_shard() {
     let redis = TestRedis::start();
     let b = first_shard(&redis);

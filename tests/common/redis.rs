@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 pub struct TestRedis {
     child: Option<Child>,
     pub port: u16,
+    password: Option<String>,
 }
 
 impl TestRedis {
@@ -17,12 +18,26 @@ impl TestRedis {
         Self::start_on(free_port())
     }
 
+    /// Starts one that refuses clients without `password` (`requirepass`).
+    pub fn start_with_password(password: &str) -> Self {
+        Self::start_on_with(free_port(), Some(password))
+    }
+
     /// Starts on `port` (a restart keeps the port, so shards find it again).
     pub fn start_on(port: u16) -> Self {
+        Self::start_on_with(port, None)
+    }
+
+    fn start_on_with(port: u16, password: Option<&str>) -> Self {
         ensure_installed();
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", "", "--appendonly", "no"]);
+        if let Some(password) = password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -38,11 +53,16 @@ impl TestRedis {
         Self {
             child: Some(child),
             port,
+            password: password.map(str::to_owned),
         }
     }
 
+    /// The URL shards are given, with the password if it has one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Kills it (SIGKILL): everything it held is gone.
