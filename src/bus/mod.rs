@@ -47,6 +47,7 @@ pub const SHARD_EXPIRY: Duration = Duration::from_secs(6);
 /// Back on the bus, how long a shard known before but missing from Redis's presence keys has to be
 /// heard of (a Redis that restarted empty holds no key until each shard's next roster).
 const RESYNC_GRACE: Duration = Duration::from_secs(4);
+
 pub(crate) fn plugin(app: &mut App) {
     let config = app.world().resource::<Config>();
     let Some(url) = config.bus.clone() else {
