@@ -56,6 +56,8 @@ pub struct Handles {
     pub bus_published: Counter,
     pub bus_received: Counter,
     pub bus_dropped: Counter,
+    pub bus_shards: Gauge,
+    pub players_elsewhere: Gauge,
 }
 
 /// `mmo_logins_total{result=…}`.
@@ -230,6 +232,16 @@ impl Metrics {
                 &mut registry,
                 "bus_events_dropped",
                 "Events not sent because the bus was away too long",
+            ),
+            bus_shards: gauge(
+                &mut registry,
+                "bus_shards",
+                "Other shards this shard hears on the bus",
+            ),
+            players_elsewhere: gauge(
+                &mut registry,
+                "players_elsewhere",
+                "Players online on the other shards, by their last rosters",
             ),
             registry,
         };

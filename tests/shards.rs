@@ -202,22 +202,26 @@ fn without_redis_a_shard_keeps_its_players_chatting_and_resynchronises_when_it_r
         config.shard = Some("b".into());
         config.metrics_bind = None;
     });
-    let bus_up = |up: &str| {
+    let metric_until = |name: &str, value: &str| {
         let deadline = Instant::now() + PATIENCE;
         while !http_get(a.metrics_addr(), "/metrics")
             .1
-            .contains(&format!("\nmmo_bus_up {up}\n"))
+            .contains(&format!("\n{name} {value}\n"))
         {
-            assert!(Instant::now() < deadline, "mmo_bus_up never {up}");
+            assert!(Instant::now() < deadline, "{name} never {value}");
             std::thread::sleep(Duration::from_millis(100));
         }
     };
+    let bus_up = |up: &str| metric_until("mmo_bus_up", up);
     let mut alice = a.player("alice");
     let mut carol = a.player("carol");
     let mut bob = b.player("bob");
     who_until(&mut alice, "3 online: alice, bob, carol");
 
     bus_up("1");
+    // a hears one other shard, with bob on it.
+    metric_until("mmo_bus_shards", "1");
+    metric_until("mmo_players_elsewhere", "1");
     let port = redis.port;
     redis.kill();
     bus_up("0");

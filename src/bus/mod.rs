@@ -379,6 +379,7 @@ fn send_roster(
     addr: Res<PublicAddr>,
     routes: Res<Routes>,
     config: Res<Config>,
+    metrics: Res<Metrics>,
 ) {
     let now = Instant::now();
     if bus
@@ -407,6 +408,9 @@ fn send_roster(
         here: false,
     }));
     routes.set(table);
+    metrics.bus_shards.set(bus.shards.len() as i64);
+    let elsewhere: usize = bus.shards.values().map(|&(_, players, _)| players).sum();
+    metrics.players_elsewhere.set(elsewhere as i64);
     bus.publish(Event::Roster {
         players: roster,
         addr: addr.0,
