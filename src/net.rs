@@ -200,7 +200,7 @@ pub struct AwaitingLogin;
 pub struct TokenLogin(pub TokenUser);
 
 /// A connection that is being closed: it was sent a reason and is disconnected once that is acknowledged
-/// (or after [`CLOSE_GRACE`]). Nothing it sends is read any more.
+/// (or after `CLOSE_GRACE`). Nothing it sends is read any more.
 #[derive(Component, Debug)]
 pub struct Closing {
     deadline: Instant,

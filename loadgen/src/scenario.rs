@@ -572,7 +572,7 @@ pub fn region_side(clients: usize) -> f64 {
 }
 
 /// How long players walk to their first targets before measuring: half the region at the server's
-/// speed, plus a second, at most [`MOVE_SETTLE_LIMIT`].
+/// speed, plus a second, at most `MOVE_SETTLE_LIMIT`.
 pub fn settle_time(side: f64) -> Duration {
     Duration::from_secs_f64(side / 2.0 / f64::from(crate::target::MOVE_SPEED) + 1.0)
         .min(MOVE_SETTLE_LIMIT)

@@ -8,7 +8,7 @@
 //! the same account end with exactly one session. Bans, mutes and roles set on one shard are applied on
 //! every shard (the database is shared; the message makes each shard's memory and players follow).
 //!
-//! Redis lives on two threads ([`threads`]: one publishes and claims, one subscribes), never on the
+//! Redis lives on two threads (`threads.rs`: one publishes and claims, one subscribes), never on the
 //! tick; the tick meets them through channels. This file is the tick's side. When Redis is gone, each
 //! shard keeps its own players chatting, logs it, reconnects with backoff and resynchronises when it is
 //! back, even if Redis came back empty: it reads the presence keys, sends its roster at once, gives
@@ -90,7 +90,7 @@ pub enum Event {
         name: String,
     },
     /// Every player of the shard, the UDP address its players connect to and how many it takes: sent
-    /// every [`ROSTER_EVERY`]; also its heartbeat.
+    /// every `ROSTER_EVERY` (2 s); also its heartbeat.
     Roster {
         players: Vec<(i32, String)>,
         addr: SocketAddr,

@@ -3,7 +3,7 @@
 //! running its embedded migrations, and the typed queries the rest of the server calls from its worker
 //! threads (never from the tick).
 //!
-//! Both backends run the same queries: [`DbConn`] holds a connection of either, and [`on_backend!`]
+//! Both backends run the same queries: [`DbConn`] holds a connection of either, and [`on_backend!`](crate::on_backend)
 //! expands a query once per backend, so each is checked and compiled against the real connection type
 //! (diesel's `MultiConnection` would refuse upserts and batch inserts, which the writers need).
 
@@ -97,7 +97,7 @@ pub enum OpenError {
     NoPostgres { location: DbLocation },
 }
 
-/// Opens connections to one [`DbLocation`] for the pool: SQLite's with [`SQLITE_PRAGMAS`] applied,
+/// Opens connections to one [`DbLocation`] for the pool: SQLite's with `SQLITE_PRAGMAS` applied,
 /// PostgreSQL's with any password scrubbed from their errors (libpq repeats parts of the URL in some).
 #[derive(Debug)]
 pub struct Manager {
@@ -281,7 +281,7 @@ const GIVE_UP_WHEN_STOPPING: Duration = Duration::from_secs(10);
 /// Runs `write` on a connection from `pool` until it succeeds, so a writer's batch (chat lines the
 /// players saw, positions) survives the database being away for a while: the failure is logged once,
 /// retried with backoff (up to 5 s), and the recovery logged. Once `stopping` is set it gives up after
-/// [`GIVE_UP_WHEN_STOPPING`] of failures (the loss is logged with `what` and `count`), so a server whose
+/// `GIVE_UP_WHEN_STOPPING` of failures (the loss is logged with `what` and `count`), so a server whose
 /// database is gone can still stop.
 pub fn write_until_done<T>(
     pool: &DbPool,

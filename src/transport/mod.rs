@@ -254,7 +254,7 @@ impl Transport {
     }
 
     /// Between ticks: until `until`, hands renet what the netcode thread decrypted, a few times a
-    /// tick (every [`PUMP_EVERY`]) rather than per packet, so that the next tick starts with its input
+    /// tick (every `PUMP_EVERY`) rather than per packet, so that the next tick starts with its input
     /// already taken in. Sleeps out the rest.
     pub fn pump_until(&mut self, server: &mut RenetServer, until: Instant) {
         loop {
