@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_renet::RenetServer;
+use bevy_renet::renet::ClientId;
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
@@ -99,7 +100,7 @@ pub enum Event {
     /// Whoever holds this session of the account (a newer login claimed it) closes it.
     Kick {
         account_id: i32,
-        session: u64,
+        session: ClientId,
     },
     /// A ban, mute, lifting or role made on the sending shard (already stored in the shared database).
     Moderation(Change),

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use bevy_renet::renet::ClientId;
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -51,10 +52,10 @@ pub(super) enum Out {
     /// Claims the account for this session; a previous holder elsewhere is told to kick its session.
     Claim {
         account_id: i32,
-        session: u64,
+        session: ClientId,
     },
     /// Back on the bus: claims again every `(account, session)` playing here (see [`reclaim`]).
-    Reclaim(Vec<(i32, u64)>),
+    Reclaim(Vec<(i32, ClientId)>),
 }
 
 /// What the subscribing thread hands the tick.
@@ -200,7 +201,7 @@ fn claim(
     conn: &mut redis::Connection,
     shard: &str,
     account_id: i32,
-    session: u64,
+    session: ClientId,
 ) -> redis::RedisResult<()> {
     let mine = format!("{shard}/{session}");
     let previous: Option<String> = redis::cmd("SET")
@@ -216,7 +217,7 @@ fn claim(
     let Some((_, old_session)) = previous.rsplit_once('/') else {
         return Ok(());
     };
-    let Ok(old_session) = old_session.parse::<u64>() else {
+    let Ok(old_session) = old_session.parse::<ClientId>() else {
         return Ok(());
     };
     let kick = Envelope {
@@ -240,7 +241,7 @@ fn claim(
 fn reclaim(
     conn: &mut redis::Connection,
     shard: &str,
-    sessions: &[(i32, u64)],
+    sessions: &[(i32, ClientId)],
     kicks: &Sender<In>,
 ) -> redis::RedisResult<()> {
     if sessions.is_empty() {
