@@ -130,10 +130,10 @@ impl Bus {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let publisher = {
             let (url, shard, stop) = (url.expose().to_owned(), shard.clone(), stop.clone());
-            let (metrics, kicks) = (metrics.clone(), in_tx.clone());
+            let (metrics, lost) = (metrics.clone(), in_tx.clone());
             std::thread::Builder::new()
                 .name("bus-out".into())
-                .spawn(move || threads::publish(&url, &shard, &out_rx, &kicks, &stop, &metrics))
+                .spawn(move || threads::publish(&url, &shard, &out_rx, &lost, &stop, &metrics))
                 .expect("spawning the bus publisher")
         };
         let subscriber = {
@@ -235,13 +235,24 @@ fn receive(
                 bus.send(Out::Reclaim(sessions));
                 rosters
             }
+            In::LostClaim {
+                account_id,
+                session,
+                holder,
+            } => {
+                kick_session(
+                    &mut commands,
+                    &mut server,
+                    &players,
+                    account_id,
+                    session,
+                    &holder,
+                );
+                continue;
+            }
         };
         for Envelope { shard, event } in envelopes {
-            // Every event shows its shard alive, but a kick: this shard's publisher hands in the
-            // sessions that lost their claim as kicks named for the claim's holder, unheard.
-            if !matches!(event, Event::Kick { .. }) {
-                bus.heard.insert(shard.clone(), now);
-            }
+            bus.heard.insert(shard.clone(), now);
             let everyone = players.iter().map(|(e, c, _)| (e, c));
             match event {
                 Event::Chat(line) => {
@@ -308,27 +319,34 @@ fn receive(
                 Event::Kick {
                     account_id,
                     session,
-                } => {
-                    let held = players
-                        .iter()
-                        .find(|(_, c, p)| p.account_id == account_id && c.client_id == session);
-                    if let Some((entity, connection, _)) = held {
-                        info!(
-                            account_id,
-                            from = shard,
-                            "logged in on another shard; kicking here"
-                        );
-                        net::kick(
-                            &mut commands,
-                            &mut server,
-                            entity,
-                            connection.client_id,
-                            LOGGED_IN_ELSEWHERE,
-                        );
-                    }
-                }
+                } => kick_session(
+                    &mut commands,
+                    &mut server,
+                    &players,
+                    account_id,
+                    session,
+                    &shard,
+                ),
             }
         }
+    }
+}
+
+/// Closes `session` of `account_id` if it plays here: the account logged in on shard `from`.
+fn kick_session(
+    commands: &mut Commands,
+    server: &mut RenetServer,
+    players: &Query<(Entity, &Connection, &Player)>,
+    account_id: i32,
+    session: ClientId,
+    from: &str,
+) {
+    let held = players
+        .iter()
+        .find(|(_, c, p)| p.account_id == account_id && c.client_id == session);
+    if let Some((entity, _, _)) = held {
+        info!(account_id, from, "logged in on another shard; kicking here");
+        net::kick(commands, server, entity, session, LOGGED_IN_ELSEWHERE);
     }
 }
 

@@ -58,11 +58,18 @@ pub(super) enum Out {
     Reclaim(Vec<(i32, ClientId)>),
 }
 
-/// What the subscribing thread hands the tick.
+/// What the bus threads hand the tick.
 pub(super) enum In {
     Event(Envelope),
     /// After (re)connecting: every shard's presence key, read from Redis.
     Presence(Vec<Envelope>),
+    /// From the publisher: this session lost its account's claim to a login on `holder` (see
+    /// [`reclaim`]); it is closed.
+    LostClaim {
+        account_id: i32,
+        session: ClientId,
+        holder: String,
+    },
 }
 
 /// Connects, retrying with backoff until it works or `give_up` says so.
@@ -96,12 +103,12 @@ fn connect(url: &str, role: &str, give_up: impl Fn() -> bool) -> Option<redis::C
 
 /// The publishing thread: sends events and claims until the tick closes its channel; reconnects when
 /// Redis is away, dropping what it could not send meanwhile (the shard's own players got it already).
-/// A session here that lost its account's claim is handed to the tick as a kick through `kicks`.
+/// A session here that lost its account's claim is handed to the tick through `lost`.
 pub(super) fn publish(
     url: &str,
     shard: &str,
     jobs: &Receiver<Out>,
-    kicks: &Sender<In>,
+    lost: &Sender<In>,
     stop: &std::sync::atomic::AtomicBool,
     metrics: &Metrics,
 ) {
@@ -130,7 +137,7 @@ pub(super) fn publish(
             let Some(conn) = connection.as_mut() else {
                 break;
             };
-            match run(conn, shard, &presence, &job, kicks, metrics) {
+            match run(conn, shard, &presence, &job, lost, metrics) {
                 Ok(()) => break,
                 Err(error) => {
                     warn!(%error, "lost the bus (publishing); players here keep playing");
@@ -164,7 +171,7 @@ fn run(
     shard: &str,
     presence: &str,
     job: &Out,
-    kicks: &Sender<In>,
+    lost: &Sender<In>,
     metrics: &Metrics,
 ) -> redis::RedisResult<()> {
     match job {
@@ -192,7 +199,7 @@ fn run(
             account_id,
             session,
         } => claim(conn, shard, account_id, session),
-        Out::Reclaim(sessions) => reclaim(conn, shard, sessions, kicks),
+        Out::Reclaim(sessions) => reclaim(conn, shard, sessions, lost),
     }
 }
 
@@ -242,7 +249,7 @@ fn reclaim(
     conn: &mut redis::Connection,
     shard: &str,
     sessions: &[(i32, ClientId)],
-    kicks: &Sender<In>,
+    lost: &Sender<In>,
 ) -> redis::RedisResult<()> {
     if sessions.is_empty() {
         return Ok(());
@@ -262,15 +269,14 @@ fn reclaim(
         let Some(holder) = holder.filter(|h| *h != format!("{shard}/{session}")) else {
             continue;
         };
-        let (elsewhere, _) = holder.rsplit_once('/').unwrap_or((holder.as_str(), ""));
-        let kick = Envelope {
-            shard: elsewhere.to_owned(),
-            event: Event::Kick {
-                account_id,
-                session,
-            },
-        };
-        let _ = kicks.send(In::Event(kick));
+        let holder = holder
+            .rsplit_once('/')
+            .map_or(holder.as_str(), |(shard, _)| shard);
+        let _ = lost.send(In::LostClaim {
+            account_id,
+            session,
+            holder: holder.to_owned(),
+        });
     }
     Ok(())
 }
