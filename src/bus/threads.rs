@@ -21,20 +21,45 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_QUEUED: usize = 10_000;
 /// Largest event a shard accepts from the bus (a roster of 1,024 players is about 30 KB).
 const MAX_EVENT_BYTES: usize = 256 * 1024;
+/// How long a login's claim on its account is kept (the account's next login replaces it).
+const CLAIM_SECS: u64 = 86_400;
+
+/// The key that holds `shard`'s last roster while it is alive.
+fn presence_key(shard: &str) -> String {
+    format!("mmo:shard:{shard}")
+}
+
+/// The key that holds who has `account_id`'s claim: a [`holder`].
+fn owner_key(account_id: i32) -> String {
+    format!("mmo:owner:{account_id}")
+}
+
+/// A claim's value: the shard and the session that hold it.
+fn holder(shard: &str, session: ClientId) -> String {
+    format!("{shard}/{session}")
+}
 
 /// An event and the shard it comes from.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Deserialize, Debug, PartialEq)]
 pub(super) struct Envelope {
     pub(super) shard: String,
     pub(super) event: Event,
 }
 
-impl Envelope {
-    fn encode(&self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(self, bincode::config::standard())
-            .expect("encoding into a Vec cannot fail")
-    }
+/// An [`Envelope`] as it is encoded, from borrowed parts: publishing copies nothing.
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    shard: &'a str,
+    event: &'a Event,
+}
 
+/// The bytes of `event` from `shard` on the bus (an [`Envelope`] decodes them).
+fn encode(shard: &str, event: &Event) -> Vec<u8> {
+    bincode::serde::encode_to_vec(Outgoing { shard, event }, bincode::config::standard())
+        .expect("encoding into a Vec cannot fail")
+}
+
+impl Envelope {
     fn decode(bytes: &[u8]) -> Option<Self> {
         if bytes.len() > MAX_EVENT_BYTES {
             return None;
@@ -113,7 +138,7 @@ pub(super) fn publish(
     metrics: &Metrics,
 ) {
     let mut connection: Option<redis::Connection> = None;
-    let presence = format!("mmo:shard:{shard}");
+    let presence = presence_key(shard);
     for job in jobs {
         // A dropped connection shows as a failed job: that job is tried once more on a new connection
         // (a claim must not be lost with the connection).
@@ -149,17 +174,13 @@ pub(super) fn publish(
     // Shutting down (its players' Left sent above): this shard is gone from everyone's list and
     // routing table at once.
     if let Some(conn) = connection.as_mut() {
-        let gone = Envelope {
-            shard: shard.to_owned(),
-            event: Event::Gone,
-        };
         let _ = redis::pipe()
             .cmd("DEL")
             .arg(&presence)
             .ignore()
             .cmd("PUBLISH")
             .arg(CHANNEL)
-            .arg(gone.encode())
+            .arg(encode(shard, &Event::Gone))
             .ignore()
             .query::<()>(conn);
     }
@@ -176,14 +197,9 @@ fn run(
 ) -> redis::RedisResult<()> {
     match job {
         Out::Publish(event) => {
-            let roster = matches!(event, Event::Roster { .. });
-            let bytes = Envelope {
-                shard: shard.to_owned(),
-                event: event.clone(),
-            }
-            .encode();
+            let bytes = encode(shard, event);
             let mut pipe = redis::pipe();
-            if roster {
+            if matches!(event, Event::Roster { .. }) {
                 pipe.cmd("SET")
                     .arg(presence)
                     .arg(&bytes)
@@ -210,12 +226,12 @@ fn claim(
     account_id: i32,
     session: ClientId,
 ) -> redis::RedisResult<()> {
-    let mine = format!("{shard}/{session}");
+    let mine = holder(shard, session);
     let previous: Option<String> = redis::cmd("SET")
-        .arg(format!("mmo:owner:{account_id}"))
+        .arg(owner_key(account_id))
         .arg(&mine)
         .arg("EX")
-        .arg(86_400)
+        .arg(CLAIM_SECS)
         .arg("GET")
         .query(conn)?;
     let Some(previous) = previous.filter(|p| *p != mine) else {
@@ -227,16 +243,13 @@ fn claim(
     let Ok(old_session) = old_session.parse::<ClientId>() else {
         return Ok(());
     };
-    let kick = Envelope {
-        shard: shard.to_owned(),
-        event: Event::Kick {
-            account_id,
-            session: old_session,
-        },
+    let kick = Event::Kick {
+        account_id,
+        session: old_session,
     };
     redis::cmd("PUBLISH")
         .arg(CHANNEL)
-        .arg(kick.encode())
+        .arg(encode(shard, &kick))
         .query(conn)
 }
 
@@ -254,24 +267,28 @@ fn reclaim(
     if sessions.is_empty() {
         return Ok(());
     }
+    let mine: Vec<String> = sessions
+        .iter()
+        .map(|&(_, session)| holder(shard, session))
+        .collect();
     let mut pipe = redis::pipe();
-    for &(account_id, session) in sessions {
+    for (&(account_id, _), mine) in sessions.iter().zip(&mine) {
         pipe.cmd("SET")
-            .arg(format!("mmo:owner:{account_id}"))
-            .arg(format!("{shard}/{session}"))
+            .arg(owner_key(account_id))
+            .arg(mine)
             .arg("NX")
             .arg("GET")
             .arg("EX")
-            .arg(86_400);
+            .arg(CLAIM_SECS);
     }
     let holders: Vec<Option<String>> = pipe.query(conn)?;
-    for (&(account_id, session), holder) in sessions.iter().zip(holders) {
-        let Some(holder) = holder.filter(|h| *h != format!("{shard}/{session}")) else {
+    for ((&(account_id, session), mine), held_by) in sessions.iter().zip(&mine).zip(holders) {
+        let Some(held_by) = held_by.filter(|h| h != mine) else {
             continue;
         };
-        let holder = holder
+        let holder = held_by
             .rsplit_once('/')
-            .map_or(holder.as_str(), |(shard, _)| shard);
+            .map_or(held_by.as_str(), |(shard, _)| shard);
         let _ = lost.send(In::LostClaim {
             account_id,
             session,
@@ -350,7 +367,7 @@ fn read_presence(conn: &mut redis::Connection, shard: &str) -> redis::RedisResul
         let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg("mmo:shard:*")
+            .arg(presence_key("*"))
             .arg("COUNT")
             .arg(1000)
             .query(conn)?;
@@ -363,9 +380,10 @@ fn read_presence(conn: &mut redis::Connection, shard: &str) -> redis::RedisResul
     // SCAN may return a key twice.
     keys.sort_unstable();
     keys.dedup();
+    let own = presence_key(shard);
     let mut rosters = Vec::new();
     for key in keys {
-        if key == format!("mmo:shard:{shard}") {
+        if key == own {
             continue;
         }
         let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(conn)?;
@@ -382,15 +400,16 @@ mod tests {
 
     #[test]
     fn events_round_trip_and_junk_is_refused() {
+        let event = Event::Roster {
+            players: vec![(1, "alice".into())],
+            addr: "127.0.0.1:5000".parse().unwrap(),
+            capacity: 1024,
+        };
         let envelope = Envelope {
             shard: "a".into(),
-            event: Event::Roster {
-                players: vec![(1, "alice".into())],
-                addr: "127.0.0.1:5000".parse().unwrap(),
-                capacity: 1024,
-            },
+            event: event.clone(),
         };
-        assert_eq!(Envelope::decode(&envelope.encode()), Some(envelope));
+        assert_eq!(Envelope::decode(&encode("a", &event)), Some(envelope));
         assert_eq!(Envelope::decode(&[9, 9, 9]), None);
     }
 }
