@@ -3,9 +3,10 @@
 //! running its embedded migrations, and the typed queries the rest of the server calls from its worker
 //! threads (never from the tick).
 //!
-//! Both backends run the same queries: [`DbConn`] holds a connection of either, and [`on_backend!`](crate::on_backend)
-//! expands a query once per backend, so each is checked and compiled against the real connection type
-//! (diesel's `MultiConnection` would refuse upserts and batch inserts, which the writers need).
+//! Both backends run the same queries: [`DbConn`] holds a connection of either, and
+//! [`on_backend!`](crate::on_backend) expands a query once per backend, so each is checked and compiled
+//! against the real connection type (diesel's `MultiConnection` would refuse upserts and batch inserts,
+//! which the writers need).
 
 pub mod copy;
 pub mod models;
