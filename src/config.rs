@@ -104,6 +104,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u16).range(1..=240))]
     pub snapshot_hz: u16,
 
+    /// Non-player characters the server spawns around the spawn point: they wander while a player is
+    /// near and answer /greet NAME. 0: none.
+    #[arg(long, env = "MMO_NPCS", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(0..=10_000))]
+    pub npcs: u16,
+
     /// Seconds a connection may stay without logging in before it is disconnected.
     #[arg(long, env = "MMO_LOGIN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     pub login_timeout: u32,

@@ -11,8 +11,8 @@ use std::io::{BufRead, Read, Write};
 use bevy::prelude::*;
 use crossbeam_channel::Receiver;
 
-use crate::commands::ConsoleCommand;
-use crate::moderation::{Actor, Reply};
+use crate::commands::{Actor, ConsoleCommand, Reply};
+use crate::schedule::ServerSystems;
 
 /// Longest console line read; a longer one is refused whole.
 const MAX_LINE_BYTES: usize = 4 * 1024;
@@ -53,7 +53,8 @@ pub fn plugin(app: &mut App) {
         return;
     }
     app.insert_resource(ConsoleInput(lines))
-        .add_systems(Update, (read_console, print_answers));
+        .add_systems(Update, read_console.in_set(ServerSystems::Receive))
+        .add_systems(Update, print_answers.in_set(ServerSystems::Send));
 }
 
 /// Lines from the console thread.

@@ -38,7 +38,11 @@ pub mod moderation;
 #[cfg(feature = "server")]
 pub mod net;
 #[cfg(feature = "server")]
+pub mod npc;
+#[cfg(feature = "server")]
 pub mod players;
+#[cfg(feature = "server")]
+pub mod schedule;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
@@ -49,5 +53,7 @@ pub mod stats;
 pub mod time;
 #[cfg(feature = "server")]
 pub mod transport;
+#[cfg(feature = "server")]
+pub mod worker;
 #[cfg(feature = "server")]
 pub mod world;

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bevy::prelude::*;
 use bevy_renet::renet::{Bytes, ClientId, ServerEvent};
-use bevy_renet::{RenetReceive, RenetServer, RenetServerEvent, RenetServerPlugin};
+use bevy_renet::{RenetServer, RenetServerEvent, RenetServerPlugin};
 use renetcode::{ServerAuthentication, ServerConfig};
 
 use crate::api::TokenUser;
 use crate::config::{AuthMode, Config};
 use crate::protocol::{self, CHANNEL, ClientMessage, Request, ServerMessage};
+use crate::schedule::ServerSystems;
 use crate::transport::{self, Transport, gate::Limits};
 
 /// How long a kicked connection is kept open for its reason to be acknowledged.
@@ -28,8 +29,8 @@ pub(crate) fn plugin(app: &mut App) {
         .init_resource::<Connections>()
         .add_message::<Inbound>()
         .add_observer(on_server_event)
-        .add_systems(PreUpdate, receive_messages.after(RenetReceive))
-        .add_systems(PostUpdate, close_kicked_connections);
+        .add_systems(Update, receive_messages.in_set(ServerSystems::Receive))
+        .add_systems(Update, close_kicked_connections.in_set(ServerSystems::Send));
 }
 
 /// The netcode thread drains the socket as datagrams arrive, but it shares 2 cores with the tick and the

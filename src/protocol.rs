@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// Version of the wire format. Bump it whenever a message, a field or a channel changes: it is part of
 /// [`PROTOCOL_ID`], so clients built against an older wire are refused by netcode before they can send
 /// anything. The `wire_format_is_pinned` test fails when the encoding changes without a bump.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The netcode protocol id: the ASCII bytes `mmo` followed by [`PROTOCOL_VERSION`].
 pub const PROTOCOL_ID: u64 = 0x006d_6d6f_0000_0000 | PROTOCOL_VERSION as u64;
@@ -85,6 +85,16 @@ impl Pos {
     }
 }
 
+/// What stands in the world, as [`ServerMessage::EnteredView`] says: a client draws each kind its own
+/// way. A gameplay plugin that puts a new kind of thing in the world adds a variant here (at the end).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Another player.
+    Player,
+    /// A non-player character the server moves (`crate::npc` on the server side).
+    Npc,
+}
+
 /// What a client asks of the server.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum ClientMessage {
@@ -150,9 +160,14 @@ pub enum ServerMessage {
     Kicked { reason: String },
     /// After login: this player's id in the world and where it stands. Snapshots use the id.
     Spawned { id: u32, at: Pos },
-    /// Another player came within view: its id (as snapshots name it), name and position.
-    EnteredView { id: u32, name: String, at: Pos },
-    /// A player left this player's view (walked away or logged out).
+    /// Something came within view: its id (as snapshots name it), what it is, its name and position.
+    EnteredView {
+        id: u32,
+        kind: Kind,
+        name: String,
+        at: Pos,
+    },
+    /// Something left this player's view (walked away, logged out, despawned).
     LeftView { id: u32 },
     /// A line from the server rather than a player: an operator's announcement, a shutdown countdown,
     /// the answer to a command (`/who`, `/help`, a moderator's `/kick`), a notice such as "You were
@@ -351,7 +366,7 @@ mod tests {
     /// If this fails, the wire changed: bump [`PROTOCOL_VERSION`] and update the expected bytes.
     #[test]
     fn wire_format_is_pinned() {
-        assert_eq!(PROTOCOL_ID, 0x006d_6d6f_0000_0003);
+        assert_eq!(PROTOCOL_ID, 0x006d_6d6f_0000_0004);
         let chat = ClientMessage::Chat { text: "hi".into() }.encode();
         assert_eq!(chat, [2, 2, b'h', b'i']);
         let denied = ServerMessage::Denied {
@@ -391,6 +406,13 @@ mod tests {
             reason: "no".into(),
         };
         assert_eq!(refused.encode(), [2, 4, 2, b'n', b'o']);
+        let entered = ServerMessage::EnteredView {
+            id: 7,
+            kind: Kind::Npc,
+            name: "m".into(),
+            at: Pos { x: 1, y: 2 },
+        };
+        assert_eq!(entered.encode(), [10, 7, 1, 1, b'm', 1, 2]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use bevy::prelude::*;
 use bevy_renet::RenetServer;
 
 use crate::chat::ChatHistory;
+use crate::commands::Roles;
 use crate::config::{AuthMode, Config};
 use crate::http::{self, HttpsInfo, TokenIssuer};
 use crate::metrics::{Metrics, MetricsBindError, MetricsServer};
@@ -18,7 +19,9 @@ use crate::moderation::Sanctions;
 use crate::net::SecureNetcode;
 use crate::shutdown::ShutdownHandle;
 use crate::transport::Transport;
-use crate::{auth, bus, chat, commands, db, moderation, net, players, shutdown, stats, world};
+use crate::{
+    auth, bus, chat, commands, db, moderation, net, npc, players, schedule, shutdown, stats, world,
+};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +29,7 @@ pub enum StartError {
     #[error(transparent)]
     Database(#[from] db::OpenError),
     #[error("cannot load chat history: {0}")]
-    History(Box<dyn std::error::Error + Send + Sync>),
+    History(String),
     #[error("cannot load roles, bans and mutes: {0}")]
     Sanctions(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -78,15 +81,16 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
         AuthMode::Token => Some(http::netcode_key(config.netcode_key_file.as_deref())?),
         AuthMode::InBand => None,
     };
-    // Workers, the chat writer, the world store, the moderation thread and one spare for start-up.
-    let pool = db::open(&config.db, u32::from(config.auth_workers) + 4)?;
+    // Each store takes the connections it needs from it (`Database::pool`).
+    let db = db::open(&config.db)?;
     let history = ChatHistory::load(
-        &pool,
+        &db,
         usize::from(config.chat_history),
         config.chat_retention(),
     )
     .map_err(StartError::History)?;
-    let sanctions = Sanctions::load(&pool).map_err(StartError::Sanctions)?;
+    let sanctions = Sanctions::load(&db).map_err(StartError::Sanctions)?;
+    let roles = Roles::load(&db).map_err(StartError::Sanctions)?;
     let secure = |addr| {
         netcode_key.map(|private_key| SecureNetcode {
             private_key,
@@ -133,9 +137,10 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
     app.add_plugins(MinimalPlugins.build().disable::<ScheduleRunnerPlugin>())
         .set_runner(move |app| run_loop(app, tick, idle_tick))
         .insert_resource(config)
-        .insert_resource(db::Database(pool))
+        .insert_resource(db)
         .insert_resource(history)
         .insert_resource(sanctions)
+        .insert_resource(roles)
         .insert_resource(routes)
         .insert_resource(public_addr)
         .insert_resource(metrics)
@@ -143,13 +148,15 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
         .insert_resource(transport)
         .insert_resource(shutdown.clone())
         .add_plugins((
+            schedule::plugin,
             net::plugin,
             players::plugin,
+            commands::plugin,
             moderation::plugin,
             auth::plugin,
             chat::plugin,
-            commands::plugin,
             world::plugin,
+            npc::plugin,
             bus::plugin,
             shutdown::plugin,
             stats::plugin,

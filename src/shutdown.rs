@@ -1,7 +1,8 @@
 //! Graceful shutdown: when asked (Ctrl-C, SIGTERM, or [`ShutdownHandle::request`]), every client is told
 //! why and disconnected, [`ServerStopping`] lets each plugin finish its pending work (auth jobs, chat
-//! history), and the app exits with success. A [`Countdown`] (the console's `shutdown SECONDS REASON`)
-//! tells every player how long is left, then asks for that same shutdown.
+//! history: `stop_at_shutdown` stops a plugin's threads then), and the app exits with success. A
+//! [`Countdown`] (the console's `shutdown SECONDS REASON`, registered here) tells every player how long
+//! is left, then asks for that same shutdown.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,11 +11,14 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 use bevy_renet::RenetServer;
 
+use crate::commands::{AppCommands, Args, Call, CommandSpec, CommandStore, Needs, Outcome, answer};
 use crate::net::{self, Closing, Connection};
 use crate::players::{self, Player};
 use crate::protocol::ServerMessage;
-use crate::time::format_duration;
+use crate::schedule::ServerSystems;
+use crate::time::{MAX_DURATION, format_duration, parse_duration};
 use crate::transport::Transport;
+pub use crate::worker::{ServerStopping, stop_at_shutdown};
 
 /// How long clients get to acknowledge the shutdown notice before they are disconnected anyway.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
@@ -24,7 +28,70 @@ pub const SHUTTING_DOWN: &str = "Server is shutting down";
 pub(crate) fn plugin(app: &mut App) {
     app.init_resource::<Countdown>()
         .add_systems(First, drive_shutdown)
-        .add_systems(Update, count_down);
+        .add_systems(Update, count_down.in_set(ServerSystems::Simulation))
+        .add_command(
+            CommandSpec::new(
+                "shutdown",
+                Needs::Console,
+                "shutdown [SECONDS|DURATION] [REASON] (or shutdown cancel): counts down in chat, then stops gracefully",
+            )
+            .aliases(&["stop"]),
+            shutdown,
+        );
+}
+
+/// A parsed `shutdown`.
+#[derive(Debug, PartialEq)]
+enum Shutdown {
+    After { after: Duration, reason: String },
+    Cancel,
+}
+
+impl Shutdown {
+    fn parse(mut args: Args) -> Result<Self, String> {
+        let usage = args.usage();
+        let after = match args.word() {
+            None => Duration::ZERO,
+            Some(word) if word.eq_ignore_ascii_case("cancel") => return Ok(Shutdown::Cancel),
+            Some(word) => match word.parse::<u64>() {
+                Ok(secs) if secs <= MAX_DURATION.as_secs() => Duration::from_secs(secs),
+                Ok(_) => return Err(usage),
+                Err(_) => parse_duration(word).ok_or(usage)?,
+            },
+        };
+        Ok(Shutdown::After {
+            after,
+            reason: args.rest(),
+        })
+    }
+}
+
+fn shutdown(
+    In(call): In<Call>,
+    mut countdown: ResMut<Countdown>,
+    store: Res<CommandStore>,
+    mut server: ResMut<RenetServer>,
+    players: Query<(Entity, &Connection), With<Player>>,
+) -> Outcome {
+    match Shutdown::parse(call.args())? {
+        Shutdown::After { after, reason } => {
+            countdown.start(after, reason.clone());
+            let detail = format!("in {}s: {reason}", after.as_secs());
+            store.audit(&call.actor, "shutdown", "", detail);
+            if after.is_zero() {
+                answer("Shutting down")
+            } else {
+                answer(format!("Shutting down in {}", format_duration(after)))
+            }
+        }
+        Shutdown::Cancel if countdown.cancel() => {
+            let text = "Shutdown cancelled";
+            let bytes = net::encode(&ServerMessage::System { text: text.into() });
+            players::broadcast(&mut server, players, &bytes, None);
+            answer(text)
+        }
+        Shutdown::Cancel => Err("No shutdown is counting down".into()),
+    }
 }
 
 /// A shutdown announced ahead: at `at`, the graceful shutdown starts.
@@ -110,11 +177,6 @@ impl ShutdownHandle {
     }
 }
 
-/// Triggered once, after every client was disconnected and before the app exits: plugins observe it to
-/// flush what they hold.
-#[derive(Event, Debug)]
-pub struct ServerStopping;
-
 #[derive(Default)]
 enum Phase {
     #[default]
@@ -154,5 +216,35 @@ fn drive_shutdown(
             *phase = Phase::Stopped;
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shutdown_takes_seconds_or_a_duration_and_a_reason_or_cancel() {
+        let usage = "shutdown [SECONDS|DURATION] [REASON]";
+        let after = |secs, reason: &str| {
+            Ok(Shutdown::After {
+                after: Duration::from_secs(secs),
+                reason: reason.into(),
+            })
+        };
+        assert_eq!(Shutdown::parse(Args::new("", usage)), after(0, ""));
+        assert_eq!(
+            Shutdown::parse(Args::new("30 update", usage)),
+            after(30, "update")
+        );
+        assert_eq!(Shutdown::parse(Args::new("2m", usage)), after(120, ""));
+        assert_eq!(
+            Shutdown::parse(Args::new("CANCEL", usage)),
+            Ok(Shutdown::Cancel)
+        );
+        assert_eq!(
+            Shutdown::parse(Args::new("soon", usage)),
+            Err(format!("Usage: {usage}"))
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! The world view: a field above the chat log where each player in view is a dot with its name (the
-//! local player highlighted), drawn where the server's snapshots put it, interpolated a little behind
-//! the newest snapshot so that 20 snapshots a second move smoothly; a click walks there. What the server
+//! The world view: a field above the chat log where each player in view is a round dot with its name
+//! (the local player highlighted) and each non-player character a square in [`theme::NOTICE`]'s amber,
+//! drawn where the server's snapshots put it, interpolated a little behind the newest snapshot so that
+//! 20 snapshots a second move smoothly; a click walks there. How each [`Kind`] looks is [`Look::of`]. What the server
 //! says is kept in [`WorldView`] whatever the screen (the login answer and the first snapshots can arrive
 //! in the same frame); the widgets show it.
 
@@ -9,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bevy::prelude::*;
 use bevy::ui::RelativeCursorPosition;
-use mmo::protocol::{ClientMessage, Pos, ServerMessage, Snapshot, WORLD_SIZE};
+use mmo::protocol::{ClientMessage, Kind, Pos, ServerMessage, Snapshot, WORLD_SIZE};
 
 use crate::net::{FromServer, FromSnapshot, LinkEvent, ToServer};
 use crate::screens::Screen;
@@ -73,9 +74,10 @@ impl Track {
     }
 }
 
-/// Another player in view, or the local one.
+/// Something in view (another player, a character), or the local player.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seen {
+    pub kind: Kind,
     pub name: String,
     pub track: Track,
 }
@@ -99,9 +101,11 @@ impl WorldView {
             ServerMessage::LoggedIn { .. } => *self = Self::default(),
             ServerMessage::Spawned { id, at } => {
                 self.me = Some(*id);
-                self.see(*id, String::new(), now, *at);
+                self.see(*id, Kind::Player, String::new(), now, *at);
             }
-            ServerMessage::EnteredView { id, name, at } => self.see(*id, name.clone(), now, *at),
+            ServerMessage::EnteredView { id, kind, name, at } => {
+                self.see(*id, *kind, name.clone(), now, *at)
+            }
             ServerMessage::LeftView { id } => {
                 self.players.remove(id);
             }
@@ -137,8 +141,9 @@ impl WorldView {
             .at(self.server_ms(local_ms) - INTERPOLATION_DELAY_MS)
     }
 
-    fn see(&mut self, id: u32, name: String, now: i64, at: Pos) {
+    fn see(&mut self, id: u32, kind: Kind, name: String, now: i64, at: Pos) {
         let seen = self.players.entry(id).or_insert_with(|| Seen {
+            kind,
             name: name.clone(),
             track: Track::default(),
         });
@@ -357,11 +362,7 @@ fn draw_players(
         };
         let spot = place(at);
         let mine = view.me == Some(id);
-        let colour = if mine {
-            theme::FIELD_FOCUS
-        } else {
-            theme::TEXT
-        };
+        let look = Look::of(seen.kind, mine);
         let label = if mine { "you" } else { seen.name.as_str() };
         let marker = commands
             .spawn((
@@ -380,12 +381,12 @@ fn draw_players(
                         Node {
                             width: px(DOT),
                             height: px(DOT),
-                            border_radius: BorderRadius::MAX,
+                            border_radius: look.corners,
                             ..default()
                         },
-                        BackgroundColor(colour),
+                        BackgroundColor(look.colour),
                     ),
-                    theme.text(label, 13.0, colour),
+                    theme.text(label, 13.0, look.colour),
                 ],
             ))
             .id();
@@ -395,6 +396,34 @@ fn draw_players(
 
 /// A player's dot, in pixels.
 const DOT: f32 = 10.0;
+
+/// How a kind of thing is drawn on the field.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Look {
+    pub colour: Color,
+    /// Round for players, square for characters.
+    pub corners: BorderRadius,
+}
+
+impl Look {
+    /// The look of a `kind` (`mine`: the local player). A new kind of thing gets its look here.
+    pub fn of(kind: Kind, mine: bool) -> Self {
+        match (kind, mine) {
+            (_, true) => Self {
+                colour: theme::FIELD_FOCUS,
+                corners: BorderRadius::MAX,
+            },
+            (Kind::Player, false) => Self {
+                colour: theme::TEXT,
+                corners: BorderRadius::MAX,
+            },
+            (Kind::Npc, false) => Self {
+                colour: theme::NOTICE,
+                corners: BorderRadius::all(px(2)),
+            },
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -429,6 +458,7 @@ mod tests {
         view.apply(
             &ServerMessage::EnteredView {
                 id: 2,
+                kind: Kind::Player,
                 name: "Bob".into(),
                 at: at(120.0, 100.0),
             },

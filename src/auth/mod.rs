@@ -26,7 +26,8 @@ use crate::moderation::Sanctions;
 use crate::net::{self, AwaitingLogin, Connection, Inbound, TokenLogin};
 use crate::players::{OnlineAccounts, Player};
 use crate::protocol::{self, ClientMessage, Request, ServerMessage};
-use crate::shutdown::ServerStopping;
+use crate::schedule::ServerSystems;
+use crate::worker::stop_at_shutdown;
 use throttle::{Failures, LOCKED_OUT, NameFailures};
 use worker::{AuthJob, AuthOutcome, AuthRequest, AuthWorkers, BUSY, LOGIN_FAILED, Reply};
 
@@ -50,7 +51,10 @@ pub(crate) fn plugin(app: &mut App) {
     let (workers, queue) = (usize::from(config.auth_workers), config.auth_queue as usize);
     let login_timeout = Duration::from_secs(u64::from(config.login_timeout));
     let mode = config.auth;
-    let pool = app.world().resource::<Database>().0.clone();
+    let pool = app
+        .world()
+        .resource::<Database>()
+        .pool("auth", workers as u32);
     let metrics = app.world().resource::<Metrics>().clone();
     app.register_required_components::<AwaitingLogin, Registrations>();
     app.insert_resource(AuthWorkers::start(pool, workers, queue, metrics))
@@ -64,10 +68,11 @@ pub(crate) fn plugin(app: &mut App) {
                 admit_token_logins,
                 expire_logins,
             )
-                .chain(),
+                .chain()
+                .in_set(ServerSystems::Requests),
         )
-        .init_resource::<NameFailures>()
-        .add_observer(stop_workers);
+        .init_resource::<NameFailures>();
+    stop_at_shutdown::<AuthWorkers>(app);
 }
 
 /// Where this server takes passwords: over UDP (in-band) or only over HTTPS (token mode).
@@ -379,8 +384,4 @@ fn expire_logins(
             );
         }
     }
-}
-
-fn stop_workers(_: On<ServerStopping>, mut workers: ResMut<AuthWorkers>) {
-    workers.stop();
 }

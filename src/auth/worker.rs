@@ -3,13 +3,11 @@
 //! whoever asked through a callback (token mode's HTTPS endpoint). Both paths share the queue, so the
 //! queue's bound and the workers' count limit them together.
 
-use std::sync::{Arc, RwLock};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bevy::prelude::*;
 use bevy_renet::renet::ClientId;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 
 use super::{password, session};
 use crate::db::models::NewSession;
@@ -18,6 +16,7 @@ use crate::db::{self, DbPool};
 use crate::metrics::{self, Metrics};
 use crate::moderation::Sanction;
 use crate::time::now_ms;
+use crate::worker::{Queue, Stop, Worker};
 
 /// The only answer to a failed login, whatever failed.
 pub const LOGIN_FAILED: &str = "Username or password incorrect";
@@ -149,97 +148,48 @@ pub struct AuthResult {
     pub outcome: AuthOutcome,
 }
 
-/// The sending end of the workers' queue, shared by every submitter; [`AuthWorkers::stop`] closes it for
-/// all of them at once.
-#[derive(Clone, Debug)]
-pub struct AuthQueue(Arc<RwLock<Option<Sender<AuthJob>>>>);
+/// The sending end of the workers' queue, shared by every submitter (the HTTPS endpoint has one);
+/// stopping the workers closes it for all of them at once.
+pub type AuthQueue = Queue<AuthJob>;
 
-impl AuthQueue {
-    /// Queues a job; gives it back if the queue is full or the workers have stopped.
-    pub fn submit(&self, job: AuthJob) -> Result<(), AuthJob> {
-        let jobs = self
-            .0
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match &*jobs {
-            Some(jobs) => jobs.try_send(job).map_err(|e| match e {
-                TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
-            }),
-            None => Err(job),
-        }
-    }
-
-    fn close(&self) {
-        *self
-            .0
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
-    }
-}
-
-/// The worker threads and both ends of their channels.
+/// The worker threads, their queue and the channel of their results for the tick.
 #[derive(Resource)]
 pub struct AuthWorkers {
-    queue: AuthQueue,
-    /// The receiving end, kept to count the jobs waiting.
-    waiting: Receiver<AuthJob>,
+    workers: Worker<AuthJob>,
     pub(super) results: Receiver<AuthResult>,
-    threads: Vec<JoinHandle<()>>,
 }
 
 impl AuthWorkers {
     /// Starts `count` workers sharing a queue of at most `queue` waiting jobs.
     pub fn start(pool: DbPool, count: usize, queue: usize, metrics: Metrics) -> Self {
         password::return_buffers_to_the_os();
-        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<AuthJob>(queue);
-        let (results_tx, results_rx) = crossbeam_channel::unbounded();
-        let threads = (0..count)
-            .map(|i| {
-                let (jobs, results, pool) = (jobs_rx.clone(), results_tx.clone(), pool.clone());
-                let metrics = metrics.clone();
-                std::thread::Builder::new()
-                    .name(format!("auth-{i}"))
-                    .spawn(move || work(&pool, &jobs, &results, &metrics))
-                    .expect("spawning an auth worker thread")
-            })
-            .collect();
-        Self {
-            waiting: jobs_rx,
-            queue: AuthQueue(Arc::new(RwLock::new(Some(jobs_tx)))),
-            results: results_rx,
-            threads,
-        }
+        let (results_tx, results) = crossbeam_channel::unbounded();
+        let workers = Worker::pool("auth", count, Some(queue), move |jobs, _| {
+            work(&pool, &jobs, &results_tx, &metrics)
+        });
+        Self { workers, results }
     }
 
     /// Jobs waiting for a worker.
     pub fn queued(&self) -> usize {
-        self.waiting.len()
+        self.workers.queued()
     }
 
     /// A handle to queue jobs from elsewhere (the HTTPS endpoint).
     pub fn queue(&self) -> AuthQueue {
-        self.queue.clone()
+        self.workers.queue()
     }
 
     /// Queues a job; gives it back if the queue is full or the workers have stopped.
     pub fn submit(&self, job: AuthJob) -> Result<(), AuthJob> {
-        self.queue.submit(job)
-    }
-
-    /// Lets the workers finish every queued job (so every register commits), then joins them.
-    pub fn stop(&mut self) {
-        self.queue.close();
-        for thread in self.threads.drain(..) {
-            if thread.join().is_err() {
-                error!("an auth worker panicked");
-            }
-        }
+        self.workers.send(job)
     }
 }
 
-impl Drop for AuthWorkers {
-    fn drop(&mut self) {
-        self.stop();
+impl Stop for AuthWorkers {
+    /// Lets the workers finish every queued job (so every register commits), then joins them.
+    fn stop(&mut self) {
+        self.workers.stop();
     }
 }
 

@@ -21,16 +21,17 @@ mod threads;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_renet::RenetServer;
 use bevy_renet::renet::ClientId;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::LOGGED_IN_ELSEWHERE;
+use crate::chat::announce::Announced;
+use crate::chat::whisper::WhisperElsewhere;
 use crate::chat::{ChatHistory, ChatSaid};
 use crate::config::{BusUrl, Config};
 use crate::metrics::Metrics;
@@ -38,7 +39,8 @@ use crate::moderation::{Change, Changed, ChangedElsewhere};
 use crate::net::{self, Connection, PublicAddr, Route, Routes};
 use crate::players::{self, Elsewhere, OnlineAccounts, Player};
 use crate::protocol::{ChatLine, ServerMessage, WhisperLine};
-use crate::shutdown::ServerStopping;
+use crate::schedule::ServerSystems;
+use crate::worker::{Stop, Stopping, Worker, stop_at_shutdown};
 use threads::{Envelope, In, Out};
 
 /// How often a shard publishes its roster (and refreshes its presence key).
@@ -57,19 +59,14 @@ pub(crate) fn plugin(app: &mut App) {
     let shard = config.shard_name();
     let metrics = app.world().resource::<Metrics>().clone();
     app.insert_resource(Bus::start(url, shard, metrics))
+        .add_systems(Update, receive.in_set(ServerSystems::Receive))
         .add_systems(
             Update,
-            (
-                receive,
-                send_roster,
-                expire_shards,
-                relay_chat,
-                relay_moderation,
-            ),
+            (send_roster, expire_shards, relay).in_set(ServerSystems::Replication),
         )
         .add_observer(announce_join)
-        .add_observer(announce_leave)
-        .add_observer(stop_bus);
+        .add_observer(announce_leave);
+    stop_at_shutdown::<Bus>(app);
 }
 
 /// What shards tell each other.
@@ -112,10 +109,9 @@ pub enum Event {
 #[derive(Resource)]
 pub struct Bus {
     shard: String,
-    out: Option<Sender<Out>>,
+    /// The publisher (its queue: what this shard sends) and the subscriber beside it.
+    threads: Worker<Out>,
     inbox: Receiver<In>,
-    threads: Vec<JoinHandle<()>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     last_roster: Option<Instant>,
     /// When each other shard was last heard of.
     heard: HashMap<String, Instant>,
@@ -125,68 +121,52 @@ pub struct Bus {
 
 impl Bus {
     fn start(url: BusUrl, shard: String, metrics: Metrics) -> Self {
-        let (out_tx, out_rx) = crossbeam_channel::unbounded::<Out>();
         let (in_tx, inbox) = crossbeam_channel::unbounded::<In>();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let publisher = {
-            let (url, shard, stop) = (url.expose().to_owned(), shard.clone(), stop.clone());
+            let (url, shard) = (url.expose().to_owned(), shard.clone());
             let (metrics, lost) = (metrics.clone(), in_tx.clone());
-            std::thread::Builder::new()
-                .name("bus-out".into())
-                .spawn(move || threads::publish(&url, &shard, &out_rx, &lost, &stop, &metrics))
-                .expect("spawning the bus publisher")
+            move |out: Receiver<Out>, stopping: Stopping| {
+                threads::publish(&url, &shard, &out, &lost, stopping.flag(), &metrics)
+            }
         };
         let subscriber = {
-            let (url, shard, stop) = (url.expose().to_owned(), shard.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("bus-in".into())
-                .spawn(move || threads::subscribe(&url, &shard, &in_tx, &stop, &metrics))
-                .expect("spawning the bus subscriber")
+            let (url, shard) = (url.expose().to_owned(), shard.clone());
+            move |stopping: Stopping| {
+                threads::subscribe(&url, &shard, &in_tx, stopping.flag(), &metrics)
+            }
         };
+        let threads = Worker::single("bus-out", None, publisher).with_thread("bus-in", subscriber);
         info!(shard, bus = %url, "joining the bus");
         Self {
             shard,
-            out: Some(out_tx),
+            threads,
             inbox,
-            threads: vec![publisher, subscriber],
-            stop,
             last_roster: None,
             heard: HashMap::new(),
             shards: HashMap::new(),
         }
     }
 
-    /// Sends `event` to every other shard (dropped, logged once, while Redis is away).
+    /// Sends `event` to every other shard (queued while Redis is away, up to a bound).
     pub fn publish(&self, event: Event) {
         self.send(Out::Publish(event));
     }
 
     fn send(&self, out: Out) {
-        if let Some(tx) = &self.out {
-            let _ = tx.send(out);
-        }
+        // Unbounded until the publisher drops what piles up while Redis is away; refused once stopped.
+        let _ = self.threads.send(out);
     }
 
     /// This shard's name on the bus.
     pub fn shard(&self) -> &str {
         &self.shard
     }
-
-    fn stop(&mut self) {
-        // Closing the channel lets the publisher send what is queued (the players' Left), then end.
-        self.out = None;
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        for thread in self.threads.drain(..) {
-            if thread.join().is_err() {
-                error!("a bus thread panicked");
-            }
-        }
-    }
 }
 
-impl Drop for Bus {
-    fn drop(&mut self) {
-        self.stop();
+impl Stop for Bus {
+    /// Closing the queue lets the publisher send what is queued (the players' Left), then end.
+    fn stop(&mut self) {
+        self.threads.stop();
     }
 }
 
@@ -437,15 +417,24 @@ fn send_roster(
     });
 }
 
-/// What this shard's players say goes to every other shard.
-fn relay_chat(mut said: MessageReader<ChatSaid>, bus: Res<Bus>) {
+/// What this shard's players say, whisper to players elsewhere and are announced, and what its
+/// moderators change, goes to every other shard.
+fn relay(
+    mut said: MessageReader<ChatSaid>,
+    mut whispers: MessageReader<WhisperElsewhere>,
+    mut announced: MessageReader<Announced>,
+    mut changed: MessageReader<Changed>,
+    bus: Res<Bus>,
+) {
     for ChatSaid(line) in said.read() {
         bus.publish(Event::Chat(line.clone()));
     }
-}
-
-/// What this shard's moderators do goes to every other shard.
-fn relay_moderation(mut changed: MessageReader<Changed>, bus: Res<Bus>) {
+    for WhisperElsewhere(line) in whispers.read() {
+        bus.publish(Event::Whisper(line.clone()));
+    }
+    for Announced(text) in announced.read() {
+        bus.publish(Event::System { text: text.clone() });
+    }
     for Changed(change) in changed.read() {
         bus.publish(Event::Moderation(change.clone()));
     }
@@ -478,8 +467,4 @@ fn announce_leave(
             name: player.name.clone(),
         });
     }
-}
-
-fn stop_bus(_: On<ServerStopping>, mut bus: ResMut<Bus>) {
-    bus.stop();
 }

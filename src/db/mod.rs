@@ -72,9 +72,51 @@ macro_rules! write_transaction {
 
 /// A pool of connections to one database.
 pub type DbPool = Pool<Manager>;
-/// The server's pool, as a Bevy resource: plugins clone it for their worker threads.
-#[derive(bevy::prelude::Resource, Clone)]
-pub struct Database(pub DbPool);
+
+/// The server's database, as a Bevy resource: opened and migrated before the first tick. Each store
+/// (a plugin's database thread, the auth workers) takes a pool of its own with [`Database::pool`],
+/// sized for its threads, so the connections the server holds are those its stores need, whatever
+/// stores exist: nothing lists them.
+#[derive(bevy::prelude::Resource, Clone, Debug)]
+pub struct Database {
+    location: DbLocation,
+}
+
+impl Database {
+    /// Where it is (`--db`), shown without a password.
+    pub fn location(&self) -> &DbLocation {
+        &self.location
+    }
+
+    /// A pool of at most `connections` for the store named `store` (its name is in the pool's error
+    /// lines). Connections open in the background as the store's threads ask for them.
+    pub fn pool(&self, store: &'static str, connections: u32) -> DbPool {
+        tracing::debug!(store, connections, db = %self.location, "database pool");
+        Pool::builder()
+            .max_size(connections.max(1))
+            .connection_timeout(CONNECTION_TIMEOUT)
+            .error_handler(Box::new(QuietErrors {
+                store,
+                last: Default::default(),
+            }))
+            .build_unchecked(Manager {
+                location: self.location.clone(),
+            })
+    }
+
+    /// One connection of its own, for reads before the first tick (the chat history, the roles).
+    pub fn connect(&self) -> Result<DbConn, String> {
+        Manager::connect_to(&self.location).map_err(|error| error.to_string())
+    }
+}
+
+/// Runs `query` on a connection of its own to `db` (start-up reads, never the tick).
+pub fn with_connection<T>(
+    db: &Database,
+    query: impl FnOnce(&mut DbConn) -> diesel::QueryResult<T>,
+) -> Result<T, String> {
+    query(&mut db.connect()?).map_err(|error| error.to_string())
+}
 
 /// One connection taken from a [`DbPool`].
 pub type DbConnection = PooledConnection<Manager>;
@@ -82,11 +124,6 @@ pub type DbConnection = PooledConnection<Manager>;
 /// Why the database could not be opened. The location is shown without its password.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("cannot open database {location}: {source}")]
-    Pool {
-        location: DbLocation,
-        source: diesel::r2d2::PoolError,
-    },
     #[error("cannot open or migrate database {location}: {source}")]
     Migrate {
         location: DbLocation,
@@ -161,11 +198,13 @@ impl ManageConnection for Manager {
     }
 }
 
-/// Logs the pool's connection errors (the pool retries each missing connection in the background), at
+/// Logs a pool's connection errors (the pool retries each missing connection in the background), at
 /// most one line per [`QuietErrors::EVERY`] with how many were left out, so a database that is away does
 /// not flood the log.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct QuietErrors {
+    /// The store the pool is for.
+    store: &'static str,
     /// When the last line was logged, and how many errors came since.
     last: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
 }
@@ -184,7 +223,7 @@ impl diesel::r2d2::HandleError<diesel::r2d2::Error> for QuietErrors {
             Some((at, left_out)) if at.elapsed() < Self::EVERY => *left_out += 1,
             _ => {
                 let left_out = last.map_or(0, |(_, left_out)| left_out);
-                tracing::warn!(%error, similar_left_out = left_out, "cannot connect to the database");
+                tracing::warn!(%error, store = self.store, similar_left_out = left_out, "cannot connect to the database");
                 *last = Some((std::time::Instant::now(), 0));
             }
         }
@@ -210,7 +249,7 @@ fn scrub(text: &str, url: &str) -> String {
 }
 
 /// Opens (creating if needed) the database and brings its schema up to date.
-pub fn open(location: &DbLocation, max_connections: u32) -> Result<DbPool, OpenError> {
+pub fn open(location: &DbLocation) -> Result<Database, OpenError> {
     let migrate_error = |source: Box<dyn std::error::Error + Send + Sync>| OpenError::Migrate {
         location: location.clone(),
         source,
@@ -222,24 +261,15 @@ pub fn open(location: &DbLocation, max_connections: u32) -> Result<DbPool, OpenE
         });
     }
     // One connection first, so the file's creation, its switch to WAL and the migrations are not raced
-    // by the pool's other connections opening at the same time.
+    // by the stores' connections opening at the same time.
     let mut first = Manager::connect_to(location).map_err(|e| migrate_error(e.into()))?;
     let applied = migrate(&mut first).map_err(migrate_error)?;
     for version in applied {
         tracing::info!(%version, db = %location, "applied migration");
     }
-    drop(first);
-    Pool::builder()
-        .max_size(max_connections)
-        .connection_timeout(CONNECTION_TIMEOUT)
-        .error_handler(Box::new(QuietErrors::default()))
-        .build(Manager {
-            location: location.clone(),
-        })
-        .map_err(|source| OpenError::Pool {
-            location: location.clone(),
-            source,
-        })
+    Ok(Database {
+        location: location.clone(),
+    })
 }
 
 /// Runs the pending migrations; the versions applied. On PostgreSQL under an advisory lock, so shards

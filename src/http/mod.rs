@@ -19,7 +19,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
@@ -39,7 +38,7 @@ use crate::client::api::encode_connect_token;
 use crate::config::Config;
 use crate::players::OnlineAccounts;
 use crate::protocol;
-use crate::shutdown::ServerStopping;
+use crate::worker::{Stop, Threads, stop_at_shutdown};
 
 /// Connections open at once, at most (each costs a task and a TLS session).
 pub const MAX_CONNECTIONS: usize = 512;
@@ -222,29 +221,17 @@ pub struct ApiState {
     pub metrics: crate::metrics::Metrics,
 }
 
-/// The running endpoint: its runtime thread and the handle that stops it.
+/// The running endpoint: its runtime thread, stopped gracefully with the server (it stops accepting,
+/// lets requests in flight finish for up to 2 s, and joins the runtime).
 #[derive(Resource)]
 pub struct HttpServer {
-    handle: Handle<SocketAddr>,
-    thread: Option<JoinHandle<()>>,
+    thread: Threads,
     online: Arc<AtomicUsize>,
 }
 
-impl HttpServer {
-    /// Stops accepting, lets requests in flight finish (up to 2 s), and joins the runtime.
-    pub fn stop(&mut self) {
-        self.handle.graceful_shutdown(Some(Duration::from_secs(2)));
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            error!("the HTTPS thread panicked");
-        }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop();
+impl Stop for HttpServer {
+    fn stop(&mut self) {
+        self.thread.stop();
     }
 }
 
@@ -277,12 +264,11 @@ pub(crate) fn plugin(app: &mut App) {
         }
     };
     info!(url = %info.url, cert = %info.cert_path.display(), sha256 = %info.fingerprint, "https login endpoint ready");
-    app.insert_resource(server)
-        .add_systems(
-            Last,
-            publish_players_online.run_if(resource_changed::<OnlineAccounts>),
-        )
-        .add_observer(stop_serving);
+    app.insert_resource(server).add_systems(
+        Last,
+        publish_players_online.run_if(resource_changed::<OnlineAccounts>),
+    );
+    stop_at_shutdown::<HttpServer>(app);
 }
 
 fn router(state: ApiState) -> Router {
@@ -331,9 +317,8 @@ fn serve(
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let serving = handle.clone();
     let listener = bound.listener;
-    let thread = std::thread::Builder::new()
-        .name("mmo-https-main".into())
-        .spawn(move || {
+    let thread = Threads::default()
+        .spawn("mmo-https-main", move |_| {
             runtime.block_on(async move {
                 let server = match axum_server::from_tcp(listener) {
                     Ok(server) => server,
@@ -356,21 +341,13 @@ fn serve(
             // Requests still running past the grace period are dropped with the runtime.
             runtime.shutdown_timeout(Duration::from_secs(1));
         })
-        .map_err(HttpError::Runtime)?;
-    Ok(HttpServer {
-        handle,
-        thread: Some(thread),
-        online,
-    })
+        .on_stop(move || handle.graceful_shutdown(Some(Duration::from_secs(2))));
+    Ok(HttpServer { thread, online })
 }
 
 /// Keeps `/api/health`'s player count current.
 fn publish_players_online(online: Res<OnlineAccounts>, server: Res<HttpServer>) {
     server.online.store(online.len(), Ordering::Relaxed);
-}
-
-fn stop_serving(_: On<ServerStopping>, mut server: ResMut<HttpServer>) {
-    server.stop();
 }
 
 #[cfg(test)]

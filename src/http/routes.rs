@@ -116,7 +116,7 @@ async fn run(state: &ApiState, request: AuthRequest) -> Result<AuthOutcome, ApiE
             let _ = tx.send(outcome);
         })),
     };
-    if state.queue.submit(job).is_err() {
+    if state.queue.send(job).is_err() {
         tracing::warn!("auth queue full (https)");
         state.metrics.logins.busy.inc();
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, BUSY));
