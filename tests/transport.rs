@@ -3,12 +3,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use bevy::prelude::*;
-use mmo::transport::Transport;
 
 use common::proxy::Proxy;
 use common::*;
@@ -30,17 +26,6 @@ fn server_threads() -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
-}
-
-/// Pumps `clients` for `time` (each flushes at its own frame rate).
-fn pump_for(clients: &mut [&mut TestClient], time: Duration) {
-    let until = Instant::now() + time;
-    while Instant::now() < until {
-        for client in clients.iter_mut() {
-            client.pump();
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 #[test]
@@ -120,25 +105,6 @@ fn stopping_with_packets_in_flight_loses_no_acknowledged_line_and_leaves_no_thre
     assert_eq!(said, expected, "every acknowledged line is in the history");
 }
 
-/// A gameplay system that, when asked, holds the tick for a while, as a slow system would; and reads
-/// the transport's drop counter for the test.
-#[derive(Resource, Clone, Default)]
-struct Stall {
-    /// Milliseconds the next tick should take; 0 = none.
-    next_ms: Arc<AtomicU64>,
-    /// Payloads the transport dropped because the tick was late.
-    queue_drops: Arc<AtomicU64>,
-}
-
-fn stall(stall: Res<Stall>, transport: Res<Transport>) {
-    let ms = stall.next_ms.swap(0, Ordering::Relaxed);
-    if ms > 0 {
-        std::thread::sleep(Duration::from_millis(ms));
-    }
-    let (drops, _sent) = transport.netcode_counters();
-    stall.queue_drops.store(drops, Ordering::Relaxed);
-}
-
 #[test]
 fn a_stalled_tick_with_its_queue_full_keeps_every_connection_and_loses_no_line() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -151,15 +117,13 @@ fn a_stalled_tick_with_its_queue_full_keeps_every_connection_and_loses_no_line()
             // Two players flushing 60 times a second fill this within a second of a stalled tick.
             config.transport_queue = 32;
         },
-        move |app| {
-            app.insert_resource(hook).add_systems(Update, stall);
-        },
+        move |app| hook.install(app),
     );
     let mut alice = server.player("Alice");
     let mut bob = server.player("Bob");
 
     // The tick stops for 3 s; meanwhile Alice talks, both keep flushing, and Carol connects.
-    stalls.next_ms.store(3_000, Ordering::Relaxed);
+    stalls.next_tick(Duration::from_secs(3));
     std::thread::sleep(Duration::from_millis(100));
     for i in 0..10 {
         alice.send(&ClientMessage::Chat {
@@ -184,7 +148,7 @@ fn a_stalled_tick_with_its_queue_full_keeps_every_connection_and_loses_no_line()
         });
     }
     assert!(
-        stalls.queue_drops.load(Ordering::Relaxed) > 0,
+        stalls.queue_drops() > 0,
         "the queue filled and dropped payloads"
     );
     // Carol's connection reached the tick although the queue was full: she can log in.

@@ -29,8 +29,13 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub db: DbLocation,
     config: Config,
+    /// What the test added to the app (`start_extended`): a restart adds it again.
+    extend: Extension,
     _dir: tempfile::TempDir,
 }
+
+/// Plugins and systems a test adds to the server's app, as a game's own `main` would.
+type Extension = std::sync::Arc<dyn Fn(&mut bevy::prelude::App) + Send + Sync>;
 
 /// The database a test server starts on: an SQLite file in `dir`, or with `MMO_TEST_DB=postgres` (in a
 /// build with `--features postgres`) a new database on the test process's PostgreSQL cluster.
@@ -96,11 +101,12 @@ impl TestServer {
     }
 
     /// A server whose configuration `tweak` adjusts, with `extend` adding to its app (as a game's own
-    /// plugins would). A restart starts it without them.
+    /// plugins would). A restart adds them again.
     pub fn start_extended(
         tweak: impl Fn(&mut Config) + 'static,
-        extend: impl FnOnce(&mut bevy::prelude::App) + Send + 'static,
+        extend: impl FnOnce(&mut bevy::prelude::App) + Clone + Send + Sync + 'static,
     ) -> Self {
+        let extend: Extension = std::sync::Arc::new(move |app| extend.clone()(app));
         init_logging();
         let dir = tempfile::tempdir().expect("temp dir");
         let db = test_db(dir.path());
@@ -114,14 +120,20 @@ impl TestServer {
                 .expect("a self-signed certificate");
             (config.tls_cert, config.tls_key) = (Some(cert), Some(key));
         }
-        let handle = ServerHandle::spawn_with(config.clone(), extend).expect("server starts");
+        let handle = Self::spawn(&config, &extend).expect("server starts");
         Self {
             addr: handle.addr(),
             handle: Some(handle),
             db: config.db.clone(),
             config,
+            extend,
             _dir: dir,
         }
+    }
+
+    fn spawn(config: &Config, extend: &Extension) -> Result<ServerHandle, mmo::server::StartError> {
+        let extend = extend.clone();
+        ServerHandle::spawn_with(config.clone(), move |app| extend(app))
     }
 
     /// A token-mode server (HTTPS login on a free loopback port, secure netcode), chat limits as
@@ -189,14 +201,16 @@ impl TestServer {
             handle: Some(handle),
             db: self.db.clone(),
             config,
+            extend: std::sync::Arc::new(|_| {}),
             _dir: tempfile::tempdir().expect("temp dir"),
         }
     }
 
-    /// Stops the server gracefully, then starts a new one on the same database (on a new port).
+    /// Stops the server gracefully, then starts a new one on the same database (on a new port), with
+    /// what the test added to the app.
     pub fn restart(&mut self) {
         self.stop();
-        let handle = ServerHandle::spawn(self.config.clone()).expect("server restarts");
+        let handle = Self::spawn(&self.config, &self.extend).expect("server restarts");
         self.addr = handle.addr();
         self.handle = Some(handle);
     }
@@ -488,6 +502,30 @@ impl TestClient {
         }
     }
 
+    /// Walks to `at` and waits until this player's own snapshots put it there.
+    pub fn walk_to(&mut self, at: mmo::protocol::Pos) {
+        let (id, _) = self.spawned();
+        self.send(&ClientMessage::MoveTo {
+            x: at.x(),
+            y: at.y(),
+        });
+        self.wait_until_at(id, at);
+    }
+
+    /// Pumps until the snapshots put `id` at `at`.
+    pub fn wait_until_at(&mut self, id: u32, at: mmo::protocol::Pos) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.last_seen(id) != Some(at) {
+            assert!(
+                Instant::now() < deadline,
+                "{id} never reached {at:?}; last seen at {:?}",
+                self.last_seen(id)
+            );
+            self.pump();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// The newest position of player `id` in the snapshots received.
     pub fn last_seen(&self, id: u32) -> Option<mmo::protocol::Pos> {
         self.snapshots
@@ -535,4 +573,58 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let status = response[9..12].parse().unwrap();
     let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
     (status, body.to_owned())
+}
+
+/// Pumps `clients` for `time` (each flushes at its own frame rate).
+pub fn pump_for(clients: &mut [&mut TestClient], time: Duration) {
+    let until = Instant::now() + time;
+    while Instant::now() < until {
+        for client in clients.iter_mut() {
+            client.pump();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A gameplay system for tests that, when asked, holds the tick for a while, as a slow system would;
+/// and reads the transport's drop counter. Add it with `TestServer::start_extended(tweak, move |app|
+/// stall.install(app))`.
+#[derive(bevy::prelude::Resource, Clone, Default)]
+pub struct Stall {
+    /// Milliseconds the next tick should take; 0 = none.
+    next_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Payloads the transport dropped because the tick was late.
+    queue_drops: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Stall {
+    /// Adds the stalling system to a server's app.
+    pub fn install(self, app: &mut bevy::prelude::App) {
+        use bevy::prelude::*;
+        app.insert_resource(self).add_systems(Update, stall);
+    }
+
+    /// Holds the next tick for `time`.
+    pub fn next_tick(&self, time: Duration) {
+        let ms = u64::try_from(time.as_millis()).unwrap_or(u64::MAX);
+        self.next_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Payloads the transport dropped because the tick's queue was full, as of the last tick.
+    pub fn queue_drops(&self) -> u64 {
+        self.queue_drops.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+fn stall(
+    stall: bevy::prelude::Res<Stall>,
+    transport: bevy::prelude::Res<mmo::transport::Transport>,
+) {
+    use std::sync::atomic::Ordering;
+    let ms = stall.next_ms.swap(0, Ordering::Relaxed);
+    if ms > 0 {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+    let (drops, _sent) = transport.netcode_counters();
+    stall.queue_drops.store(drops, Ordering::Relaxed);
 }
