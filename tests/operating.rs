@@ -1,12 +1,15 @@
-//! Running a live server: the data that grows (chat history past `--chat-retention-days`).
+//! Running a live server: the data that grows (chat history past `--chat-retention-days`), `/who`,
+//! `/help` and metrics, and `--copy-to` copying every table of the schema.
 
 mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use mmo::db::models::ChatMessage;
-use mmo::db::queries;
+use mmo::config::DbLocation;
+use mmo::db::copy::{copy, row_counts};
+use mmo::db::models::{AuditEntry, ChatMessage, SanctionRow};
+use mmo::db::queries::{self, Moderation};
 use mmo::protocol::ServerMessage;
 
 const DAY_MS: i64 = 86_400_000;
@@ -271,4 +274,58 @@ fn the_metrics_endpoint_counts_what_players_do() {
     assert_eq!(sample(&scrape, "mmo_auth_queue_depth"), 0.0);
 
     assert_eq!(http_get(addr, "/").0, 404);
+}
+
+#[test]
+fn copy_to_copies_every_table_of_the_schema_whatever_adds_one() {
+    // A world with rows in every table: an account with a session (token mode), a chat line, a saved
+    // position, a mute with its audit entry.
+    let mut server = TestServer::start_token();
+    let mut alice = server.token_player("Alice");
+    alice.spawned();
+    alice.chat("kept");
+    assert_eq!(alice.next_chat().unwrap().text, "kept");
+    drop(alice);
+    let mut conn = db_conn(&server.db);
+    let (alice_id, _, _) = queries::find_account_role(&mut conn, "alice")
+        .unwrap()
+        .unwrap();
+    let mute = SanctionRow {
+        account_id: alice_id,
+        kind: "mute".into(),
+        until_ms: Some(i64::MAX / 2),
+        reason: "it's \\ quoted".into(),
+        by_name: "console".into(),
+        created_at_ms: 0,
+    };
+    let audit = AuditEntry {
+        at_ms: 0,
+        actor: "console".into(),
+        action: "mute".into(),
+        target: "Alice".into(),
+        detail: "for O'Brien".into(),
+    };
+    queries::moderate(&mut conn, &Moderation::Sanction(mute), &audit).unwrap();
+    drop(conn);
+    server.stop();
+    let counts = row_counts(&mut db_conn(&server.db)).unwrap();
+    for (table, rows) in &counts {
+        assert!(*rows > 0, "the test leaves {table} empty: give it a row");
+    }
+
+    // Into a new SQLite file (from PostgreSQL with MMO_TEST_DB=postgres): every table, every row.
+    let dir = tempfile::tempdir().unwrap();
+    let target = DbLocation::Sqlite(dir.path().join("copy.sqlite3"));
+    copy(&server.db, &target).unwrap();
+    assert_eq!(row_counts(&mut db_conn(&target)).unwrap(), counts);
+    let mut copied = db_conn(&target);
+    let (reason, detail): (String, String) = {
+        let active = queries::active_sanctions(&mut copied, 0).unwrap();
+        let entries = queries::recent_audit(&mut copied, 1).unwrap();
+        (active[0].reason.clone(), entries[0].detail.clone())
+    };
+    assert_eq!(
+        (reason.as_str(), detail.as_str()),
+        ("it's \\ quoted", "for O'Brien")
+    );
 }
