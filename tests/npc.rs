@@ -27,20 +27,25 @@ fn pos(at: Vec2) -> Pos {
     Pos::quantize(at.x, at.y)
 }
 
-/// The characters `client` was told entered its view so far: (id, name).
+/// A character entering view: its id and name.
+fn character_entered(message: &ServerMessage) -> Option<(u32, String)> {
+    match message {
+        ServerMessage::EnteredView {
+            id,
+            kind: Kind::Npc,
+            name,
+            ..
+        } => Some((*id, name.clone())),
+        _ => None,
+    }
+}
+
+/// The characters `client` was told entered its view so far.
 fn characters_in_view(client: &TestClient) -> Vec<(u32, String)> {
     client
         .received
         .iter()
-        .filter_map(|m| match m {
-            ServerMessage::EnteredView {
-                id,
-                kind: Kind::Npc,
-                name,
-                ..
-            } => Some((*id, name.clone())),
-            _ => None,
-        })
+        .filter_map(character_entered)
         .collect()
 }
 
@@ -62,16 +67,7 @@ fn characters_are_seen_only_by_players_near_them() {
     alice.walk_to(pos(VILLAGE));
     let mut seen = Vec::new();
     while seen.len() < 3 {
-        let (id, name) = alice.expect("a character entering view", |m| match m {
-            ServerMessage::EnteredView {
-                id,
-                kind: Kind::Npc,
-                name,
-                ..
-            } => Some((*id, name.clone())),
-            _ => None,
-        });
-        seen.push((id, name));
+        seen.push(alice.expect("a character entering view", character_entered));
     }
     let mut names: Vec<&str> = seen.iter().map(|(_, name)| name.as_str()).collect();
     names.sort_unstable();

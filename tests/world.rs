@@ -26,20 +26,6 @@ fn entered(client: &mut TestClient, name: &str) -> u32 {
     })
 }
 
-/// Pumps `client` until its snapshots put `id` at `at`.
-fn wait_until_at(client: &mut TestClient, id: u32, at: Pos, time: Duration) {
-    let deadline = Instant::now() + time;
-    while client.last_seen(id) != Some(at) {
-        assert!(
-            Instant::now() < deadline,
-            "{id} never reached {at:?}; last seen at {:?}",
-            client.last_seen(id)
-        );
-        client.pump();
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 fn distance(a: Pos, b: Pos) -> f32 {
     ((a.x() - b.x()).powi(2) + (a.y() - b.y()).powi(2)).sqrt()
 }
@@ -60,8 +46,8 @@ fn players_near_each_other_see_each_other_and_each_others_steps() {
         x: target.x(),
         y: target.y(),
     });
-    wait_until_at(&mut alice, alice_id, target, PATIENCE);
-    wait_until_at(&mut bob, alice_id, target, PATIENCE);
+    alice.wait_until_at(alice_id, target);
+    bob.wait_until_at(alice_id, target);
 }
 
 #[test]
@@ -128,7 +114,7 @@ fn targets_outside_the_world_are_clamped_and_non_numbers_refused() {
         .then_some(())
     });
     alice.send(&ClientMessage::MoveTo { x: -1e9, y: 1e9 });
-    wait_until_at(&mut alice, id, Pos::quantize(0.0, WORLD_SIZE), PATIENCE);
+    alice.wait_until_at(id, Pos::quantize(0.0, WORLD_SIZE));
     assert!(alice.is_connected());
 
     let mut stranger = server.client();
@@ -155,7 +141,7 @@ fn a_player_who_walks_out_of_view_leaves_it_and_is_heard_of_no_more() {
     alice.expect("Bob leaving view", |m| {
         matches!(m, ServerMessage::LeftView { id } if *id == bob_id).then_some(())
     });
-    wait_until_at(&mut bob, bob_id, far, PATIENCE);
+    bob.wait_until_at(bob_id, far);
 
     // Far away, Bob keeps walking: Alice hears nothing of him.
     alice.snapshots.clear();
@@ -202,7 +188,7 @@ fn a_position_survives_logout_and_a_restart() {
         x: there.x(),
         y: there.y(),
     });
-    wait_until_at(&mut alice, id, there, PATIENCE);
+    alice.wait_until_at(id, there);
     drop(alice);
 
     // Logged out: she comes back where she stood.
@@ -214,7 +200,7 @@ fn a_position_survives_logout_and_a_restart() {
         y: further.y(),
     });
     let (id, _) = alice.spawned();
-    wait_until_at(&mut alice, id, further, PATIENCE);
+    alice.wait_until_at(id, further);
 
     // The server stops with her still online, and starts again.
     server.restart();
