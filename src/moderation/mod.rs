@@ -7,7 +7,7 @@
 //! tick (chat refuses a muted player, login a banned one) and changed only by a [`Change`]: made here by
 //! a command whose job on the commands' store thread found the account, checked that the actor outranks
 //! it and stored the change with its audit entry in one transaction ([`Changed`]), or made on another
-//! shard ([`ChangedElsewhere`]). Either is enforced the same way ([`enforce_changes`]): a ban kicks, a
+//! shard ([`ChangedElsewhere`]). Either is enforced the same way (`enforce_changes`): a ban kicks, a
 //! mute or a new role tells the player.
 
 pub mod kick;
