@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs the BENCHMARKS.md sets against mmo (and the floor relay, in the same invocation).
-# Usage: scripts/bench.sh [OUT_FILE] [capacity|token|abuse|world|all]   (default: all)
+# Usage: scripts/bench.sh [OUT_FILE] [capacity|token|abuse|world|npcs|all]   (default: all)
 #   capacity: every scenario, mmo and floor (about 7 minutes on 2 cores)
 #   token:    the capacity rows in token mode: HTTPS login, secure netcode, the floor secure too (7 minutes)
 #   abuse:    50 players chatting beside each kind of abuse (about 5 minutes)
 #   world:    players wandering (snapshot age, bytes per player), mmo and the all-to-all floor (4 minutes,
 #             most of it the 1,000 logins)
+#   npcs:     1,000 players idle at the spawn point (no character in view) and 1,000 wandering (among
+#             the characters), each without characters and with 50 (--npcs; 5 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/dev/stdout}
@@ -13,6 +15,8 @@ set_name=${2:-all}
 cargo build --release -p mmo -p mmo-loadgen
 lg=target/release/mmo-loadgen
 run() { echo "\$ mmo-loadgen $*"; "$lg" "$@" || true; echo; }
+# The server the load generator starts inherits its environment: every flag has an env twin.
+with_npcs() { local n=$1; shift; echo "\$ MMO_NPCS=$n mmo-loadgen $*"; MMO_NPCS=$n "$lg" "$@" || true; echo; }
 capacity() {
     run chat --clients 10 --rate 1 --duration 20 --floor
     run chat --clients 50 --rate 1 --duration 20 --floor
@@ -48,12 +52,19 @@ world() {
     run move --clients 500 --duration 20 --floor
     run move --clients 1000 --duration 20 --floor
 }
+npcs() {
+    with_npcs 0 idle --clients 1000 --duration 20
+    with_npcs 50 idle --clients 1000 --duration 20
+    with_npcs 0 move --clients 1000 --duration 20
+    with_npcs 50 move --clients 1000 --duration 20
+}
 {
     case $set_name in
     capacity) capacity ;;
     token) token ;;
     abuse) abuse ;;
     world) world ;;
-    *) capacity; token; abuse; world ;;
+    npcs) npcs ;;
+    *) capacity; token; abuse; world; npcs ;;
     esac
 } >"$out" 2>&1

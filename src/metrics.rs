@@ -7,9 +7,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Instant;
 
+use crate::worker::Threads;
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -277,8 +277,8 @@ pub struct MetricsBindError {
 #[derive(Resource)]
 pub struct MetricsServer {
     pub addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Its thread, stopped (the endpoint shut down gracefully) when the server is dropped.
+    _thread: Threads,
 }
 
 impl MetricsServer {
@@ -312,9 +312,8 @@ impl MetricsServer {
             .fallback(|| async {
                 (StatusCode::NOT_FOUND, "Not found: try /metrics\n").into_response()
             });
-        let thread = std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || {
+        let thread = Threads::default()
+            .try_spawn("metrics", move |_| {
                 runtime.block_on(async move {
                     let listener = match tokio::net::TcpListener::from_std(listener) {
                         Ok(listener) => listener,
@@ -331,24 +330,15 @@ impl MetricsServer {
                     }
                 });
             })
-            .map_err(error)?;
+            .map_err(error)?
+            .on_stop(move || {
+                let _ = stop.send(());
+            });
         info!(url = %format!("http://{bound}/metrics"), "metrics endpoint ready");
         Ok(Self {
             addr: bound,
-            stop: Some(stop),
-            thread: Some(thread),
+            _thread: thread,
         })
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -65,19 +65,30 @@ pub struct Threads {
 
 impl Threads {
     /// Starts a thread called `name` running `body`, which should return soon after [`Stopping`] is set.
+    /// Panics if the system cannot start a thread (see [`Threads::try_spawn`]).
     pub fn spawn(
-        mut self,
+        self,
         name: impl Into<String>,
         body: impl FnOnce(Stopping) + Send + 'static,
     ) -> Self {
         let name = name.into();
+        self.try_spawn(name.clone(), body)
+            .unwrap_or_else(|error| panic!("spawning the {name} thread: {error}"))
+    }
+
+    /// [`Threads::spawn`], or the error if the system cannot start a thread.
+    pub fn try_spawn(
+        mut self,
+        name: impl Into<String>,
+        body: impl FnOnce(Stopping) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let name = name.into();
         let stopping = self.stopping.clone();
         let thread = std::thread::Builder::new()
             .name(name.clone())
-            .spawn(move || body(stopping))
-            .unwrap_or_else(|error| panic!("spawning the {name} thread: {error}"));
+            .spawn(move || body(stopping))?;
         self.threads.push((name, thread));
-        self
+        Ok(self)
     }
 
     /// Runs `hook` when stopping, after the flag is set and before the threads are joined (to tell a

@@ -24,7 +24,6 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bevy_renet::renet::ClientId;
@@ -33,6 +32,7 @@ use renetcode::{NETCODE_USER_DATA_BYTES, NetcodeServer, ServerResult};
 
 use super::gate::{Control, Counters, GateState, Verdict};
 use crate::udp::{RecvBatch, SendBatch, wait_readable};
+use crate::worker::{Stop, Threads};
 
 /// How often netcode's clock advances (its keep-alives and timeouts count in it).
 const UPDATE_EVERY: Duration = Duration::from_millis(10);
@@ -92,7 +92,7 @@ pub struct NetcodeCounters {
 
 /// The running thread; see the module docs.
 pub struct NetcodeThread {
-    thread: Option<JoinHandle<()>>,
+    thread: Threads,
 }
 
 impl NetcodeThread {
@@ -125,21 +125,13 @@ impl NetcodeThread {
                 batch: SendBatch::default(),
             },
         };
-        let thread = std::thread::Builder::new()
-            .name("mmo-netcode".into())
-            .spawn(move || state.run(&from_tick))?;
-        Ok(Self {
-            thread: Some(thread),
-        })
+        let thread = Threads::default().try_spawn("mmo-netcode", move |_| state.run(&from_tick))?;
+        Ok(Self { thread })
     }
 
     /// Waits for the thread, which ends once the tick's sender is dropped and its queue is sent.
     pub fn join(&mut self) {
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the netcode thread panicked");
-        }
+        self.thread.stop();
     }
 }
 
