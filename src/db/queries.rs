@@ -1,5 +1,6 @@
-//! Every query the server runs. Each takes a connection, so it runs wherever the caller is: always a
-//! worker thread, never the tick.
+//! The core's queries: accounts, sessions, chat history, positions, moderation. A gameplay plugin keeps
+//! its own queries in its own file (docs/extending.md, section 6). Each takes a connection, so it runs
+//! wherever the caller is: always a worker thread, never the tick.
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
