@@ -1,15 +1,35 @@
-//! The server binary: parse the configuration, build the app with the operator console on stdin, stop
-//! gracefully on Ctrl-C or SIGTERM. With `--copy-to`, copy the database instead, and exit.
+//! The server binary: read the configuration (flags, environment, `--config` file), build the app with
+//! the operator console on stdin, stop gracefully on Ctrl-C or SIGTERM. With `--print-config`, print the
+//! effective configuration instead; with `--copy-to`, copy the database; and exit.
 
 use std::process::ExitCode;
 
 use bevy::log::LogPlugin;
 use bevy::prelude::*;
-use clap::Parser;
 use mmo::config::Config;
+use mmo::config::file::ConfigError;
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(ConfigError::Flags(error)) => error.exit(),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if config.print_config {
+        return match Config::effective_file(std::env::args_os()) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let mut app = App::new();
     app.add_plugins(LogPlugin {
         // renetcode logs an error for every datagram it cannot decode: whoever sends junk would choose

@@ -1,4 +1,7 @@
-//! Server configuration: command-line flags, each with an environment variable twin, and their checks.
+//! Server configuration: command-line flags, each with an environment variable twin, and their checks;
+//! and the configuration file that holds the same settings ([`file`]).
+
+pub mod file;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -14,10 +17,21 @@ pub const MAX_CLIENTS_LIMIT: u16 = 1024;
 
 /// mmo: a headless, authoritative MMO server with accounts and chat.
 ///
-/// Every flag can also be set by the environment variable shown beside it.
+/// Every flag can also be set by the environment variable shown beside it, or in the configuration file
+/// (--config) under the flag's name: a flag wins over its variable, which wins over the file.
 #[derive(Parser, Resource, Debug, Clone)]
 #[command(name = "mmo", version, about, long_about = None)]
 pub struct Config {
+    /// A TOML file of settings named as the flags are (`max-clients = 1024`); see mmo.example.toml.
+    /// An unknown setting or a bad value stops the start, naming the file's line.
+    #[arg(long, env = "MMO_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration (flags, environment, file and defaults, passwords hidden) as a
+    /// configuration file, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
     /// UDP address to listen on. In-band login sends passwords over unsecure netcode, so keep it on
     /// loopback or a trusted LAN.
     #[arg(long, env = "MMO_BIND", default_value = "127.0.0.1:5000")]
