@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 
-use bevy::log::LogPlugin;
 use bevy::prelude::*;
 use mmo::config::Config;
 use mmo::config::file::ConfigError;
@@ -31,12 +30,7 @@ fn main() -> ExitCode {
         };
     }
     let mut app = App::new();
-    app.add_plugins(LogPlugin {
-        // renetcode logs an error for every datagram it cannot decode: whoever sends junk would choose
-        // how much we write. The gate counts what it drops (see the "tick stats" line) instead.
-        filter: format!("{},renetcode=off", LogPlugin::default().filter),
-        ..default()
-    });
+    app.add_plugins(mmo::logs::plugin(config.log_format));
     if let Some(target) = &config.copy_to {
         return match mmo::db::copy::copy(&config.db, target) {
             Ok(_) => {

@@ -122,7 +122,8 @@ struct LastSample {
     netcode: (u64, u64),
 }
 
-/// Once a second: the gauges, and the transport's counters (as the increase since the last sample).
+/// Once a second: the gauges, the transport's counters (as the increase since the last sample), and the
+/// summaries of log lines held back by their budgets (`crate::logs`).
 fn sample(
     metrics: Res<Metrics>,
     mut last: Local<LastSample>,
@@ -134,7 +135,9 @@ fn sample(
     if last.at.is_some_and(|at| at.elapsed() < SAMPLE_EVERY) {
         return;
     }
-    last.at = Some(Instant::now());
+    let now = Instant::now();
+    last.at = Some(now);
+    crate::logs::summarize(now);
     metrics.players_online.set(online.len() as i64);
     metrics.connections.set(server.connected_clients() as i64);
     metrics.auth_queue_depth.set(workers.queued() as i64);

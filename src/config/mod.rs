@@ -205,6 +205,11 @@ pub struct Config {
     #[arg(long, env = "MMO_SHARD")]
     pub shard: Option<String>,
 
+    /// How the log (on stderr) is written: `text` for people, `json` for a log pipeline (one object a
+    /// line, the same fields).
+    #[arg(long, env = "MMO_LOG_FORMAT", value_enum, default_value_t = crate::logs::LogFormat::Text)]
+    pub log_format: crate::logs::LogFormat,
+
     /// Seconds between "tick stats" log lines (tick duration p50/p99/max, connections, players); 0 = off.
     #[arg(long, env = "MMO_STATS_INTERVAL", default_value_t = 60)]
     pub stats_interval: u32,
