@@ -30,6 +30,8 @@ pub mod console;
 #[cfg(feature = "server")]
 pub mod db;
 #[cfg(feature = "server")]
+pub mod health;
+#[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
 pub mod logs;
@@ -43,6 +45,8 @@ pub mod net;
 pub mod npc;
 #[cfg(feature = "server")]
 pub mod players;
+#[cfg(feature = "server")]
+pub mod probes;
 #[cfg(feature = "server")]
 pub mod schedule;
 #[cfg(feature = "server")]

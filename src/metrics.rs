@@ -282,8 +282,13 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    /// Binds `addr` (now, so a taken port is a start-up error) and serves `metrics` there.
-    pub fn bind(addr: SocketAddr, metrics: Metrics) -> Result<Self, MetricsBindError> {
+    /// Binds `addr` (now, so a taken port is a start-up error) and serves `metrics` there, with the
+    /// probes (`/healthz`, `/readyz`) answered from `health`.
+    pub fn bind(
+        addr: SocketAddr,
+        metrics: Metrics,
+        health: crate::probes::Health,
+    ) -> Result<Self, MetricsBindError> {
         let error = |source| MetricsBindError { addr, source };
         let listener = std::net::TcpListener::bind(addr).map_err(error)?;
         listener.set_nonblocking(true).map_err(error)?;
@@ -309,6 +314,7 @@ impl MetricsServer {
                     }
                 }),
             )
+            .merge(crate::probes::routes(health))
             .fallback(|| async {
                 (StatusCode::NOT_FOUND, "Not found: try /metrics\n").into_response()
             });

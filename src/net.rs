@@ -17,12 +17,19 @@ use renetcode::{ServerAuthentication, ServerConfig};
 
 use crate::api::TokenUser;
 use crate::config::{AuthMode, Config};
+use crate::logs::Budget;
 use crate::protocol::{self, CHANNEL, ClientMessage, Request, ServerMessage};
 use crate::schedule::ServerSystems;
 use crate::transport::{self, Transport, gate::Limits};
 
 /// How long a kicked connection is kept open for its reason to be acknowledged.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Log lines any peer can cause (`crate::logs`).
+static CONNECTED: Budget = Budget::new("connected", 10, 300);
+static DISCONNECTED: Budget = Budget::new("disconnected", 10, 300);
+static KICKING: Budget = Budget::new("kicking", 10, 300);
+static UNDECODABLE: Budget = Budget::new("undecodable message; disconnecting", 5, 60);
 
 pub(crate) fn plugin(app: &mut App) {
     app.add_plugins((RenetServerPlugin, transport::plugin))
@@ -256,7 +263,9 @@ pub fn kick(
     client_id: ClientId,
     reason: &str,
 ) {
-    info!(client_id, reason, "kicking");
+    if KICKING.allow(client_id) {
+        info!(client_id, reason, "kicking");
+    }
     send(
         server,
         client_id,
@@ -291,7 +300,9 @@ fn on_server_event(
             match transport.token_user(client_id) {
                 None => {}
                 Some(Ok(user)) => {
-                    info!(client_id, ?addr, account_id = user.account_id, name = %user.name, "connected with a token");
+                    if CONNECTED.allow(addr.map(|a| a.ip())) {
+                        info!(client_id, ?addr, account_id = user.account_id, name = %user.name, "connected with a token");
+                    }
                     entity.insert(TokenLogin(user));
                 }
                 Some(Err(error)) => {
@@ -302,13 +313,17 @@ fn on_server_event(
             }
             let entity = entity.id();
             connections.0.insert(client_id, entity);
-            info!(client_id, ?addr, ?entity, "connected");
+            if CONNECTED.allow(addr.map(|a| a.ip())) {
+                info!(client_id, ?addr, ?entity, "connected");
+            }
         }
         ServerEvent::ClientDisconnected { client_id, reason } => {
             if let Some(entity) = connections.0.remove(&client_id) {
                 commands.entity(entity).despawn();
             }
-            info!(client_id, %reason, "disconnected");
+            if DISCONNECTED.allow(client_id) {
+                info!(client_id, %reason, "disconnected");
+            }
         }
     }
 }
@@ -335,7 +350,9 @@ fn receive_messages(
                     });
                 }
                 Err(error) => {
-                    warn!(client_id, %error, len = bytes.len(), "undecodable message; disconnecting");
+                    if UNDECODABLE.allow(client_id) {
+                        warn!(client_id, %error, len = bytes.len(), "undecodable message; disconnecting");
+                    }
                     server.disconnect(client_id);
                     break;
                 }

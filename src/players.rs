@@ -8,6 +8,7 @@ use bevy::prelude::*;
 use bevy_renet::RenetServer;
 use bevy_renet::renet::Bytes;
 
+use crate::logs::Budget;
 use crate::net::{self, Connection};
 use crate::protocol::{CHANNEL, ServerMessage};
 
@@ -17,6 +18,10 @@ pub(crate) fn plugin(app: &mut App) {
         .add_observer(on_player_added)
         .add_observer(on_player_removed);
 }
+
+/// Log lines an account can cause by logging in again and again (`crate::logs`).
+static LOGGED_IN: Budget = Budget::new("logged in", 10, 600);
+static LOGGED_OUT: Budget = Budget::new("logged out", 10, 600);
 
 /// A logged-in connection: the account it speaks for. The name is the account's display form and is the
 /// only name chat ever shows for it.
@@ -158,7 +163,9 @@ fn on_player_added(
         return;
     };
     online.0.insert(player.account_id, entity);
-    info!(client_id = connection.client_id, account_id = player.account_id, name = %player.name, "logged in");
+    if LOGGED_IN.allow(player.account_id) {
+        info!(client_id = connection.client_id, account_id = player.account_id, name = %player.name, "logged in");
+    }
 
     let local = players.iter().map(|(_, _, p)| p.name.as_str());
     let others = elsewhere
@@ -194,7 +201,9 @@ fn on_player_removed(
     if online.entity(player.account_id) == Some(entity) {
         online.0.remove(&player.account_id);
     }
-    info!(client_id = connection.client_id, account_id = player.account_id, name = %player.name, "logged out");
+    if LOGGED_OUT.allow(player.account_id) {
+        info!(client_id = connection.client_id, account_id = player.account_id, name = %player.name, "logged out");
+    }
     // Logged in again on another shard (which kicked this session): still online for everyone.
     if elsewhere.has_account(player.account_id) {
         return;

@@ -17,10 +17,12 @@ use crate::http::{self, HttpsInfo, TokenIssuer};
 use crate::metrics::{Metrics, MetricsBindError, MetricsServer};
 use crate::moderation::Sanctions;
 use crate::net::SecureNetcode;
+use crate::probes::Health;
 use crate::shutdown::ShutdownHandle;
 use crate::transport::Transport;
 use crate::{
-    auth, bus, chat, commands, db, moderation, net, npc, players, schedule, shutdown, stats, world,
+    auth, bus, chat, commands, db, health, moderation, net, npc, players, schedule, shutdown,
+    stats, world,
 };
 
 /// Why the server could not start.
@@ -126,9 +128,10 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
     info!(%addr, auth, db = %config.db, tick_hz = config.tick_hz, max_clients = config.max_clients, "listening");
     let https_info = https.as_ref().map(|bound| bound.info.clone());
     let metrics = Metrics::new();
+    let health = Health::default();
     let metrics_server = config
         .metrics_bind
-        .map(|addr| MetricsServer::bind(addr, metrics.clone()))
+        .map(|addr| MetricsServer::bind(addr, metrics.clone(), health.clone()))
         .transpose()?;
     let metrics_addr = metrics_server.as_ref().map(|server| server.addr);
 
@@ -144,6 +147,7 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
         .insert_resource(routes)
         .insert_resource(public_addr)
         .insert_resource(metrics)
+        .insert_resource(health)
         .insert_resource(server)
         .insert_resource(transport)
         .insert_resource(shutdown.clone())
@@ -160,6 +164,7 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
             bus::plugin,
             shutdown::plugin,
             stats::plugin,
+            health::plugin,
         ));
     if let Some(metrics_server) = metrics_server {
         app.insert_resource(metrics_server);

@@ -124,6 +124,13 @@ impl Countdown {
     pub fn is_running(&self) -> bool {
         self.0.is_some()
     }
+
+    /// The time left, while one runs.
+    pub fn left(&self) -> Option<Duration> {
+        self.0
+            .as_ref()
+            .map(|pending| pending.at.saturating_duration_since(Instant::now()))
+    }
 }
 
 /// Whether players are told when `left` seconds remain: every minute in the last ten, then at 30, 10

@@ -247,3 +247,23 @@ fn copy_to_moves_an_sqlite_world_into_postgres_and_it_plays_on() {
         .unwrap();
     assert_eq!(carol_id, 3);
 }
+
+#[test]
+fn readyz_says_not_ready_while_the_database_is_away_and_healthz_stays_alive() {
+    let mut postgres = TestPostgres::start();
+    let url = postgres.create_database();
+    let server = TestServer::start_with(move |config| {
+        config.db = DbLocation::Postgres(url.clone());
+        config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let metrics = server.metrics_addr();
+    probe_until(metrics, "/readyz", 200, "\"status\":\"ok\"");
+
+    postgres.kill();
+    let body = probe_until(metrics, "/readyz", 503, "the database is unreachable");
+    assert!(!body.contains(DB_PASSWORD), "{body}");
+    assert_eq!(http_get(metrics, "/healthz").0, 200, "alive all along");
+
+    postgres.restart();
+    probe_until(metrics, "/readyz", 200, "\"status\":\"ok\"");
+}

@@ -101,3 +101,191 @@ fn the_example_configuration_starts_a_server_players_can_use() {
     alice.chat("configured");
     assert_eq!(alice.next_chat().unwrap().text, "configured");
 }
+
+/// What curl got back.
+struct Curl {
+    status: u16,
+    /// The Retry-After header, if any.
+    retry_after: Option<u64>,
+    body: String,
+}
+
+/// `curl` against the token-mode server's HTTPS endpoint, trusting its certificate: `path`, with
+/// `body` POSTed as JSON when given (from a file, however large).
+fn curl(server: &TestServer, path: &str, body: Option<&[u8]>) -> Curl {
+    let https = server.https();
+    let dir = tempfile::tempdir().unwrap();
+    let headers = dir.path().join("headers");
+    let mut command = Command::new("curl");
+    command
+        .args(["--silent", "--show-error", "--cacert"])
+        .arg(&https.cert_path)
+        .arg("--dump-header")
+        .arg(&headers)
+        .args(["--write-out", "\n%{http_code}"]);
+    if let Some(body) = body {
+        let file = dir.path().join("body");
+        std::fs::write(&file, body).unwrap();
+        command
+            .args([
+                "--header",
+                "Content-Type: application/json",
+                "--data-binary",
+            ])
+            .arg(format!("@{}", file.display()));
+    }
+    let out = command
+        .arg(format!("{}{path}", https.url))
+        .output()
+        .expect("curl runs (Debian's curl package)");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    let retry_after = std::fs::read_to_string(&headers)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("retry-after")
+                .then(|| value.trim().parse().ok())?
+        });
+    Curl {
+        status: status.trim().parse().unwrap(),
+        retry_after,
+        body: body.to_owned(),
+    }
+}
+
+#[test]
+fn an_oversized_body_gets_a_413_whatever_its_size() {
+    let server = TestServer::start_token();
+    for size in [6 * 1024, 200 * 1024, 5 * 1024 * 1024] {
+        let mut body = b"{\"username\":\"".to_vec();
+        body.resize(size, b'a');
+        let answer = curl(&server, "/api/login", Some(&body));
+        assert_eq!(answer.status, 413, "{size} bytes: {}", answer.body);
+        assert!(
+            answer.body.contains("Request body over"),
+            "{size} bytes: {}",
+            answer.body
+        );
+    }
+    // The endpoint still answers after them.
+    assert_eq!(curl(&server, "/healthz", None).status, 200);
+}
+
+#[test]
+fn logins_have_a_budget_per_address_and_sessions_one_each() {
+    let server = TestServer::start_token_with(|config| config.logins_per_minute = 5);
+    let api = server.api();
+    api.register("alice", PASSWORD).unwrap();
+    let credentials = format!("{{\"username\":\"alice\",\"password\":\"{PASSWORD}\"}}");
+    for _ in 0..5 {
+        assert_eq!(
+            curl(&server, "/api/login", Some(credentials.as_bytes())).status,
+            200
+        );
+    }
+    let refused = curl(&server, "/api/login", Some(credentials.as_bytes()));
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(
+        refused.body.contains("Too many logins from this address"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused
+            .retry_after
+            .is_some_and(|secs| (1..=60).contains(&secs))
+    );
+
+    // One session, resumed in a loop: six a minute, then 429.
+    let server = TestServer::start_token_with(|config| config.logins_per_minute = 1_000);
+    let api = server.api();
+    api.register("bob", PASSWORD).unwrap();
+    let session = api.login("bob", PASSWORD).unwrap().session_token;
+    let resume = format!("{{\"session_token\":\"{session}\"}}");
+    for _ in 0..6 {
+        assert_eq!(
+            curl(&server, "/api/session", Some(resume.as_bytes())).status,
+            200
+        );
+    }
+    let refused = curl(&server, "/api/session", Some(resume.as_bytes()));
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(
+        refused.body.contains("This session logs in too often"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.retry_after.is_some());
+}
+
+#[test]
+fn healthz_fails_while_the_tick_is_stuck_and_recovers() {
+    let stall = Stall::default();
+    let hook = stall.clone();
+    let server = TestServer::start_extended(
+        |config| config.metrics_bind = Some("127.0.0.1:0".parse().unwrap()),
+        move |app| hook.install(app),
+    );
+    let metrics = server.metrics_addr();
+    probe_until(metrics, "/healthz", 200, "\"status\":\"ok\"");
+    probe_until(metrics, "/readyz", 200, "\"status\":\"ok\"");
+    stall.next_tick(std::time::Duration::from_secs(7));
+    probe_until(metrics, "/healthz", 503, "the tick has not advanced for");
+    assert_eq!(http_get(metrics, "/readyz").0, 503, "not ready while stuck");
+    probe_until(metrics, "/healthz", 200, "\"status\":\"ok\"");
+}
+
+#[test]
+fn readyz_fails_while_a_shutdown_counts_down_on_both_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(
+        &test_db(dir.path()),
+        &[
+            "--metrics-bind",
+            "127.0.0.1:0",
+            "--auth",
+            "token",
+            "--http-bind",
+            "127.0.0.1:0",
+        ],
+    );
+    let metrics: std::net::SocketAddr = server
+        .logged("url")
+        .and_then(|url| {
+            url.strip_prefix("http://")?
+                .strip_suffix("/metrics")
+                .map(str::to_owned)
+        })
+        .expect("the metrics address")
+        .parse()
+        .unwrap();
+    probe_until(metrics, "/readyz", 200, "\"status\":\"ok\"");
+    assert_eq!(
+        server.run("shutdown 10m maintenance"),
+        "Shutting down in 10m"
+    );
+    let body = probe_until(metrics, "/readyz", 503, "shutting down in 9m");
+    assert!(body.contains("\"status\":\"unavailable\""), "{body}");
+    assert_eq!(http_get(metrics, "/healthz").0, 200, "still alive");
+    assert_eq!(server.run("shutdown cancel"), "Shutdown cancelled");
+    probe_until(metrics, "/readyz", 200, "\"status\":\"ok\"");
+}
+
+#[test]
+fn the_https_listener_answers_the_probes_too() {
+    let server = TestServer::start_token();
+    let alive = curl(&server, "/healthz", None);
+    assert_eq!(
+        (alive.status, alive.body.as_str()),
+        (200, "{\"status\":\"ok\"}")
+    );
+    let ready = curl(&server, "/readyz", None);
+    assert_eq!(ready.status, 200, "{}", ready.body);
+}

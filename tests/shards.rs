@@ -453,3 +453,22 @@ fn login_until(api: &mmo::client::api::ApiClient, name: &str, shard: SocketAddr)
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+#[test]
+fn readyz_says_not_ready_while_redis_is_away() {
+    let mut redis = TestRedis::start();
+    let url = redis.url();
+    let a = TestServer::start_with(move |config| {
+        config.bus = Some(url.clone().into());
+        config.shard = Some("a".into());
+        config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let metrics = a.metrics_addr();
+    probe_until(metrics, "/readyz", 200, "\"status\":\"ok\"");
+    let port = redis.port;
+    redis.kill();
+    probe_until(metrics, "/readyz", 503, "the bus (Redis) is unreachable");
+    assert_eq!(http_get(metrics, "/healthz").0, 200, "alive all along");
+    let _redis = TestRedis::start_on(port);
+    probe_until(metrics, "/readyz", 200, "\"status\":\"ok\"");
+}

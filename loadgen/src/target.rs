@@ -63,6 +63,8 @@ pub enum StartError {
 /// The environment twin of mmo's `--registrations-per-minute` (HTTPS registrations one address may
 /// make a minute, and at once).
 pub const REGISTRATIONS_ENV: &str = "MMO_REGISTRATIONS_PER_MINUTE";
+/// The same for `--logins-per-minute` (every simulated player logs in from 127.0.0.1).
+pub const LOGINS_ENV: &str = "MMO_LOGINS_PER_MINUTE";
 
 /// World units a second the mmo this tool starts walks its players (`--move-speed`): fast, so that
 /// `move`'s players spread over their region within seconds.
@@ -138,6 +140,7 @@ impl Target {
             // allowance (abuse protection, not capacity). Given as the env twin of
             // `--registrations-per-minute`, which a server without that flag ignores.
             command.env(REGISTRATIONS_ENV, "1000000");
+            command.env(LOGINS_ENV, "1000000");
         }
         let mut target = Self::spawn(Kind::Mmo, command, auth == Auth::Token)?;
         target._dir = Some(dir);

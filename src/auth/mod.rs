@@ -21,6 +21,7 @@ use bevy_renet::RenetServer;
 use crate::api;
 use crate::config::{AuthMode, Config};
 use crate::db::Database;
+use crate::logs::Budget;
 use crate::metrics::Metrics;
 use crate::moderation::Sanctions;
 use crate::net::{self, AwaitingLogin, Connection, Inbound, TokenLogin};
@@ -45,6 +46,10 @@ pub const LOGIN_TIMED_OUT: &str = "Login timed out";
 
 /// The reason given to the older session when its account logs in again elsewhere.
 pub const LOGGED_IN_ELSEWHERE: &str = "Logged in from another location";
+
+/// Log lines any connection can cause (`crate::logs`).
+static FAILED: Budget = Budget::new("login failed", 5, 60);
+static QUEUE_FULL: Budget = Budget::new("auth queue full", 10, 10);
 
 pub(crate) fn plugin(app: &mut App) {
     let config = app.world().resource::<Config>();
@@ -191,7 +196,9 @@ fn queue_requests(
             })
             .is_err()
         {
-            warn!(client_id, ?request, "auth queue full");
+            if QUEUE_FULL.allow(()) {
+                warn!(client_id, ?request, "auth queue full");
+            }
             if request == Request::Login {
                 metrics.logins.busy.inc();
             }
@@ -239,7 +246,9 @@ fn apply_results(
                 deny(&mut server, client_id, Request::Register, reason)
             }
             AuthOutcome::LoginDenied(reason) if reason == LOGIN_FAILED => {
-                info!(client_id, "login failed");
+                if FAILED.allow(client_id) {
+                    info!(client_id, "login failed");
+                }
                 names.record(&result.username_key, now);
                 commands
                     .entity(result.entity)
@@ -249,7 +258,9 @@ fn apply_results(
                 deny(&mut server, client_id, Request::Login, reason);
             }
             AuthOutcome::LoginDenied(reason) => {
-                info!(client_id, "login failed");
+                if FAILED.allow(client_id) {
+                    info!(client_id, "login failed");
+                }
                 deny(&mut server, client_id, Request::Login, reason);
             }
             AuthOutcome::Banned(text) => deny(&mut server, client_id, Request::Login, &text),

@@ -13,6 +13,7 @@ use super::{password, session};
 use crate::db::models::NewSession;
 use crate::db::queries::{self, CreateAccountError};
 use crate::db::{self, DbPool};
+use crate::logs::Budget;
 use crate::metrics::{self, Metrics};
 use crate::moderation::Sanction;
 use crate::time::now_ms;
@@ -29,6 +30,11 @@ pub const BUSY: &str = "Server busy, try again";
 pub const SERVER_ERROR: &str = "Server error, try again later";
 /// The answer to a session token that is unknown, expired or revoked.
 pub const SESSION_INVALID: &str = "Your session has expired, log in again";
+
+/// Log lines players cause (`crate::logs`): registrations are bounded by each path's own limits, so
+/// only their total is.
+static REGISTERED: Budget = Budget::new("registered", 600, 600);
+static BANNED: Budget = Budget::new("banned account refused", 5, 60);
 
 /// What a worker is asked to do.
 #[derive(Debug)]
@@ -375,7 +381,9 @@ fn register(pool: &DbPool, username: String, password: &str) -> AuthOutcome {
     });
     match created {
         Ok(Ok(account)) => {
-            info!(account_id = account.id, username = %account.username, "registered");
+            if REGISTERED.allow(()) {
+                info!(account_id = account.id, username = %account.username, "registered");
+            }
             AuthOutcome::Registered {
                 username: account.username,
             }
@@ -401,7 +409,9 @@ fn login(pool: &DbPool, username: &str, password: &str) -> AuthOutcome {
                     name: account.username,
                 },
                 Ok(Some(row)) => {
-                    info!(account_id = account.id, "banned account refused");
+                    if BANNED.allow(account.id) {
+                        info!(account_id = account.id, "banned account refused");
+                    }
                     AuthOutcome::Banned(Sanction::from_row(&row).banned_text())
                 }
                 Err(error) => {

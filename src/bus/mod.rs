@@ -34,6 +34,7 @@ use crate::chat::announce::Announced;
 use crate::chat::whisper::WhisperElsewhere;
 use crate::chat::{ChatHistory, ChatSaid};
 use crate::config::{BusUrl, Config};
+use crate::logs::Budget;
 use crate::metrics::Metrics;
 use crate::moderation::{Change, Changed, ChangedElsewhere};
 use crate::net::{self, Connection, PublicAddr, Route, Routes};
@@ -50,6 +51,9 @@ pub const SHARD_EXPIRY: Duration = Duration::from_secs(6);
 /// Back on the bus, how long a shard known before but missing from Redis's presence keys has to be
 /// heard of (a Redis that restarted empty holds no key until each shard's next roster).
 const RESYNC_GRACE: Duration = Duration::from_secs(4);
+
+/// A player logging in on shard after shard causes this line (`crate::logs`).
+static KICKED_HERE: Budget = Budget::new("logged in on another shard", 5, 60);
 
 pub(crate) fn plugin(app: &mut App) {
     let config = app.world().resource::<Config>();
@@ -325,7 +329,9 @@ fn kick_session(
         .iter()
         .find(|(_, c, p)| p.account_id == account_id && c.client_id == session);
     if let Some((entity, _, _)) = held {
-        info!(account_id, from, "logged in on another shard; kicking here");
+        if KICKED_HERE.allow(account_id) {
+            info!(account_id, from, "logged in on another shard; kicking here");
+        }
         net::kick(commands, server, entity, session, LOGGED_IN_ELSEWHERE);
     }
 }

@@ -18,6 +18,7 @@ use crate::commands::SlashCommand;
 use crate::config::Config;
 use crate::db::Database;
 use crate::db::models::ChatMessage;
+use crate::logs::Budget;
 use crate::metrics::Metrics;
 use crate::moderation::Sanctions;
 use crate::net::{self, Connection, Inbound};
@@ -51,6 +52,9 @@ pub(crate) fn plugin(app: &mut App) {
 pub const TOO_FAST: &str = "You are sending messages too fast";
 /// Why a player who keeps flooding is disconnected.
 pub const FLOODING: &str = "Kicked for flooding the chat";
+
+/// The log line of a flooder's kick, which a player can cause again and again (`crate::logs`).
+static FLOODING_LOG: Budget = Budget::new("chat flooding", 5, 60);
 
 /// A line a player of this shard said (after it was broadcast here): the bus relays it to other shards.
 #[derive(Message, Debug, Clone)]
@@ -152,7 +156,9 @@ fn handle_chat(
                 continue;
             }
             Verdict::Kick => {
-                warn!(client_id, name = %player.name, "chat flooding");
+                if FLOODING_LOG.allow(player.account_id) {
+                    warn!(client_id, name = %player.name, "chat flooding");
+                }
                 net::kick(&mut commands, &mut server, *entity, *client_id, FLOODING);
                 continue;
             }

@@ -21,6 +21,7 @@ use bevy::prelude::*;
 use bevy_renet::RenetServer;
 use bevy_renet::renet::ClientId;
 
+use crate::logs::Budget;
 use crate::metrics::Metrics;
 use crate::net;
 use crate::players::Player;
@@ -51,6 +52,9 @@ pub(crate) fn plugin(app: &mut App) {
 
 /// What a player who may not run a command is told.
 pub const NOT_ALLOWED: &str = "You are not allowed to do that";
+
+/// Players' commands in the log (`crate::logs`); every command is counted in the metrics.
+static PLAYER_COMMANDS: Budget = Budget::new("command", 10, 300);
 
 /// A player's chat line that starts with `/`: a command. It passed the chat's flood limit and line
 /// checks; `text` is the line without the `/`.
@@ -237,10 +241,19 @@ fn run_commands(
         from_players.chain(from_console).collect()
     };
     for (actor, line) in lines {
-        info!(actor = actor.name(), command = line, "command");
+        // The console's commands are always logged; players' within their budget.
+        let logged = match &actor {
+            Actor::Console => true,
+            Actor::Player { account_id, .. } => PLAYER_COMMANDS.allow(account_id),
+        };
+        if logged {
+            info!(actor = actor.name(), command = line, "command");
+        }
         world.resource::<Metrics>().commands.inc();
         let outcome = run(world, &actor, &line);
-        if let Err(error) = &outcome {
+        if let Err(error) = &outcome
+            && logged
+        {
             info!(actor = actor.name(), error, "command refused");
         }
         let answer = match outcome {

@@ -190,6 +190,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub registrations_per_minute: u32,
 
+    /// Token mode: logins (with a password or a session) one client IP address may make a minute (and
+    /// at once) over HTTPS; past it, 429 with Retry-After. Each session may be resumed 6 times a minute.
+    #[arg(long, env = "MMO_LOGINS_PER_MINUTE", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub logins_per_minute: u32,
+
     /// Serve Prometheus metrics (OpenMetrics text) over plain HTTP at http://ADDR/metrics; off unless
     /// given. Bind it to loopback or a private network: it tells anyone who reaches it how busy you are.
     #[arg(long, env = "MMO_METRICS_BIND")]

@@ -1,10 +1,11 @@
-//! What keeps the HTTPS endpoint standing under hostile clients, beside the body limit and timeouts
-//! set in [`super`]: a cap on connections open at once (TLS handshakes included), an idle timeout on
-//! every connection (hyper's header timeout only starts with a request's first byte), and per-address
-//! registration allowances.
+//! What keeps the HTTPS endpoint standing under hostile clients, beside the timeouts set in [`super`]: a
+//! cap on connections open at once (TLS handshakes included), an idle timeout on every connection
+//! (hyper's header timeout only starts with a request's first byte), bodies read to a bound and an
+//! oversized one answered 413 ([`bounded_body`]), and allowances per address and per session.
 
 use std::collections::HashMap;
-use std::future::{Future, Ready, ready};
+use std::future::{Future, Ready, poll_fn, ready};
+use std::hash::Hash;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -12,10 +13,18 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::body::{Body, HttpBody};
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum_server::accept::Accept;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::routes::ApiError;
+use crate::api;
 
 /// Accepts a TCP connection only while fewer than its cap are open; others are closed at once, before
 /// any TLS work. A connection that receives nothing for `idle` is closed. Put it under the TLS acceptor.
@@ -110,24 +119,27 @@ impl AsyncWrite for Permitted {
 const MAX_TRACKED: usize = 65_536;
 
 /// An allowance per address: `burst` at once, refilled at `per_minute`.
+pub type PerAddress = PerKey<IpAddr>;
+
+/// An allowance per key (an address, a session): `burst` at once, refilled at `per_minute`.
 #[derive(Debug)]
-pub struct PerAddress {
+pub struct PerKey<K> {
     burst: f64,
     per_second: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    buckets: Mutex<HashMap<K, (f64, Instant)>>,
 }
 
-impl PerAddress {
+impl<K: Hash + Eq> PerKey<K> {
     pub fn new(per_minute: u32) -> Self {
         Self {
             burst: f64::from(per_minute.max(1)),
             per_second: f64::from(per_minute) / 60.0,
-            buckets: Mutex::default(),
+            buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Spends one from `ip`'s allowance; `Err` says how long until one is back.
-    pub fn take(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    /// Spends one from `key`'s allowance; `Err` says how long until one is back.
+    pub fn take(&self, key: K, now: Instant) -> Result<(), Duration> {
         let mut buckets = self
             .buckets
             .lock()
@@ -138,7 +150,7 @@ impl PerAddress {
                 *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
             });
         }
-        let (tokens, at) = buckets.entry(ip).or_insert((self.burst, now));
+        let (tokens, at) = buckets.entry(key).or_insert((self.burst, now));
         *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.per_second)
             .min(self.burst);
         *at = now;
@@ -151,6 +163,60 @@ impl PerAddress {
             Err(Duration::from_secs(60))
         }
     }
+}
+
+/// Most bytes of an oversized body read and thrown away before the 413 goes out, so that a client still
+/// sending reads the answer instead of a reset; past it the connection is closed.
+pub const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Reads a request's body before the handler runs: one within [`api::MAX_BODY_BYTES`] is handed on,
+/// one over it is read to its end (at most [`DRAIN_LIMIT`]) and answered 413 with the JSON error, and
+/// the connection closed.
+pub async fn bounded_body(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > DRAIN_LIMIT) {
+        return too_large();
+    }
+    let (parts, mut body) = request.into_parts();
+    let mut kept = Vec::new();
+    let (mut read, mut over) = (0, false);
+    while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let Ok(data) = frame.map(|frame| frame.into_data()) else {
+            // The client broke off: nobody reads an answer.
+            return StatusCode::BAD_REQUEST.into_response();
+        };
+        let Ok(data) = data else { continue };
+        read += data.len();
+        over |= read > api::MAX_BODY_BYTES;
+        if over {
+            kept.clear();
+            if read > DRAIN_LIMIT {
+                break;
+            }
+        } else {
+            kept.extend_from_slice(&data);
+        }
+    }
+    if over {
+        return too_large();
+    }
+    next.run(Request::from_parts(parts, Body::from(kept))).await
+}
+
+/// 413 with the JSON error, closing the connection.
+fn too_large() -> Response {
+    let mut response = ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("Request body over {} bytes", api::MAX_BODY_BYTES),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 #[cfg(test)]

@@ -51,6 +51,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(35);
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one request may take, body and queue wait included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often one session may be resumed a minute (a client reconnecting with "Remember me").
+pub const RESUMPTIONS_PER_MINUTE: u32 = 6;
 /// How long a connect token stays valid: enough to connect, short enough that a stolen one is stale.
 pub const CONNECT_TOKEN_SECS: u64 = 30;
 /// netcode's connection timeout written into tokens (what its unsecure client uses too).
@@ -215,6 +217,10 @@ pub struct ApiState {
     /// Failed logins per client address.
     pub addresses: FailureTable<std::net::IpAddr>,
     pub registrations: limits::PerAddress,
+    /// Logins (password or session) per client address.
+    pub logins: limits::PerAddress,
+    /// Resumptions per session (keyed by a hash of its token).
+    pub resumptions: limits::PerKey<u64>,
     pub issuer: TokenIssuer,
     pub session_lifetime: Duration,
     pub online: Arc<AtomicUsize>,
@@ -243,19 +249,23 @@ pub(crate) fn plugin(app: &mut App) {
     let config = app.world().resource::<Config>();
     let session_lifetime = config.session_lifetime();
     let registrations = limits::PerAddress::new(config.registrations_per_minute);
+    let logins = limits::PerAddress::new(config.logins_per_minute);
     let online = Arc::new(AtomicUsize::new(0));
     let state = ApiState {
         queue: app.world().resource::<AuthWorkers>().queue(),
         names: app.world().resource::<NameFailures>().clone(),
         addresses: FailureTable::default(),
         registrations,
+        logins,
+        resumptions: limits::PerKey::new(RESUMPTIONS_PER_MINUTE),
         issuer: bound.issuer.clone(),
         session_lifetime,
         online: online.clone(),
         metrics: app.world().resource::<crate::metrics::Metrics>().clone(),
     };
     let info = bound.info.clone();
-    let server = match serve(bound, state, online) {
+    let health = app.world().resource::<crate::probes::Health>().clone();
+    let server = match serve(bound, state, online, health) {
         Ok(server) => server,
         Err(error) => {
             error!(%error, "cannot start the HTTPS endpoint");
@@ -271,8 +281,9 @@ pub(crate) fn plugin(app: &mut App) {
     stop_at_shutdown::<HttpServer>(app);
 }
 
-fn router(state: ApiState) -> Router {
+fn router(state: ApiState, health: crate::probes::Health) -> Router {
     Router::new()
+        .merge(crate::probes::routes(health))
         .route(api::REGISTER, post(routes::register))
         .route(api::LOGIN, post(routes::login))
         .route(api::SESSION, post(routes::session))
@@ -282,6 +293,7 @@ fn router(state: ApiState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
+        .layer(middleware::from_fn(limits::bounded_body))
         .layer(middleware::from_fn(with_deadline))
         .with_state(Arc::new(state))
 }
@@ -302,6 +314,7 @@ fn serve(
     bound: BoundHttps,
     state: ApiState,
     online: Arc<AtomicUsize>,
+    health: crate::probes::Health,
 ) -> Result<HttpServer, HttpError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -314,7 +327,7 @@ fn serve(
     let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(bound.tls))
         .handshake_timeout(HANDSHAKE_TIMEOUT)
         .acceptor(limits::Capped::new(MAX_CONNECTIONS, IDLE_TIMEOUT));
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state, health).into_make_service_with_connect_info::<SocketAddr>();
     let serving = handle.clone();
     let listener = bound.listener;
     let thread = Threads::default()

@@ -22,11 +22,27 @@ use crate::auth::worker::{
     AuthJob, AuthOutcome, AuthRequest, BUSY, LOGIN_FAILED, NAME_TAKEN, Reply, SERVER_ERROR,
     SESSION_INVALID,
 };
+use crate::logs::Budget;
 use crate::protocol;
+
+/// What a client over its login allowance is told.
+pub const TOO_MANY_LOGINS: &str = "Too many logins from this address, try again later";
+/// What a session resumed too often is told.
+pub const TOO_MANY_RESUMPTIONS: &str = "This session logs in too often, try again later";
 
 /// What a client over its registration allowance is told.
 pub const TOO_MANY_REGISTRATIONS: &str =
     "Too many registrations from this address, try again later";
+
+/// Log lines any client of the endpoint can cause (`crate::logs`).
+static LOGGED_IN: Budget = Budget::new("logged in over https", 10, 600);
+static FAILED: Budget = Budget::new("https login failed", 5, 60);
+static QUEUE_FULL: Budget = Budget::new("auth queue full (https)", 10, 10);
+
+/// Hashes session tokens for their allowances (seeded per process: nobody can aim a token at another's
+/// allowance).
+static SESSION_KEYS: std::sync::LazyLock<std::hash::RandomState> =
+    std::sync::LazyLock::new(std::hash::RandomState::new);
 
 /// An error answer: a status and the player-facing text, with how long to wait when throttled.
 #[derive(Debug)]
@@ -117,7 +133,9 @@ async fn run(state: &ApiState, request: AuthRequest) -> Result<AuthOutcome, ApiE
         })),
     };
     if state.queue.send(job).is_err() {
-        tracing::warn!("auth queue full (https)");
+        if QUEUE_FULL.allow(()) {
+            tracing::warn!("auth queue full (https)");
+        }
         state.metrics.logins.busy.inc();
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, BUSY));
     }
@@ -181,7 +199,9 @@ fn logged_in(
     else {
         return Err(server_error());
     };
-    tracing::info!(account_id, %name, %ip, "logged in over https");
+    if LOGGED_IN.allow(ip) {
+        tracing::info!(account_id, %name, %ip, "logged in over https");
+    }
     let connect_token = state
         .issuer
         .connect_token(account_id, &name)
@@ -232,6 +252,10 @@ pub async fn login(
     let ip = peer.ip();
     refuse_impossible_login(&body.username, &body.password)?;
     check_lockout(&state, ip, Some(&body.username))?;
+    state
+        .logins
+        .take(ip, Instant::now())
+        .map_err(|wait| ApiError::throttled(TOO_MANY_LOGINS, wait))?;
     let request = AuthRequest::OpenSession {
         username: body.username.clone(),
         password: body.password,
@@ -244,7 +268,9 @@ pub async fn login(
         }
         AuthOutcome::Banned(text) => Err(ApiError::new(StatusCode::FORBIDDEN, text)),
         AuthOutcome::LoginDenied(LOGIN_FAILED) => {
-            tracing::info!(%ip, "https login failed");
+            if FAILED.allow(ip) {
+                tracing::info!(%ip, "https login failed");
+            }
             record_failure(&state, ip, Some(&body.username));
             Err(ApiError::new(StatusCode::UNAUTHORIZED, LOGIN_FAILED))
         }
@@ -259,6 +285,16 @@ pub async fn session(
 ) -> Result<Json<LoggedIn>, ApiError> {
     let ip = peer.ip();
     check_lockout(&state, ip, None)?;
+    let now = Instant::now();
+    state
+        .logins
+        .take(ip, now)
+        .map_err(|wait| ApiError::throttled(TOO_MANY_LOGINS, wait))?;
+    let session = std::hash::BuildHasher::hash_one(&*SESSION_KEYS, &body.session_token);
+    state
+        .resumptions
+        .take(session, now)
+        .map_err(|wait| ApiError::throttled(TOO_MANY_RESUMPTIONS, wait))?;
     let request = AuthRequest::ResumeSession {
         token: body.session_token,
     };

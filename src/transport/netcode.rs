@@ -31,8 +31,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use renetcode::{NETCODE_USER_DATA_BYTES, NetcodeServer, ServerResult};
 
 use super::gate::{Control, Counters, GateState, Verdict};
+use crate::logs::Budget;
 use crate::udp::{RecvBatch, SendBatch, wait_readable};
 use crate::worker::{Stop, Threads};
+
+/// The log line of a player address blocked for flooding (`crate::logs`).
+static FLOODING: Budget = Budget::new("player address flooding", 2, 60);
 
 /// How often netcode's clock advances (its keep-alives and timeouts count in it).
 const UPDATE_EVERY: Duration = Duration::from_millis(10);
@@ -261,7 +265,9 @@ impl State {
                         self.out.handle(result);
                     }
                     Verdict::NewlyBlocked { player: true } => {
-                        tracing::warn!(%addr, "player address flooding; blocking it and closing its connection");
+                        if FLOODING.allow(addr.ip()) {
+                            tracing::warn!(%addr, "player address flooding; blocking it and closing its connection");
+                        }
                         if let Some(&client_id) = self.out.clients.get(&addr) {
                             let result = self.netcode.disconnect(client_id);
                             self.out.handle(result);

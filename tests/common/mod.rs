@@ -628,3 +628,20 @@ fn stall(
     let (drops, _sent) = transport.netcode_counters();
     stall.queue_drops.store(drops, Ordering::Relaxed);
 }
+
+/// Waits until `GET path` at `addr` (a probe: `/healthz`, `/readyz`) answers `status` with `reason` in
+/// its body; the body.
+pub fn probe_until(addr: SocketAddr, path: &str, status: u16, reason: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (got, body) = http_get(addr, path);
+        if got == status && body.contains(reason) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never answered {status} with {reason:?}; last {got} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
