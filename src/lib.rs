@@ -10,6 +10,8 @@
 //! assembled by [`server::build`]. New gameplay is one more plugin beside `chat`: read [`net::Inbound`]
 //! messages, query [`players::Player`] entities, send with [`net::send`].
 
+#[cfg(feature = "server")]
+pub mod access;
 pub mod api;
 pub mod client;
 pub mod protocol;

@@ -76,6 +76,7 @@ pub struct Dropped {
     pub forged: Counter,
     pub over_budget: Counter,
     pub blocked: Counter,
+    pub banned: Counter,
 }
 
 impl std::ops::Deref for Metrics {
@@ -200,6 +201,7 @@ impl Metrics {
                 forged: drop_reason("forged"),
                 over_budget: drop_reason("over_budget"),
                 blocked: drop_reason("blocked"),
+                banned: drop_reason("banned"),
             },
             blocks: counter(
                 &mut registry,

@@ -15,6 +15,7 @@ use bevy_renet::renet::{Bytes, ClientId, ServerEvent};
 use bevy_renet::{RenetServer, RenetServerEvent, RenetServerPlugin};
 use renetcode::{ServerAuthentication, ServerConfig};
 
+use crate::access::IpBans;
 use crate::api::TokenUser;
 use crate::config::{AuthMode, Config};
 use crate::logs::Budget;
@@ -65,6 +66,7 @@ pub struct SecureNetcode {
 pub(crate) fn bind(
     config: &Config,
     secure: impl FnOnce(SocketAddr) -> Option<SecureNetcode>,
+    bans: IpBans,
 ) -> std::io::Result<(RenetServer, Transport, SocketAddr)> {
     let socket = UdpSocket::bind(config.bind)?;
     let addr = socket.local_addr()?;
@@ -107,7 +109,7 @@ pub(crate) fn bind(
     };
     let key = secure.as_ref().map(|secure| secure.private_key);
     let queue = usize::try_from(config.transport_queue).unwrap_or(usize::MAX);
-    let transport = Transport::new(socket, server_config, limits, queue, key)?;
+    let transport = Transport::new(socket, server_config, limits, queue, key, bans)?;
     Ok((
         RenetServer::new(protocol::connection_config()),
         transport,

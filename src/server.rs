@@ -32,7 +32,7 @@ pub enum StartError {
     Database(#[from] db::OpenError),
     #[error("cannot load chat history: {0}")]
     History(String),
-    #[error("cannot load roles, bans and mutes: {0}")]
+    #[error("cannot load roles, bans, mutes and the allow-list: {0}")]
     Sanctions(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -93,6 +93,9 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
     .map_err(StartError::History)?;
     let sanctions = Sanctions::load(&db).map_err(StartError::Sanctions)?;
     let roles = Roles::load(&db).map_err(StartError::Sanctions)?;
+    let ip_bans = moderation::ipban::load(&db).map_err(StartError::Sanctions)?;
+    let allow_list =
+        moderation::allow::load(&db, config.allow_list).map_err(StartError::Sanctions)?;
     let secure = |addr| {
         netcode_key.map(|private_key| SecureNetcode {
             private_key,
@@ -100,7 +103,7 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
         })
     };
     let (server, transport, addr) =
-        net::bind(&config, secure).map_err(|source| StartError::Bind {
+        net::bind(&config, secure, ip_bans.clone()).map_err(|source| StartError::Bind {
             addr: config.bind,
             source,
         })?;
@@ -144,6 +147,8 @@ pub fn build(app: &mut App, config: Config) -> Result<Started, StartError> {
         .insert_resource(history)
         .insert_resource(sanctions)
         .insert_resource(roles)
+        .insert_resource(ip_bans)
+        .insert_resource(allow_list)
         .insert_resource(routes)
         .insert_resource(public_addr)
         .insert_resource(metrics)

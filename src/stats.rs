@@ -151,6 +151,7 @@ fn sample(
         .malformed
         .inc_by(gate.malformed - before.malformed);
     metrics.dropped.forged.inc_by(gate.forged - before.forged);
+    metrics.dropped.banned.inc_by(gate.banned - before.banned);
     metrics
         .dropped
         .over_budget

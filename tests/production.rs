@@ -289,3 +289,120 @@ fn the_https_listener_answers_the_probes_too() {
     let ready = curl(&server, "/readyz", None);
     assert_eq!(ready.status, 200, "{}", ready.body);
 }
+
+/// A player connected to `server` over UDP (in-band), registered and logged in as `name`.
+fn udp_player(server: &ServerProcess, name: &str) -> TestClient {
+    let mut client = TestClient::connect(server.addr);
+    client.register(name, PASSWORD).expect("register");
+    client.login(name, PASSWORD).expect("login");
+    client
+}
+
+#[test]
+fn banip_refuses_an_ipv6_address_at_the_gate_kicks_who_plays_from_it_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = test_db(dir.path());
+    let mut server = ServerProcess::start_on("[::1]:0", &db, &[]);
+    assert!(server.addr.is_ipv6());
+    let mut bob = udp_player(&server, "bob");
+
+    assert_eq!(
+        server.run("banip ::1 alt accounts"),
+        "::1 is banned until lifted"
+    );
+    assert!(
+        bob.kicked()
+            .starts_with("This address is banned until lifted: alt accounts")
+    );
+    // A new connection from it never gets past the gate.
+    let mut again = TestClient::start_connecting(server.addr);
+    assert!(!again.connects_within(std::time::Duration::from_secs(2)));
+
+    // A range holding it, across a restart.
+    assert_eq!(server.run("unbanip ::1"), "::1 is no longer banned");
+    assert_eq!(server.run("banip ::/64 2h"), "::/64 is banned for 2h");
+    drop(server);
+    let mut server = ServerProcess::start_on("[::1]:0", &db, &[]);
+    let mut blocked = TestClient::start_connecting(server.addr);
+    assert!(!blocked.connects_within(std::time::Duration::from_secs(2)));
+    assert_eq!(server.run("unbanip ::/64"), "::/64 is no longer banned");
+    udp_player(&server, "carol");
+    let audit = server.run_long("audit 3");
+    for action in [" unbanip ::/64", " banip ::/64 for 2h", " unbanip ::1"] {
+        assert!(
+            audit.iter().any(|l| l.contains(action)),
+            "{action} in {audit:#?}"
+        );
+    }
+}
+
+#[test]
+fn banip_of_a_range_refuses_its_https_requests_before_anything_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(
+        &test_db(dir.path()),
+        &["--auth", "token", "--http-bind", "127.0.0.1:0"],
+    );
+    let url = server.logged("url").expect("the https url");
+    let cert = server.logged("cert").expect("the certificate");
+    let api =
+        mmo::client::api::ApiClient::with_ca_file(&url, Some(std::path::Path::new(&cert))).unwrap();
+    api.register("alice", PASSWORD).unwrap();
+    let login = api.login("alice", PASSWORD).unwrap();
+    let mut alice = TestClient::connect_with_token(&login.connect_token);
+    alice.expect("logged in", |m| {
+        matches!(m, mmo::protocol::ServerMessage::LoggedIn { .. }).then_some(())
+    });
+
+    assert_eq!(
+        server.run("banip 127.0.0.0/8 1h spam"),
+        "127.0.0.0/8 is banned for 1h"
+    );
+    assert!(alice.kicked().contains(": spam"));
+    let refused = api.login("alice", PASSWORD).unwrap_err().to_string();
+    assert!(
+        refused.contains("This address is banned until"),
+        "{refused}"
+    );
+    assert!(refused.contains("spam"), "{refused}");
+
+    assert_eq!(
+        server.run("unbanip 127.0.0.0/8"),
+        "127.0.0.0/8 is no longer banned"
+    );
+    api.login("alice", PASSWORD).expect("in again");
+}
+
+#[test]
+fn with_the_allow_list_only_listed_names_get_in_and_a_disallowed_player_is_kicked() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = test_db(dir.path());
+    let mut server = ServerProcess::start(&db, &["--allow-list"]);
+    let mut stranger = TestClient::connect(server.addr);
+    assert_eq!(
+        stranger.register("mallory", PASSWORD),
+        Err("This server is private".to_owned())
+    );
+    assert_eq!(
+        stranger.login("mallory", PASSWORD),
+        Err("This server is private".to_owned())
+    );
+
+    assert_eq!(server.run("allow Carol"), "Carol may log in");
+    assert_eq!(server.run("allow dave"), "dave may log in");
+    let mut carol = udp_player(&server, "carol");
+    carol.chat("hello, private world");
+    assert_eq!(carol.next_chat().unwrap().text, "hello, private world");
+    assert_eq!(server.run("disallow carol"), "carol may no longer log in");
+    assert_eq!(carol.kicked(), "This server is private");
+
+    // Kept across a restart: dave still may, carol still may not.
+    drop(server);
+    let server = ServerProcess::start(&db, &["--allow-list"]);
+    udp_player(&server, "dave");
+    let mut carol = TestClient::connect(server.addr);
+    assert_eq!(
+        carol.login("carol", PASSWORD),
+        Err("This server is private".to_owned())
+    );
+}

@@ -472,3 +472,42 @@ fn readyz_says_not_ready_while_redis_is_away() {
     let _redis = TestRedis::start_on(port);
     probe_until(metrics, "/readyz", 200, "\"status\":\"ok\"");
 }
+
+#[test]
+fn an_ip_ban_and_the_allow_list_set_on_one_shard_hold_on_every_shard() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let b = TestServer::start_with(move |config| {
+        config.bus = Some(url.clone().into());
+        config.shard = Some("b".into());
+        config.allow_list = true;
+    });
+    let flags = ["--bus", &redis.url(), "--shard", "ops", "--allow-list"];
+    let mut ops = ServerProcess::start(&b.db, &flags);
+
+    // Allowed on ops: bob gets in on b.
+    let mut bob = b.client();
+    assert_eq!(
+        bob.register("bob", PASSWORD),
+        Err("This server is private".to_owned())
+    );
+    assert_eq!(ops.run("allow bob"), "bob may log in");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while bob.register("bob", PASSWORD).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b never heard of the allow"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bob.login("bob", PASSWORD).unwrap();
+
+    // His address banned on ops: b kicks him and refuses him at its gate.
+    assert_eq!(
+        ops.run("banip 127.0.0.1 10m"),
+        "127.0.0.1 is banned for 10m"
+    );
+    assert!(bob.kicked().starts_with("This address is banned until "));
+    let mut again = TestClient::start_connecting(b.addr);
+    assert!(!again.connects_within(Duration::from_secs(2)));
+}

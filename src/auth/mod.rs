@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 use bevy_renet::RenetServer;
 
+use crate::access::{AllowList, PRIVATE};
 use crate::api;
 use crate::config::{AuthMode, Config};
 use crate::db::Database;
@@ -101,6 +102,7 @@ fn queue_requests(
     names: Res<NameFailures>,
     mut limits: Query<(Option<&Failures>, &mut Registrations)>,
     metrics: Res<Metrics>,
+    allowed: Res<AllowList>,
 ) {
     let now = Instant::now();
     // `Authenticating` is inserted by a command, seen by the query only next tick: remember this tick's.
@@ -127,6 +129,10 @@ fn queue_requests(
                     deny(&mut server, *client_id, Request::Register, reason);
                     continue;
                 }
+                if !allowed.admits(username) {
+                    deny(&mut server, *client_id, Request::Register, PRIVATE);
+                    continue;
+                }
                 if let Ok((_, mut registrations)) = limits.get_mut(*entity) {
                     if registrations.0 >= MAX_REGISTRATIONS_PER_CONNECTION {
                         deny(
@@ -150,6 +156,11 @@ fn queue_requests(
                 if protocol::validate_username(username).is_err() || password.chars().count() > 1024
                 {
                     deny(&mut server, *client_id, Request::Login, LOGIN_FAILED);
+                    continue;
+                }
+                // Before any hashing: the answer does not tell whether the account exists.
+                if !allowed.admits(username) {
+                    deny(&mut server, *client_id, Request::Login, PRIVATE);
                     continue;
                 }
                 let connection_locked = limits
@@ -342,12 +353,16 @@ fn admit_token_logins(
     all_connections: Query<&Connection>,
     mut logged_in_this_tick: Local<Vec<(i32, Entity, u64)>>,
     sanctions: Res<Sanctions>,
+    allowed: Res<AllowList>,
 ) {
     logged_in_this_tick.clear();
     for (entity, connection, TokenLogin(user)) in &arrived {
-        // A connect token lives 30 s: one handed out just before a ban is refused here.
-        if let Some(ban) = sanctions.ban(user.account_id) {
-            let text = ban.banned_text();
+        // A connect token lives 30 s: one handed out just before a ban (or a disallow) is refused here.
+        let refused = match sanctions.ban(user.account_id) {
+            Some(ban) => Some(ban.banned_text()),
+            None => (!allowed.admits(&user.name)).then(|| PRIVATE.to_owned()),
+        };
+        if let Some(text) = refused {
             net::kick(
                 &mut commands,
                 &mut server,

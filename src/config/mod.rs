@@ -151,6 +151,11 @@ pub struct Config {
     #[arg(long, env = "MMO_ALLOW_INSECURE_REMOTE")]
     pub allow_insecure_remote: bool,
 
+    /// A private server: only the account names on the allow-list (`allow NAME` at the console or by
+    /// a moderator) may register and log in; others are told "This server is private".
+    #[arg(long, env = "MMO_ALLOW_LIST")]
+    pub allow_list: bool,
+
     /// How players log in. `in-band`: over UDP in netcode's unsecure mode (loopback and trusted LANs only).
     /// `token`: over HTTPS (`--http-bind`), then encrypted UDP with a netcode connect token: safe to run
     /// on a public address.

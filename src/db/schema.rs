@@ -12,6 +12,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    allow_list (username_key) {
+        username_key -> Text,
+        by_name -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Integer,
         at_ms -> BigInt,
@@ -29,6 +37,16 @@ diesel::table! {
         sender -> Text,
         body -> Text,
         sent_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    ip_bans (network) {
+        network -> Text,
+        until_ms -> Nullable<BigInt>,
+        reason -> Text,
+        by_name -> Text,
+        created_at_ms -> BigInt,
     }
 }
 
@@ -70,8 +88,10 @@ diesel::joinable!(sessions -> accounts (account_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
+    allow_list,
     audit_log,
     chat_messages,
+    ip_bans,
     positions,
     sanctions,
     sessions,

@@ -7,14 +7,14 @@ use std::collections::HashMap;
 use std::future::{Future, Ready, poll_fn, ready};
 use std::hash::Hash;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, HttpBody};
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -24,7 +24,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::routes::ApiError;
+use crate::access::IpBans;
 use crate::api;
+use crate::time::now_ms;
 
 /// Accepts a TCP connection only while fewer than its cap are open; others are closed at once, before
 /// any TLS work. A connection that receives nothing for `idle` is closed. Put it under the TLS acceptor.
@@ -204,6 +206,22 @@ pub async fn bounded_body(request: Request, next: Next) -> Response {
         return too_large();
     }
     next.run(Request::from_parts(parts, Body::from(kept))).await
+}
+
+/// Answers a banned address (`banip`) 403 with the ban, before its request is read.
+pub async fn refuse_banned(State(bans): State<IpBans>, request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    if let Some(ban) = peer.and_then(|ip| bans.ban(ip, now_ms())) {
+        let mut response = ApiError::new(StatusCode::FORBIDDEN, ban.text()).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    next.run(request).await
 }
 
 /// 413 with the JSON error, closing the connection.

@@ -31,6 +31,7 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use bevy::prelude::*;
 use renetcode::ConnectToken;
 
+use crate::access::{AllowList, IpBans};
 use crate::api::{self, TokenUser};
 use crate::auth::throttle::{FailureTable, NameFailures};
 use crate::auth::worker::{AuthQueue, AuthWorkers};
@@ -225,6 +226,8 @@ pub struct ApiState {
     pub session_lifetime: Duration,
     pub online: Arc<AtomicUsize>,
     pub metrics: crate::metrics::Metrics,
+    /// With `--allow-list`, who may register and log in.
+    pub allowed: AllowList,
 }
 
 /// The running endpoint: its runtime thread, stopped gracefully with the server (it stops accepting,
@@ -262,10 +265,12 @@ pub(crate) fn plugin(app: &mut App) {
         session_lifetime,
         online: online.clone(),
         metrics: app.world().resource::<crate::metrics::Metrics>().clone(),
+        allowed: app.world().resource::<AllowList>().clone(),
     };
+    let bans = app.world().resource::<IpBans>().clone();
     let info = bound.info.clone();
     let health = app.world().resource::<crate::probes::Health>().clone();
-    let server = match serve(bound, state, online, health) {
+    let server = match serve(bound, state, online, health, bans) {
         Ok(server) => server,
         Err(error) => {
             error!(%error, "cannot start the HTTPS endpoint");
@@ -281,7 +286,7 @@ pub(crate) fn plugin(app: &mut App) {
     stop_at_shutdown::<HttpServer>(app);
 }
 
-fn router(state: ApiState, health: crate::probes::Health) -> Router {
+fn router(state: ApiState, health: crate::probes::Health, bans: IpBans) -> Router {
     Router::new()
         .merge(crate::probes::routes(health))
         .route(api::REGISTER, post(routes::register))
@@ -294,6 +299,7 @@ fn router(state: ApiState, health: crate::probes::Health) -> Router {
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
         .layer(middleware::from_fn(limits::bounded_body))
+        .layer(middleware::from_fn_with_state(bans, limits::refuse_banned))
         .layer(middleware::from_fn(with_deadline))
         .with_state(Arc::new(state))
 }
@@ -315,6 +321,7 @@ fn serve(
     state: ApiState,
     online: Arc<AtomicUsize>,
     health: crate::probes::Health,
+    bans: IpBans,
 ) -> Result<HttpServer, HttpError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -327,7 +334,7 @@ fn serve(
     let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(bound.tls))
         .handshake_timeout(HANDSHAKE_TIMEOUT)
         .acceptor(limits::Capped::new(MAX_CONNECTIONS, IDLE_TIMEOUT));
-    let app = router(state, health).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state, health, bans).into_make_service_with_connect_info::<SocketAddr>();
     let serving = handle.clone();
     let listener = bound.listener;
     let thread = Threads::default()

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use super::ApiState;
+use crate::access::PRIVATE;
 use crate::api::{
     self, Credentials, ErrorBody, Health, LoggedIn, PasswordChange, Registered, SessionToken,
 };
@@ -174,6 +175,14 @@ fn record_failure(state: &ApiState, ip: IpAddr, name: Option<&str>) {
     }
 }
 
+/// With `--allow-list`, a name not on it is refused before any hashing: 403, "This server is private".
+fn refuse_unlisted(state: &ApiState, username: &str) -> Result<(), ApiError> {
+    match state.allowed.admits(username) {
+        true => Ok(()),
+        false => Err(ApiError::new(StatusCode::FORBIDDEN, PRIVATE)),
+    }
+}
+
 /// A name or a password no account can have fails at once, with the usual answer (as in-band).
 fn refuse_impossible_login(username: &str, password: &str) -> Result<(), ApiError> {
     if protocol::validate_username(username).is_err()
@@ -225,6 +234,7 @@ pub async fn register(
     protocol::validate_username(&body.username)
         .and(protocol::validate_password(&body.password))
         .map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, reason))?;
+    refuse_unlisted(&state, &body.username)?;
     state
         .registrations
         .take(peer.ip(), Instant::now())
@@ -251,6 +261,7 @@ pub async fn login(
 ) -> Result<Json<LoggedIn>, ApiError> {
     let ip = peer.ip();
     refuse_impossible_login(&body.username, &body.password)?;
+    refuse_unlisted(&state, &body.username)?;
     check_lockout(&state, ip, Some(&body.username))?;
     state
         .logins
@@ -299,6 +310,9 @@ pub async fn session(
         token: body.session_token,
     };
     match run(&state, request).await? {
+        AuthOutcome::SessionOpened { ref name, .. } if !state.allowed.admits(name) => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, PRIVATE))
+        }
         opened @ AuthOutcome::SessionOpened { .. } => logged_in(&state, ip, opened),
         AuthOutcome::SessionDenied => {
             record_failure(&state, ip, None);

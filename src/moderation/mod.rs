@@ -1,7 +1,8 @@
 //! Moderation: bans and mutes that are stored, survive restarts and expire by themselves, roles on
 //! accounts, and the operator's tools. Each command family is a file of its own that registers its
 //! commands, with its usage, permission, parsing and running side by side: [`kick`], [`sanction`]
-//! (`ban`, `unban`, `mute`, `unmute`), [`role`], [`operator`] (`list`, `audit`, `backup`).
+//! (`ban`, `unban`, `mute`, `unmute`), [`role`], [`operator`] (`list`, `audit`, `backup`), [`ipban`]
+//! (`banip`, `unbanip`) and [`allow`] (`allow`, `disallow`, with `--allow-list`).
 //!
 //! [`Sanctions`] holds, in memory, the bans and mutes in force: loaded before the first tick, read by the
 //! tick (chat refuses a muted player, login a banned one) and changed only by a [`Change`]: made here by
@@ -10,6 +11,8 @@
 //! shard ([`ChangedElsewhere`]). Either is enforced the same way (`enforce_changes`): a ban kicks, a
 //! mute or a new role tells the player.
 
+pub mod allow;
+pub mod ipban;
 pub mod kick;
 pub mod operator;
 pub mod role;
@@ -23,11 +26,11 @@ use bevy::prelude::*;
 use bevy_renet::RenetServer;
 use serde::{Deserialize, Serialize};
 
-use crate::commands::store as command_store;
+use crate::access::{IpBan, IpNet};
 use crate::commands::{Actor, OUTRANKED, Role, Roles};
 use crate::db::models::{AuditEntry, SanctionRow};
 use crate::db::queries::Moderation;
-use crate::db::{self, Database, DbPool, queries};
+use crate::db::{self, Database, DbConn, DbPool, queries};
 use crate::net::{self, Connection};
 use crate::players::OnlineAccounts;
 use crate::protocol::ServerMessage;
@@ -43,6 +46,8 @@ pub(crate) fn plugin(app: &mut App) {
             sanction::plugin,
             role::plugin,
             operator::plugin,
+            ipban::plugin,
+            allow::plugin,
         ));
 }
 
@@ -207,8 +212,21 @@ fn store(
     change: Moderation,
     entry: &AuditEntry,
 ) -> Result<bool, String> {
-    command_store::store(pool, &change, entry).map_err(|error| {
-        error!(%error, actor = actor.name(), action = entry.action, "cannot store a moderation action");
+    write(pool, actor, &entry.action, |conn| {
+        queries::moderate(conn, &change, entry)
+    })
+}
+
+/// On the commands' store thread: runs `query`, a write of the command `action` (its audit entry
+/// included). The error is what the actor is told; it is logged in full.
+fn write<T>(
+    pool: &DbPool,
+    actor: &Actor,
+    action: &str,
+    query: impl FnOnce(&mut DbConn) -> diesel::QueryResult<T>,
+) -> Result<T, String> {
+    db::with_conn(pool, query).map_err(|error| {
+        error!(%error, actor = actor.name(), action, "cannot store a moderation action");
         SERVER_ERROR.to_owned()
     })
 }
@@ -229,6 +247,20 @@ pub enum Change {
     Role {
         account_id: i32,
         role: Role,
+    },
+    /// An address or a range banned ([`ipban`]).
+    IpBanned {
+        net: IpNet,
+        ban: IpBan,
+    },
+    /// The ban on exactly this address or range lifted.
+    IpUnbanned {
+        net: IpNet,
+    },
+    /// A name put on the allow-list, or taken off it ([`allow`]).
+    Allowed {
+        name: String,
+        allowed: bool,
     },
 }
 
@@ -255,6 +287,10 @@ impl Enforce<'_, '_> {
     /// Updates [`Sanctions`] and [`Roles`] and acts on the account if it plays here: a ban kicks it, a
     /// mute, its lifting or a new role tells it.
     fn apply(&mut self, change: &Change) {
+        if let Change::IpBanned { .. } | Change::IpUnbanned { .. } | Change::Allowed { .. } = change
+        {
+            return; // ipban.rs and allow.rs apply these
+        }
         let online_client = |account_id: i32| {
             let entity = self.online.entity(account_id)?;
             Some((entity, self.connections.get(entity).ok()?.client_id))
@@ -294,6 +330,7 @@ impl Enforce<'_, '_> {
             Change::Role { account_id, role } => {
                 (*account_id, Some(format!("You are now {}", role.a())))
             }
+            Change::IpBanned { .. } | Change::IpUnbanned { .. } | Change::Allowed { .. } => return,
         };
         match change {
             Change::Sanctioned {
@@ -309,6 +346,7 @@ impl Enforce<'_, '_> {
                 self.sanctions.of_mut(*kind).remove(account_id);
             }
             Change::Role { account_id, role } => self.roles.set(*account_id, *role),
+            Change::IpBanned { .. } | Change::IpUnbanned { .. } | Change::Allowed { .. } => {}
         }
         if let (Some(text), Some((_, client_id))) = (notice, online_client(account_id)) {
             net::send(&mut self.server, client_id, &ServerMessage::System { text });

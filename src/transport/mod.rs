@@ -33,6 +33,7 @@ use bevy_renet::{RenetReceive, RenetSend, RenetServer, RenetServerPlugin};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use renetcode::{NETCODE_USER_DATA_BYTES, NetcodeServer, ServerConfig};
 
+use crate::access::IpBans;
 use crate::api::{TokenUser, UserDataError};
 use gate::{Counters, CountersSnapshot, GateState, Limits};
 use netcode::{FromTick, NetcodeCounters, NetcodeThread, ToTick};
@@ -106,13 +107,14 @@ impl Transport {
         limits: Limits,
         queue: usize,
         token_key: Option<[u8; 32]>,
+        bans: IpBans,
     ) -> io::Result<Self> {
         socket.set_nonblocking(true)?;
         let (to_netcode, from_tick) = crossbeam_channel::bounded(FROM_TICK_QUEUE);
         let (to_tick, from_netcode) = crossbeam_channel::unbounded();
         let counters = Arc::new(Counters::default());
         let netcode_counters = Arc::new(NetcodeCounters::default());
-        let mut gate = GateState::new(config.protocol_id, limits);
+        let mut gate = GateState::new(config.protocol_id, limits).refusing(bans);
         if let Some(key) = &token_key {
             gate = gate.require_tokens_sealed_with(key);
         }

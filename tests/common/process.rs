@@ -39,8 +39,13 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `mmo --bind 127.0.0.1:0 --db DB` with `flags`; returns once it listens.
     pub fn start(db: &DbLocation, flags: &[&str]) -> Self {
+        Self::start_on("127.0.0.1:0", db, flags)
+    }
+
+    /// Starts `mmo --bind BIND --db DB` with `flags`; returns once it listens.
+    pub fn start_on(bind: &str, db: &DbLocation, flags: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mmo"))
-            .args(["--bind", "127.0.0.1:0"])
+            .args(["--bind", bind])
             .args(flags)
             .arg("--db")
             .arg(super::db_arg(db))

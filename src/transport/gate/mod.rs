@@ -23,6 +23,8 @@ use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
 use renetcode::NETCODE_MAX_PACKET_BYTES;
 
+use crate::access::IpBans;
+use crate::time::now_ms;
 use crate::udp::connection_request as request;
 
 /// The smallest packet netcode decodes: a prefix, one sequence byte and a MAC.
@@ -67,6 +69,7 @@ pub struct Counters {
     over_budget: AtomicU64,
     blocked: AtomicU64,
     blocks: AtomicU64,
+    banned: AtomicU64,
 }
 
 /// A copy of [`Counters`].
@@ -84,12 +87,14 @@ pub struct CountersSnapshot {
     pub blocked: u64,
     /// Times an address was blocked.
     pub blocks: u64,
+    /// Dropped: the sender's address is banned (`banip`).
+    pub banned: u64,
 }
 
 impl CountersSnapshot {
     /// Every datagram dropped, for whatever reason.
     pub fn dropped(&self) -> u64 {
-        self.malformed + self.forged + self.over_budget + self.blocked
+        self.malformed + self.forged + self.over_budget + self.blocked + self.banned
     }
 }
 
@@ -103,6 +108,7 @@ impl Counters {
             over_budget: get(&self.over_budget),
             blocked: get(&self.blocked),
             blocks: get(&self.blocks),
+            banned: get(&self.banned),
         }
     }
 
@@ -115,6 +121,7 @@ impl Counters {
             Verdict::Forged => &self.forged,
             Verdict::OverBudget => &self.over_budget,
             Verdict::Blocked => &self.blocked,
+            Verdict::Banned => &self.banned,
             Verdict::NewlyBlocked { .. } => {
                 Self::add(&self.blocks);
                 &self.blocked
@@ -133,6 +140,8 @@ impl Counters {
 pub enum Verdict {
     Pass,
     Malformed,
+    /// From a banned address (`banip`): dropped before anything else looks at it.
+    Banned,
     /// A connection request whose token we did not seal (token mode).
     Forged,
     OverBudget,
@@ -153,6 +162,8 @@ pub struct GateState {
     addresses: HashMap<SocketAddr, Budget>,
     strangers: Bucket,
     last_sweep: Instant,
+    /// Addresses refused outright; players connected from one are kicked by the tick when banned.
+    bans: IpBans,
 }
 
 /// netcode's private key, ready to open tokens (never printed).
@@ -223,7 +234,15 @@ impl GateState {
             addresses: HashMap::new(),
             strangers: Bucket::full(limits.strangers, now),
             last_sweep: now,
+            bans: IpBans::default(),
         }
+    }
+
+    /// From now on, datagrams from an address `bans` holds are dropped (unless it is a connected
+    /// player's: the tick kicks those, with a reason).
+    pub fn refusing(mut self, bans: IpBans) -> Self {
+        self.bans = bans;
+        self
     }
 
     /// Token mode: from now on, connection requests must carry a token sealed with `key` (netcode's
@@ -283,6 +302,13 @@ impl GateState {
             } else {
                 Verdict::OverBudget
             };
+        }
+        let player = self
+            .addresses
+            .get(&addr)
+            .is_some_and(|budget| budget.player);
+        if !player && self.bans.is_banned(addr.ip(), now_ms()) {
+            return Verdict::Banned;
         }
         let budget = self
             .addresses

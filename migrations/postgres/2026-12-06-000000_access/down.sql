@@ -1,0 +1,2 @@
+DROP TABLE allow_list;
+DROP TABLE ip_bans;
