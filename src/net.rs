@@ -7,7 +7,7 @@
 //! reason is acknowledged; renet reports it gone → the entity is despawned.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
 
 use bevy::prelude::*;
@@ -27,9 +27,9 @@ use crate::transport::{self, Transport, gate::Limits};
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Log lines any peer can cause (`crate::logs`).
-static CONNECTED: Budget = Budget::new("connected", 10, 300);
-static DISCONNECTED: Budget = Budget::new("disconnected", 10, 300);
-static KICKING: Budget = Budget::new("kicking", 10, 300);
+static CONNECTED: Budget = Budget::new("connected", 10, 120);
+static DISCONNECTED: Budget = Budget::new("disconnected", 10, 120);
+static KICKING: Budget = Budget::new("kicking", 10, 120);
 static UNDECODABLE: Budget = Budget::new("undecodable message; disconnecting", 5, 60);
 
 pub(crate) fn plugin(app: &mut App) {
@@ -216,13 +216,18 @@ pub struct Closing {
     deadline: Instant,
 }
 
-/// Which entity holds each connected client.
+/// Which entity holds each connected client, and the address it connected from.
 #[derive(Resource, Default, Debug)]
-pub struct Connections(HashMap<ClientId, Entity>);
+pub struct Connections(HashMap<ClientId, (Entity, Option<IpAddr>)>);
 
 impl Connections {
     pub fn entity(&self, client_id: ClientId) -> Option<Entity> {
-        self.0.get(&client_id).copied()
+        self.0.get(&client_id).map(|&(entity, _)| entity)
+    }
+
+    /// The address `client_id` connected from.
+    pub fn ip(&self, client_id: ClientId) -> Option<IpAddr> {
+        self.0.get(&client_id).and_then(|&(_, ip)| ip)
     }
 }
 
@@ -314,16 +319,19 @@ fn on_server_event(
                 }
             }
             let entity = entity.id();
-            connections.0.insert(client_id, entity);
+            connections
+                .0
+                .insert(client_id, (entity, addr.map(|a| a.ip())));
             if CONNECTED.allow(addr.map(|a| a.ip())) {
                 info!(client_id, ?addr, ?entity, "connected");
             }
         }
         ServerEvent::ClientDisconnected { client_id, reason } => {
-            if let Some(entity) = connections.0.remove(&client_id) {
+            let ip = connections.0.remove(&client_id).and_then(|(entity, ip)| {
                 commands.entity(entity).despawn();
-            }
-            if DISCONNECTED.allow(client_id) {
+                ip
+            });
+            if DISCONNECTED.allow(ip) {
                 info!(client_id, %reason, "disconnected");
             }
         }
@@ -338,7 +346,7 @@ fn receive_messages(
     closing: Query<(), With<Closing>>,
     mut inbound: MessageWriter<Inbound>,
 ) {
-    for (&client_id, &entity) in &connections.0 {
+    for (&client_id, &(entity, ip)) in &connections.0 {
         while let Some(bytes) = server.receive_message(client_id, CHANNEL) {
             if closing.contains(entity) {
                 continue;
@@ -352,7 +360,7 @@ fn receive_messages(
                     });
                 }
                 Err(error) => {
-                    if UNDECODABLE.allow(client_id) {
+                    if UNDECODABLE.allow(ip) {
                         warn!(client_id, %error, len = bytes.len(), "undecodable message; disconnecting");
                     }
                     server.disconnect(client_id);

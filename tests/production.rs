@@ -406,3 +406,149 @@ fn with_the_allow_list_only_listed_names_get_in_and_a_disallowed_player_is_kicke
         Err("This server is private".to_owned())
     );
 }
+
+/// How long each abuse runs at full speed.
+const ABUSE: std::time::Duration = std::time::Duration::from_secs(4);
+/// The most a server may log under one abuse, whatever its speed.
+const LOG_BOUND: usize = 6 * 1024;
+
+/// Runs `abuse` against `server` for [`ABUSE`] (calling it again and again) and measures what the server
+/// logs meanwhile: asserts it stays under [`LOG_BOUND`], prints the rate (BENCHMARKS.md's "Logs under
+/// abuse"), and returns the lines.
+fn log_under(server: &ServerProcess, what: &str, mut abuse: impl FnMut()) -> Vec<String> {
+    while server.logs.try_recv().is_ok() {}
+    let started = std::time::Instant::now();
+    let mut rounds = 0u64;
+    while started.elapsed() < ABUSE {
+        abuse();
+        rounds += 1;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let lines: Vec<String> = server.logs.try_iter().collect();
+    let bytes: usize = lines.iter().map(|line| line.len() + 1).sum();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "log under abuse: {what}: {rounds} rounds, {} lines, {bytes} bytes in {secs:.1} s ({:.0} B/s)",
+        lines.len(),
+        bytes as f64 / secs
+    );
+    assert!(
+        bytes <= LOG_BOUND,
+        "{what}: {bytes} bytes logged in {secs:.1} s:\n{}",
+        lines.join("\n")
+    );
+    lines
+}
+
+fn lifted_chat_limit() -> [&'static str; 4] {
+    ["--chat-burst", "1000", "--chat-per-second", "1000"]
+}
+
+#[test]
+fn connecting_and_leaving_in_a_loop_logs_a_few_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&test_db(dir.path()), &[]);
+    let lines = log_under(&server, "connection churn", || {
+        let mut client = TestClient::start_connecting(server.addr);
+        client.connects_within(std::time::Duration::from_millis(500));
+    });
+    assert!(
+        lines.iter().any(|l| l.contains("connected")),
+        "the first are logged"
+    );
+}
+
+#[test]
+fn garbage_messages_in_a_loop_log_a_few_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&test_db(dir.path()), &[]);
+    log_under(&server, "undecodable messages", || {
+        let mut client = TestClient::start_connecting(server.addr);
+        if client.connects_within(std::time::Duration::from_millis(500)) {
+            client.send_raw(vec![0xFF; 64]);
+            client.flush();
+        }
+    });
+}
+
+#[test]
+fn failed_logins_in_a_loop_log_a_few_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&test_db(dir.path()), &[]);
+    udp_player(&server, "alice");
+    let mut guesser = TestClient::connect(server.addr);
+    log_under(&server, "failed logins (in-band)", || {
+        if guesser.login("alice", "not the password").is_err() && guesser.is_disconnected() {
+            guesser = TestClient::connect(server.addr);
+        }
+    });
+}
+
+#[test]
+fn commands_at_full_speed_log_a_few_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&test_db(dir.path()), &lifted_chat_limit());
+    let mut alice = udp_player(&server, "alice");
+    let lines = log_under(&server, "commands", || {
+        let _ = alice.command("who");
+    });
+    assert!(
+        lines.iter().any(|l| l.contains("command")),
+        "the first are logged"
+    );
+}
+
+/// A token-mode server binary and an HTTPS client of it.
+fn token_server(dir: &std::path::Path) -> (ServerProcess, mmo::client::api::ApiClient) {
+    let mut server = ServerProcess::start(
+        &test_db(dir),
+        &["--auth", "token", "--http-bind", "127.0.0.1:0"],
+    );
+    let url = server.logged("url").expect("the https url");
+    let cert = server.logged("cert").expect("the certificate");
+    let api =
+        mmo::client::api::ApiClient::with_ca_file(&url, Some(std::path::Path::new(&cert))).unwrap();
+    (server, api)
+}
+
+#[test]
+fn one_session_resumed_in_a_loop_logs_a_few_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = token_server(dir.path());
+    api.register("alice", PASSWORD).unwrap();
+    let session = api.login("alice", PASSWORD).unwrap().session_token;
+    log_under(&server, "session logins (https)", || {
+        let _ = api.resume(&session);
+    });
+}
+
+#[test]
+fn failed_https_logins_in_a_loop_log_a_few_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = token_server(dir.path());
+    api.register("alice", PASSWORD).unwrap();
+    log_under(&server, "failed logins (https)", || {
+        let _ = api.login("alice", "not the password");
+    });
+}
+
+#[test]
+fn broken_tls_handshakes_in_a_loop_log_nothing() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, _) = token_server(dir.path());
+    let addr: std::net::SocketAddr = server
+        .logged("url")
+        .and_then(|url| url.strip_prefix("https://").map(str::to_owned))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // A ClientHello's record header, then junk: rustls refuses it.
+    let lines = log_under(&server, "broken TLS handshakes", || {
+        if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
+            let _ = stream.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]);
+            let _ = stream.write_all(&[0xAB; 256]);
+        }
+    });
+    assert!(lines.is_empty(), "{lines:#?}");
+}

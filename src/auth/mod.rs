@@ -25,7 +25,7 @@ use crate::db::Database;
 use crate::logs::Budget;
 use crate::metrics::Metrics;
 use crate::moderation::Sanctions;
-use crate::net::{self, AwaitingLogin, Connection, Inbound, TokenLogin};
+use crate::net::{self, AwaitingLogin, Connection, Connections, Inbound, TokenLogin};
 use crate::players::{OnlineAccounts, Player};
 use crate::protocol::{self, ClientMessage, Request, ServerMessage};
 use crate::schedule::ServerSystems;
@@ -49,7 +49,7 @@ pub const LOGIN_TIMED_OUT: &str = "Login timed out";
 pub const LOGGED_IN_ELSEWHERE: &str = "Logged in from another location";
 
 /// Log lines any connection can cause (`crate::logs`).
-static FAILED: Budget = Budget::new("login failed", 5, 60);
+static FAILED: Budget = Budget::new("login failed", 5, 30);
 static QUEUE_FULL: Budget = Budget::new("auth queue full", 10, 10);
 
 pub(crate) fn plugin(app: &mut App) {
@@ -231,11 +231,13 @@ fn apply_results(
     mut logged_in_this_tick: Local<Vec<(i32, Entity, u64)>>,
     names: Res<NameFailures>,
     sanctions: Res<Sanctions>,
+    addresses: Res<Connections>,
 ) {
     let now = Instant::now();
     logged_in_this_tick.clear();
     for result in workers.results.try_iter() {
         let client_id = result.client_id;
+        let from = addresses.ip(client_id);
         // The connection may have left (or been kicked) while the job ran: then nobody is told.
         let Ok(connection) = connections.get(result.entity) else {
             debug!(client_id, outcome = ?result.outcome, "auth result for a connection that is gone");
@@ -257,7 +259,7 @@ fn apply_results(
                 deny(&mut server, client_id, Request::Register, reason)
             }
             AuthOutcome::LoginDenied(reason) if reason == LOGIN_FAILED => {
-                if FAILED.allow(client_id) {
+                if FAILED.allow(from) {
                     info!(client_id, "login failed");
                 }
                 names.record(&result.username_key, now);
@@ -269,7 +271,7 @@ fn apply_results(
                 deny(&mut server, client_id, Request::Login, reason);
             }
             AuthOutcome::LoginDenied(reason) => {
-                if FAILED.allow(client_id) {
+                if FAILED.allow(from) {
                     info!(client_id, "login failed");
                 }
                 deny(&mut server, client_id, Request::Login, reason);

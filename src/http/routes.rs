@@ -37,7 +37,7 @@ pub const TOO_MANY_REGISTRATIONS: &str =
 
 /// Log lines any client of the endpoint can cause (`crate::logs`).
 static LOGGED_IN: Budget = Budget::new("logged in over https", 10, 600);
-static FAILED: Budget = Budget::new("https login failed", 5, 60);
+static FAILED: Budget = Budget::new("https login failed", 5, 30);
 static QUEUE_FULL: Budget = Budget::new("auth queue full (https)", 10, 10);
 
 /// Hashes session tokens for their allowances (seeded per process: nobody can aim a token at another's
