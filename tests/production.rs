@@ -552,3 +552,34 @@ fn broken_tls_handshakes_in_a_loop_log_nothing() {
     });
     assert!(lines.is_empty(), "{lines:#?}");
 }
+
+#[test]
+fn the_systemd_units_verify() {
+    // The units as shipped, pointed at the binary under test (systemd checks that it exists).
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/systemd");
+    let mut units = Vec::new();
+    for entry in std::fs::read_dir(shipped).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let unit = dir.path().join(path.file_name().unwrap());
+        std::fs::write(&unit, text.replace("/usr/local/bin/mmo", MMO)).unwrap();
+        units.push(unit);
+    }
+    assert_eq!(
+        units.len(),
+        3,
+        "mmo.service, mmo-backup.service, mmo-backup.timer"
+    );
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(&units)
+        .output()
+        .expect("systemd-analyze runs (Debian's systemd package; .ci/run installs it)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}

@@ -49,8 +49,8 @@ pub struct Config {
     pub db: DbLocation,
 
     /// Copy every row of the database at --db into this one (an SQLite path or a PostgreSQL URL, new or
-    /// without accounts), then exit: how a game moves from one machine's SQLite to PostgreSQL. Stop the
-    /// server first, or copy from a `backup`.
+    /// without accounts), then exit: how a game moves from one machine's SQLite to PostgreSQL, and how
+    /// to back up a running server (the copy is one consistent snapshot).
     #[arg(long, value_name = "DB")]
     pub copy_to: Option<DbLocation>,
 

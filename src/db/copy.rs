@@ -6,7 +6,8 @@
 //! (by their foreign keys), in primary-key order, with their ids, in one transaction on the target (all
 //! or nothing). Before it commits, every table's row count on the target is checked against the
 //! source's. Then PostgreSQL's id sequences are moved past the copied ids so new rows do not collide.
-//! The source is read table by table: stop the server first, or copy from a `backup`.
+//! The source is read in one read-only transaction, a snapshot: a running server's database copies
+//! consistently while it plays (into a new SQLite file, that is a backup).
 //!
 //! Column types the literals carry: integers, reals and text (all the schema uses). A table needs a
 //! primary key.
@@ -264,18 +265,27 @@ pub fn copy(from: &DbLocation, to: &DbLocation) -> Result<Vec<(String, usize)>, 
     if count(&mut target, "accounts")? > 0 {
         return Err(CopyError::NotEmpty(to.clone()));
     }
-    let tables = tables(&mut source)?;
     // By hand rather than diesel's transaction: its body reads another connection of either backend.
+    let statement = |conn: &mut DbConn, sql: &str| {
+        on_backend!(conn, c => c.batch_execute(sql)).map_err(failed("(transaction)"))
+    };
+    // The source's snapshot: SQLite's read transaction (WAL: writers carry on meanwhile) holds from
+    // its first read; PostgreSQL's repeatable read from the first statement.
+    let snapshot = match source {
+        DbConn::Sqlite(_) => "BEGIN",
+        #[cfg(feature = "postgres")]
+        DbConn::Postgres(_) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    };
+    statement(&mut source, snapshot)?;
+    let tables = tables(&mut source)?;
     let begin = match target {
         DbConn::Sqlite(_) => "BEGIN IMMEDIATE",
         #[cfg(feature = "postgres")]
         DbConn::Postgres(_) => "BEGIN",
     };
-    let statement = |conn: &mut DbConn, sql: &str| {
-        on_backend!(conn, c => c.batch_execute(sql)).map_err(failed("(transaction)"))
-    };
     statement(&mut target, begin)?;
     let copied = copy_tables(&mut source, &mut target, &tables);
+    let _ = statement(&mut source, "COMMIT");
     match copied {
         Ok(counts) => {
             statement(&mut target, "COMMIT")?;
