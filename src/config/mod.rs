@@ -1,5 +1,5 @@
 //! Server configuration: command-line flags, each with an environment variable twin, and their checks;
-//! and the configuration file that holds the same settings ([`file`]).
+//! and the configuration file that holds the same settings ([`mod@file`]).
 
 pub mod file;
 
