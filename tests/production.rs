@@ -583,3 +583,47 @@ fn the_systemd_units_verify() {
     );
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
 }
+
+#[test]
+fn with_log_format_json_every_log_line_is_one_json_object_with_the_same_fields() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("json.sqlite3");
+    let mut child = Command::new(MMO)
+        .args(["--log-format", "json", "--bind", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let listening = loop {
+        let line = lines
+            .next()
+            .expect("the server logs until it listens")
+            .unwrap();
+        let object: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|error| panic!("not one JSON object ({error}): {line}"));
+        seen.push(object.clone());
+        if object["message"] == "listening" {
+            break object;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    for field in ["timestamp", "level", "target", "message"] {
+        assert!(
+            seen.iter().all(|o| o.get(field).is_some()),
+            "{field} in {seen:#?}"
+        );
+    }
+    assert_eq!(listening["level"], "INFO");
+    assert_eq!(listening["target"], "mmo::server");
+    assert_eq!(listening["auth"], "in-band");
+    assert!(
+        listening["addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:"))
+    );
+}
