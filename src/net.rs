@@ -7,7 +7,7 @@
 //! reason is acknowledged; renet reports it gone → the entity is despawned.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 use bevy::prelude::*;
@@ -17,11 +17,18 @@ use renetcode::{ServerAuthentication, ServerConfig};
 
 use crate::access::IpBans;
 use crate::api::TokenUser;
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthMode, Config, NETCODE_MAX_CLIENTS};
 use crate::logs::Budget;
 use crate::protocol::{self, CHANNEL, ClientMessage, Request, ServerMessage};
 use crate::schedule::ServerSystems;
 use crate::transport::{self, Transport, gate::Limits};
+
+/// What a client past `--max-clients` is told.
+pub const SERVER_FULL: &str = "Server is full, try again later";
+
+/// `--max-clients`: connections the process takes at once (netcode's own limit is per lane).
+#[derive(Resource, Debug, Clone, Copy)]
+pub struct Capacity(pub usize);
 
 /// How long a kicked connection is kept open for its reason to be acknowledged.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -33,7 +40,9 @@ static KICKING: Budget = Budget::new("kicking", 10, 120);
 static UNDECODABLE: Budget = Budget::new("undecodable message; disconnecting", 5, 60);
 
 pub(crate) fn plugin(app: &mut App) {
+    let capacity = Capacity(usize::from(app.world().resource::<Config>().max_clients));
     app.add_plugins((RenetServerPlugin, transport::plugin))
+        .insert_resource(capacity)
         .init_resource::<Connections>()
         .add_message::<Inbound>()
         .add_observer(on_server_event)
@@ -68,19 +77,22 @@ pub(crate) fn bind(
     secure: impl FnOnce(SocketAddr) -> Option<SecureNetcode>,
     bans: IpBans,
 ) -> std::io::Result<(RenetServer, Transport, SocketAddr)> {
-    let socket = UdpSocket::bind(config.bind)?;
-    let addr = socket.local_addr()?;
+    let sockets = transport::sockets::bind(config.bind, config.lanes())?;
+    let addr = sockets[0].local_addr()?;
     let secure = match config.auth {
         AuthMode::InBand => None,
         AuthMode::Token => secure(addr),
     };
-    let buffer = crate::udp::enlarge_receive_buffer(&socket, RECEIVE_BUFFER_BYTES);
-    if buffer < RECEIVE_BUFFER_BYTES {
-        warn!(
-            bytes = buffer,
-            wanted = RECEIVE_BUFFER_BYTES,
-            "small UDP receive buffer: bursts may be dropped between ticks (raise net.core.rmem_max)"
-        );
+    for socket in &sockets {
+        let buffer = crate::udp::enlarge_receive_buffer(socket, RECEIVE_BUFFER_BYTES);
+        if buffer < RECEIVE_BUFFER_BYTES {
+            warn!(
+                bytes = buffer,
+                wanted = RECEIVE_BUFFER_BYTES,
+                "small UDP receive buffer: bursts may be dropped between ticks (raise net.core.rmem_max)"
+            );
+            break;
+        }
     }
     let current_time = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -94,9 +106,10 @@ pub(crate) fn bind(
         ),
         None => (vec![addr], ServerAuthentication::Unsecure),
     };
+    // Each lane holds up to netcode's limit; the tick holds them all to --max-clients.
     let server_config = ServerConfig {
         current_time,
-        max_clients: usize::from(config.max_clients),
+        max_clients: usize::from(config.max_clients.min(NETCODE_MAX_CLIENTS)),
         protocol_id: protocol::PROTOCOL_ID,
         public_addresses,
         authentication,
@@ -109,7 +122,7 @@ pub(crate) fn bind(
     };
     let key = secure.as_ref().map(|secure| secure.private_key);
     let queue = usize::try_from(config.transport_queue).unwrap_or(usize::MAX);
-    let transport = Transport::new(socket, server_config, limits, queue, key, bans)?;
+    let transport = Transport::new(sockets, server_config, limits, queue, key, bans)?;
     Ok((
         RenetServer::new(protocol::connection_config()),
         transport,
@@ -293,10 +306,12 @@ fn on_server_event(
     mut connections: ResMut<Connections>,
     transport: Res<Transport>,
     mut server: ResMut<RenetServer>,
+    capacity: Res<Capacity>,
 ) {
     match **event {
         ServerEvent::ClientConnected { client_id } => {
             let addr = transport.client_addr(client_id);
+            let full = connections.0.len() >= capacity.0;
             let mut entity = commands.spawn((
                 Connection {
                     client_id,
@@ -322,6 +337,10 @@ fn on_server_event(
             connections
                 .0
                 .insert(client_id, (entity, addr.map(|a| a.ip())));
+            if full {
+                // Each lane holds netcode's 1,024; the process holds --max-clients.
+                kick(&mut commands, &mut server, entity, client_id, SERVER_FULL);
+            }
             if CONNECTED.allow(addr.map(|a| a.ip())) {
                 info!(client_id, ?addr, ?entity, "connected");
             }

@@ -133,11 +133,11 @@ fn help_documents_every_flag_and_bad_values_are_refused() {
         assert!(text.contains(flag), "{flag} missing from --help:\n{text}");
     }
     let refused = Command::new(env!("CARGO_BIN_EXE_mmo"))
-        .args(["--max-clients", "5000"])
+        .args(["--max-clients", "9000"])
         .output()
         .unwrap();
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("1..=1024"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("1..=8192"));
 }
 
 /// Connects, unless `stop` is raised (the server was killed) first.

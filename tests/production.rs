@@ -76,9 +76,9 @@ fn a_bad_configuration_file_stops_the_start_naming_its_line() {
         unknown.contains("unknown.toml line 2: unknown setting `max_clients`"),
         "{unknown}"
     );
-    let bad = refused("bad.toml", "\n\nmax-clients = 5000\n");
+    let bad = refused("bad.toml", "\n\nmax-clients = 9000\n");
     assert!(
-        bad.contains("bad.toml line 3: `max-clients`: invalid value '5000'"),
+        bad.contains("bad.toml line 3: `max-clients`: invalid value '9000'"),
         "{bad}"
     );
     let missing = mmo(&["--config", "/nonexistent/mmo.toml"], &[]);

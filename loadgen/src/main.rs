@@ -50,8 +50,8 @@ enum Command {
 
 #[derive(clap::Args, Debug, Clone)]
 struct Args {
-    /// Simulated players (at most 1000: netcode's limit is 1024 per server).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(0..=1000))]
+    /// Simulated players (at most 8,000: the server takes 8,192).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(0..=8000))]
     clients: u16,
     /// Chat lines per second per player (chat, and the pair in login-storm).
     #[arg(long, default_value_t = 1.0)]
@@ -204,6 +204,7 @@ fn main() -> ExitCode {
             args.tick_hz,
             args.abuse.is_none(),
             auth,
+            server_capacity(args.clients),
         ) {
             Ok(target) => target,
             Err(error) => {
@@ -302,6 +303,12 @@ fn is_loopback_url(url: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The `--max-clients` of a server the load generator starts for `clients` players: netcode's 1,024 (the
+/// server's own default, one lane per core) until they need more, then room for them and the abusers.
+fn server_capacity(clients: u16) -> u16 {
+    clients.saturating_add(64).clamp(1024, 8192)
 }
 
 #[cfg(test)]

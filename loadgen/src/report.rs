@@ -32,10 +32,14 @@ pub struct Report {
     pub server_cpu_core: Option<f64>,
     pub server_rss_mb: Option<f64>,
     pub server_peak_rss_mb: Option<f64>,
-    /// The server's own tick durations during the measured phase (mmo only).
+    /// The server's own tick durations during the measured phase (mmo only): p50 and p99 over every
+    /// tick (from its histogram, `mmo_tick_seconds`), the longest tick (from its per-second lines).
     pub tick_p50_ms: Option<f64>,
     pub tick_p99_ms: Option<f64>,
     pub tick_max_ms: Option<f64>,
+    /// How many ticks the tick figures are over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticks: Option<u64>,
     /// What the server's packet gate received, dropped, and how many addresses it blocked (mmo only).
     pub datagrams: Option<u64>,
     pub dropped: Option<u64>,

@@ -102,6 +102,7 @@ impl Target {
         tick_hz: u16,
         lift_chat_limit: bool,
         auth: Auth,
+        max_clients: u16,
     ) -> Result<Self, StartError> {
         let dir = tempfile::tempdir()?;
         let mut command = Command::new(bin);
@@ -111,10 +112,13 @@ impl Target {
                 "127.0.0.1:0",
                 "--stats-interval",
                 "1",
-                "--max-clients",
-                "1024",
+                // The tick histogram the report's tick figures come from.
+                "--metrics-bind",
+                "127.0.0.1:0",
             ])
             .args([
+                "--max-clients",
+                &max_clients.to_string(),
                 "--tick-hz",
                 &tick_hz.to_string(),
                 "--auth-queue",
@@ -297,6 +301,33 @@ impl Target {
         Some((kb("VmRSS:")? / 1024.0, kb("VmHWM:")? / 1024.0))
     }
 
+    /// The server's tick histogram now: cumulative counts by upper bound (seconds), the last `+Inf`;
+    /// `None` without its metrics (the floor, or a server started elsewhere).
+    pub fn tick_histogram(&self) -> Option<Vec<(f64, u64)>> {
+        let url = {
+            let logs = self.logs.lock().expect("log lock");
+            logs.iter()
+                .find(|l| l.contains("metrics endpoint ready"))
+                .and_then(|l| field(l, "url"))?
+                .to_owned()
+        };
+        let addr = url.strip_prefix("http://")?.strip_suffix("/metrics")?;
+        let text = http_get(addr, "/metrics")?;
+        let buckets: Vec<(f64, u64)> = text
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("mmo_tick_seconds_bucket{le=\"")?;
+                let (bound, count) = rest.split_once("\"} ")?;
+                let bound = match bound {
+                    "+Inf" => f64::INFINITY,
+                    bound => bound.parse().ok()?,
+                };
+                Some((bound, count.trim().parse().ok()?))
+            })
+            .collect();
+        (!buckets.is_empty()).then_some(buckets)
+    }
+
     /// How many log lines there are so far (a mark for [`Target::tick_stats_since`]).
     pub fn log_mark(&self) -> usize {
         self.logs.lock().expect("log lock").len()
@@ -386,6 +417,54 @@ impl Ready {
     }
 }
 
+/// `GET path` from a plain-HTTP server at `addr`: the body of a 200.
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+/// The `q`-quantile (0..=1) of what a histogram counted between two readings of it (cumulative counts by
+/// upper bound), interpolated linearly within its bucket; in the bounds' unit.
+pub fn histogram_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> {
+    let counts: Vec<(f64, u64)> = after
+        .iter()
+        .map(|&(bound, count)| {
+            let earlier = before
+                .iter()
+                .find(|(b, _)| *b == bound)
+                .map_or(0, |&(_, c)| c);
+            (bound, count.saturating_sub(earlier))
+        })
+        .collect();
+    let total = counts.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = (q * total as f64).max(1.0);
+    let (mut lower, mut below) = (0.0, 0u64);
+    for &(bound, count) in &counts {
+        if count as f64 >= rank {
+            if bound.is_infinite() {
+                return Some(lower);
+            }
+            let within = (count - below).max(1) as f64;
+            return Some(lower + (bound - lower) * (rank - below as f64) / within);
+        }
+        (lower, below) = (bound, count);
+    }
+    None
+}
+
 /// The value of `key=value` in a log line (without the quotes a `Debug` field has).
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
@@ -430,6 +509,28 @@ fn clock_ticks_per_second() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantiles_come_from_what_the_histogram_counted_between_two_readings() {
+        let before = [(0.001, 10), (0.002, 10), (0.004, 10), (f64::INFINITY, 10)];
+        // 100 more ticks: 50 under 1 ms, 40 from 1 to 2 ms, 9 from 2 to 4 ms, 1 past 4 ms.
+        let after = [
+            (0.001, 60),
+            (0.002, 100),
+            (0.004, 109),
+            (f64::INFINITY, 110),
+        ];
+        let q = |q| histogram_quantile(&before, &after, q).unwrap();
+        assert!((q(0.5) - 0.001).abs() < 1e-9, "{}", q(0.5));
+        assert!((q(0.9) - 0.002).abs() < 1e-9, "{}", q(0.9));
+        assert!(q(0.95) > 0.002 && q(0.95) < 0.004);
+        assert_eq!(q(1.0), 0.004, "past the last bound: the last bound");
+        assert_eq!(
+            histogram_quantile(&after, &after, 0.5),
+            None,
+            "nothing counted"
+        );
+    }
 
     #[test]
     fn the_ready_lines_give_the_udp_address_and_the_login_endpoint() {

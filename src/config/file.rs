@@ -328,12 +328,12 @@ mod tests {
         let error = |file: &str| with(file, &[]).unwrap_err().to_string();
         let unknown = error("tick-hz = 30\n\nmax_clients = 5\n");
         assert!(unknown.ends_with("mmo.toml line 3: unknown setting `max_clients` (settings are named as the flags are, such as `max-clients`: see mmo --help)"), "{unknown}");
-        let bad = error("max-clients = 5000\n");
+        let bad = error("max-clients = 9000\n");
         assert!(
-            bad.contains("line 1: `max-clients`: invalid value '5000'"),
+            bad.contains("line 1: `max-clients`: invalid value '9000'"),
             "{bad}"
         );
-        assert!(bad.contains("1..=1024"), "{bad}");
+        assert!(bad.contains("1..=8192"), "{bad}");
         let switch = error("\nallow-insecure-remote = \"yes\"\n");
         assert!(
             switch.ends_with("line 2: `allow-insecure-remote`: expected true or false"),

@@ -12,8 +12,10 @@ use std::time::Duration;
 use bevy::prelude::Resource;
 use clap::Parser;
 
-/// netcode refuses more clients than this (it panics above it), so neither do we.
-pub const MAX_CLIENTS_LIMIT: u16 = 1024;
+/// What one netcode server holds (renetcode panics above it): one transport lane's clients.
+pub const NETCODE_MAX_CLIENTS: u16 = 1024;
+/// Most clients one process takes, over several lanes.
+pub const MAX_CLIENTS_LIMIT: u16 = 8 * NETCODE_MAX_CLIENTS;
 
 /// mmo: a headless, authoritative MMO server with accounts and chat.
 ///
@@ -54,7 +56,8 @@ pub struct Config {
     #[arg(long, value_name = "DB")]
     pub copy_to: Option<DbLocation>,
 
-    /// Most clients connected at once (logged in or not), 1 to 1024.
+    /// Most clients connected at once (logged in or not), 1 to 8192: past 1,024 (netcode's limit per
+    /// lane) the transport runs a lane per 1,024.
     #[arg(long, env = "MMO_MAX_CLIENTS", default_value_t = 1024,
           value_parser = clap::value_parser!(u16).range(1..=MAX_CLIENTS_LIMIT as i64))]
     pub max_clients: u16,
@@ -123,6 +126,12 @@ pub struct Config {
     #[arg(long, env = "MMO_NPCS", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(0..=10_000))]
     pub npcs: u16,
+
+    /// Threads (and sockets of the one port) that read, decrypt and send the network: one per core by
+    /// default, and at least one per 1,024 of --max-clients.
+    #[arg(long, env = "MMO_TRANSPORT_THREADS",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub transport_threads: Option<u16>,
 
     /// Seconds a connection may stay without logging in before it is disconnected.
     #[arg(long, env = "MMO_LOGIN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
@@ -375,6 +384,15 @@ impl Config {
         config
     }
 
+    /// How many transport lanes to run: `--transport-threads` (default: the cores), and at least one per
+    /// [`NETCODE_MAX_CLIENTS`] of `--max-clients`.
+    pub fn lanes(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let wanted = self.transport_threads.map_or(cores, usize::from);
+        let needed = usize::from(self.max_clients).div_ceil(usize::from(NETCODE_MAX_CLIENTS));
+        wanted.max(needed).max(1)
+    }
+
     /// `--shard`, else a random name (a restarted shard is a new one to the others).
     pub fn shard_name(&self) -> String {
         self.shard
@@ -469,9 +487,29 @@ mod tests {
     }
 
     #[test]
-    fn max_clients_beyond_netcode_is_a_clear_error() {
-        let err = Config::try_parse_from(["mmo", "--max-clients", "1025"]).unwrap_err();
-        assert!(err.to_string().contains("1..=1024"), "{err}");
+    fn max_clients_beyond_the_lanes_is_a_clear_error() {
+        let err = Config::try_parse_from(["mmo", "--max-clients", "8193"]).unwrap_err();
+        assert!(err.to_string().contains("1..=8192"), "{err}");
         assert!(Config::try_parse_from(["mmo", "--max-clients", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_transport_runs_a_lane_per_core_and_enough_for_its_clients() {
+        let lanes = |flags: &[&str]| {
+            let mut args = vec!["mmo"];
+            args.extend(flags);
+            Config::try_parse_from(args).unwrap().lanes()
+        };
+        assert_eq!(lanes(&["--transport-threads", "1"]), 1);
+        assert_eq!(lanes(&["--transport-threads", "3"]), 3);
+        assert_eq!(
+            lanes(&["--transport-threads", "1", "--max-clients", "2000"]),
+            2
+        );
+        assert_eq!(
+            lanes(&["--max-clients", "8192", "--transport-threads", "2"]),
+            8
+        );
+        assert!(lanes(&[]) >= 1);
     }
 }

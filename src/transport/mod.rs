@@ -19,6 +19,7 @@
 
 pub mod gate;
 pub mod netcode;
+pub mod sockets;
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -31,7 +32,7 @@ use bevy::prelude::*;
 use bevy_renet::renet::ClientId;
 use bevy_renet::{RenetReceive, RenetSend, RenetServer, RenetServerPlugin};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use renetcode::{NETCODE_USER_DATA_BYTES, NetcodeServer, ServerConfig};
+use renetcode::{NETCODE_USER_DATA_BYTES, NetcodeServer, ServerAuthentication, ServerConfig};
 
 use crate::access::IpBans;
 use crate::api::{TokenUser, UserDataError};
@@ -71,17 +72,28 @@ pub(crate) fn plugin(app: &mut App) {
 struct Client {
     addr: SocketAddr,
     user_data: Box<[u8; NETCODE_USER_DATA_BYTES]>,
+    /// The lane whose socket its datagrams reach.
+    lane: usize,
 }
 
-/// The tick's end of the transport: the queues to and from the netcode thread, and what it said of each
-/// client. Dropping it sends what is queued, then stops and joins both threads.
+/// One lane of the transport: a socket of the shared port and the netcode thread that owns it.
+struct Lane {
+    to_netcode: Option<Sender<FromTick>>,
+    thread: NetcodeThread,
+}
+
+/// The tick's end of the transport: the queues to and from the lanes' netcode threads, and what they
+/// said of each client. Dropping it sends what is queued, then stops and joins every thread.
 #[derive(Resource)]
 pub struct Transport {
-    to_netcode: Option<Sender<FromTick>>,
-    from_netcode: Option<Receiver<ToTick>>,
+    lanes: Vec<Lane>,
+    /// Every lane's events, tagged with the lane.
+    from_netcode: Option<Receiver<(usize, ToTick)>>,
     clients: HashMap<ClientId, Client>,
     /// Clients renet closed, whose netcode end is being closed.
     closing: HashSet<ClientId>,
+    /// A second connection with a connected client's id, on another lane: refused, its events ignored.
+    refused: HashSet<(usize, ClientId)>,
     counters: Arc<Counters>,
     netcode_counters: Arc<NetcodeCounters>,
     /// Secure netcode (token mode): connections carry their account in the token's user data.
@@ -93,46 +105,71 @@ pub struct Transport {
     sends: u64,
     /// The last sync asked for (see [`Transport::update`]).
     synced: u64,
-    netcode: NetcodeThread,
+}
+
+/// `config` again, for another lane (renetcode's config is not `Clone`).
+fn lane_config(config: &ServerConfig) -> ServerConfig {
+    ServerConfig {
+        current_time: config.current_time,
+        max_clients: config.max_clients,
+        protocol_id: config.protocol_id,
+        public_addresses: config.public_addresses.clone(),
+        authentication: match config.authentication {
+            ServerAuthentication::Secure { private_key } => {
+                ServerAuthentication::Secure { private_key }
+            }
+            ServerAuthentication::Unsecure => ServerAuthentication::Unsecure,
+        },
+    }
 }
 
 impl Transport {
-    /// Starts netcode with `config` on `socket`, on its thread. It may queue `queue` packets and events
-    /// for the tick; beyond it, payloads are dropped. `token_key` is netcode's private key in token mode
-    /// (`config` must then be secure with the same key): the gate drops connection requests not
-    /// sealed with it.
+    /// Starts netcode with `config` on each of `sockets` (one port's, see [`sockets`]), a thread each.
+    /// The lanes may queue `queue` packets and events for the tick together; beyond it, payloads are
+    /// dropped. `token_key` is netcode's private key in token mode (`config` must then be secure with
+    /// the same key): the gates drop connection requests not sealed with it; `bans` are refused at
+    /// every gate.
     pub fn new(
-        socket: UdpSocket,
+        sockets: Vec<UdpSocket>,
         config: ServerConfig,
         limits: Limits,
         queue: usize,
         token_key: Option<[u8; 32]>,
         bans: IpBans,
     ) -> io::Result<Self> {
-        socket.set_nonblocking(true)?;
-        let (to_netcode, from_tick) = crossbeam_channel::bounded(FROM_TICK_QUEUE);
         let (to_tick, from_netcode) = crossbeam_channel::unbounded();
         let counters = Arc::new(Counters::default());
         let netcode_counters = Arc::new(NetcodeCounters::default());
-        let mut gate = GateState::new(config.protocol_id, limits).refusing(bans);
-        if let Some(key) = &token_key {
-            gate = gate.require_tokens_sealed_with(key);
+        let mut lanes = Vec::with_capacity(sockets.len());
+        for (lane, socket) in sockets.into_iter().enumerate() {
+            socket.set_nonblocking(true)?;
+            let (to_netcode, from_tick) = crossbeam_channel::bounded(FROM_TICK_QUEUE);
+            let mut gate = GateState::new(config.protocol_id, limits).refusing(bans.clone());
+            if let Some(key) = &token_key {
+                gate = gate.require_tokens_sealed_with(key);
+            }
+            let thread = NetcodeThread::spawn(
+                lane,
+                NetcodeServer::new(lane_config(&config)),
+                gate,
+                socket,
+                from_tick,
+                to_tick.clone(),
+                queue,
+                netcode_counters.clone(),
+                counters.clone(),
+            )?;
+            lanes.push(Lane {
+                to_netcode: Some(to_netcode),
+                thread,
+            });
         }
-        let netcode = NetcodeThread::spawn(
-            NetcodeServer::new(config),
-            gate,
-            socket,
-            from_tick,
-            to_tick,
-            queue,
-            netcode_counters.clone(),
-            counters.clone(),
-        )?;
         Ok(Self {
-            to_netcode: Some(to_netcode),
+            lanes,
             from_netcode: Some(from_netcode),
             clients: HashMap::new(),
             closing: HashSet::new(),
+            refused: HashSet::new(),
             counters,
             netcode_counters,
             secure: token_key.is_some(),
@@ -143,8 +180,12 @@ impl Transport {
                 .collect(),
             sends: 0,
             synced: 0,
-            netcode,
         })
+    }
+
+    /// How many lanes (sockets and netcode threads) it runs.
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
     }
 
     /// Token mode: the account a connected client's connect token speaks for. `None` in in-band mode
@@ -162,12 +203,17 @@ impl Transport {
         self.clients.get(&client_id).map(|client| client.addr)
     }
 
-    /// What the gate has received and dropped so far.
+    /// The lane a connected client is on.
+    pub fn client_lane(&self, client_id: ClientId) -> Option<usize> {
+        self.clients.get(&client_id).map(|client| client.lane)
+    }
+
+    /// What the gates have received and dropped so far.
     pub fn counters(&self) -> CountersSnapshot {
         self.counters.snapshot()
     }
 
-    /// Payloads the netcode thread dropped because the tick's queue was full, and datagrams it sent.
+    /// Payloads the netcode threads dropped because the tick's queue was full, and datagrams they sent.
     pub fn netcode_counters(&self) -> (u64, u64) {
         let get = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
         (
@@ -176,14 +222,20 @@ impl Transport {
         )
     }
 
-    /// Disconnects every client (the netcode thread sends each a disconnect packet).
+    /// Disconnects every client (each netcode thread sends each of its clients a disconnect packet).
     pub fn disconnect_all(&self) {
-        self.tell_netcode(FromTick::DisconnectAll);
+        for lane in 0..self.lanes.len() {
+            self.tell_netcode(lane, FromTick::DisconnectAll);
+        }
     }
 
-    /// A request the netcode thread must get (waits for room: it drains its queue continuously).
-    fn tell_netcode(&self, request: FromTick) {
-        if let Some(to_netcode) = &self.to_netcode {
+    /// A request lane `lane`'s thread must get (waits for room: it drains its queue continuously).
+    fn tell_netcode(&self, lane: usize, request: FromTick) {
+        if let Some(to_netcode) = self
+            .lanes
+            .get(lane)
+            .and_then(|lane| lane.to_netcode.as_ref())
+        {
             let _ = to_netcode.send(request);
         }
     }
@@ -193,59 +245,86 @@ impl Transport {
         let Some(from_netcode) = self.from_netcode.clone() else {
             return;
         };
-        // Sync: everything that reached the socket before the tick started is this tick's, not the
-        // next one's. The netcode thread stops resting, reads the socket to empty, decrypts what the
-        // gate passes and says so; the tick waits for it at most SYNC_LIMIT. (With nobody connected,
-        // nothing is due to anyone, and the thread waits on the socket rather than resting.)
+        // Sync: everything that reached the sockets before the tick started is this tick's, not the
+        // next one's. Each lane's thread stops resting, reads its socket to empty, decrypts what its
+        // gate passes and says so; the tick waits for them at most SYNC_LIMIT. (With nobody connected,
+        // nothing is due to anyone, and the threads wait on their sockets rather than resting.)
         let mut taken = 0;
-        if !self.clients.is_empty()
-            && let Some(to_netcode) = &self.to_netcode
-        {
+        if !self.clients.is_empty() {
             self.synced += 1;
-            if to_netcode.try_send(FromTick::Sync(self.synced)).is_ok() {
-                let deadline = Instant::now() + SYNC_LIMIT;
-                while taken < MAX_PER_TICK {
-                    match from_netcode.recv_deadline(deadline) {
-                        Ok(ToTick::Synced(sync)) if sync == self.synced => break,
-                        Ok(event) => {
-                            taken += 1;
-                            self.apply(server, event);
-                        }
-                        Err(_) => break,
+            let sync = self.synced;
+            let asked = self
+                .lanes
+                .iter()
+                .filter_map(|lane| lane.to_netcode.as_ref())
+                .filter(|to_netcode| to_netcode.try_send(FromTick::Sync(sync)).is_ok())
+                .count();
+            let deadline = Instant::now() + SYNC_LIMIT;
+            let mut answered = 0;
+            while answered < asked && taken < MAX_PER_TICK {
+                match from_netcode.recv_deadline(deadline) {
+                    Ok((_, ToTick::Synced(synced))) if synced == sync => answered += 1,
+                    Ok((lane, event)) => {
+                        taken += 1;
+                        self.apply(server, lane, event);
                     }
+                    Err(_) => break,
                 }
             }
         }
-        for event in from_netcode.try_iter().take(MAX_PER_TICK - taken) {
-            self.apply(server, event);
+        for (lane, event) in from_netcode.try_iter().take(MAX_PER_TICK - taken) {
+            self.apply(server, lane, event);
         }
         for client_id in server.disconnections_id() {
-            if self.closing.insert(client_id) {
-                self.tell_netcode(FromTick::Disconnect(client_id));
+            if let Some(lane) = self.client_lane(client_id)
+                && self.closing.insert(client_id)
+            {
+                self.tell_netcode(lane, FromTick::Disconnect(client_id));
             }
         }
     }
 
-    /// Hands renet one thing the netcode thread said.
-    fn apply(&mut self, server: &mut RenetServer, event: ToTick) {
+    /// Hands renet one thing lane `lane`'s thread said.
+    fn apply(&mut self, server: &mut RenetServer, lane: usize, event: ToTick) {
         match event {
             ToTick::Connected {
                 client_id,
                 addr,
                 user_data,
             } => {
-                self.clients.insert(client_id, Client { addr, user_data });
+                if self.clients.contains_key(&client_id) {
+                    // The id of a client connected on another lane (netcode refuses a second connection
+                    // with a connected id only within its own lane): the newcomer is refused.
+                    debug!(client_id, %addr, lane, "a second connection with a connected id; refused");
+                    self.refused.insert((lane, client_id));
+                    self.tell_netcode(lane, FromTick::Disconnect(client_id));
+                    return;
+                }
+                self.clients.insert(
+                    client_id,
+                    Client {
+                        addr,
+                        user_data,
+                        lane,
+                    },
+                );
                 server.add_connection(client_id);
             }
             ToTick::Payload { client_id, bytes } => {
                 self.netcode_counters
                     .waiting
                     .fetch_sub(1, Ordering::Relaxed);
+                if self.refused.contains(&(lane, client_id)) {
+                    return;
+                }
                 if let Err(error) = server.process_packet_from(&bytes, client_id) {
                     debug!(client_id, %error, "payload for an unknown client");
                 }
             }
             ToTick::Disconnected { client_id } => {
+                if self.refused.remove(&(lane, client_id)) {
+                    return;
+                }
                 self.clients.remove(&client_id);
                 self.closing.remove(&client_id);
                 server.remove_connection(client_id);
@@ -255,7 +334,7 @@ impl Transport {
         }
     }
 
-    /// Between ticks: until `until`, hands renet what the netcode thread decrypted, a few times a
+    /// Between ticks: until `until`, hands renet what the netcode threads decrypted, a few times a
     /// tick (every `PUMP_EVERY`) rather than per packet, so that the next tick starts with its input
     /// already taken in. Sleeps out the rest.
     pub fn pump_until(&mut self, server: &mut RenetServer, until: Instant) {
@@ -274,8 +353,8 @@ impl Transport {
             let Some(from_netcode) = self.from_netcode.clone() else {
                 continue;
             };
-            for event in from_netcode.try_iter().take(MAX_PER_TICK) {
-                self.apply(server, event);
+            for (lane, event) in from_netcode.try_iter().take(MAX_PER_TICK) {
+                self.apply(server, lane, event);
             }
         }
     }
@@ -292,39 +371,51 @@ impl Transport {
 
     fn send_packets(&mut self, server: &mut RenetServer) {
         self.sends = self.sends.wrapping_add(1);
-        let Some(to_netcode) = &self.to_netcode else {
-            return;
-        };
-        let mut batch = Vec::new();
+        let mut batches: Vec<Vec<(ClientId, Vec<Vec<u8>>)>> =
+            (0..self.lanes.len()).map(|_| Vec::new()).collect();
         for client_id in server.clients_id() {
             if !self.due(server, client_id) {
                 continue;
             }
+            let Some(lane) = self.client_lane(client_id) else {
+                continue;
+            };
             let Ok(packets) = server.get_packets_to_send(client_id) else {
                 continue;
             };
             if !packets.is_empty() {
-                batch.push((client_id, packets));
+                batches[lane].push((client_id, packets));
             }
         }
-        if batch.is_empty() {
-            return;
-        }
-        match to_netcode.try_send(FromTick::Packets(batch)) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            // The netcode thread is ticks behind: like lost datagrams, renet resends what mattered.
-            Err(TrySendError::Full(_)) => debug!("netcode queue full; a tick's packets dropped"),
+        for (lane, batch) in batches.into_iter().enumerate() {
+            let Some(to_netcode) = self.lanes[lane].to_netcode.as_ref() else {
+                continue;
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            match to_netcode.try_send(FromTick::Packets(batch)) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                // The lane is ticks behind: like lost datagrams, renet resends what mattered.
+                Err(TrySendError::Full(_)) => {
+                    debug!(lane, "netcode queue full; a tick's packets dropped")
+                }
+            }
         }
     }
 }
 
 impl Drop for Transport {
     fn drop(&mut self) {
-        // The netcode thread sends what is queued and stops once its queue from the tick closes; it
+        // Each netcode thread sends what is queued and stops once its queue from the tick closes; it
         // never waits on the tick's queue once that is closed too.
-        self.to_netcode = None;
+        for lane in &mut self.lanes {
+            lane.to_netcode = None;
+        }
         self.from_netcode = None;
-        self.netcode.join();
+        for lane in &mut self.lanes {
+            lane.thread.join();
+        }
     }
 }
 

@@ -100,16 +100,17 @@ pub struct NetcodeThread {
 }
 
 impl NetcodeThread {
-    /// Starts the thread on `socket` (non-blocking). At most `queue` payloads wait in `to_tick` (which
-    /// is unbounded: connection events are never dropped nor waited for). `gate_counters` count what the
-    /// gate decides.
+    /// Starts lane `lane`'s thread on `socket` (non-blocking). At most `queue` payloads (of every lane
+    /// together) wait in `to_tick` (which is unbounded: connection events are never dropped nor waited
+    /// for). `gate_counters` count what the gate decides.
     #[allow(clippy::too_many_arguments)]
     pub fn spawn(
+        lane: usize,
         netcode: NetcodeServer,
         gate: GateState,
         socket: UdpSocket,
         from_tick: Receiver<FromTick>,
-        to_tick: Sender<ToTick>,
+        to_tick: Sender<(usize, ToTick)>,
         queue: usize,
         counters: Arc<NetcodeCounters>,
         gate_counters: Arc<Counters>,
@@ -120,6 +121,7 @@ impl NetcodeThread {
             gate_counters,
             sync: None,
             out: Outlet {
+                lane,
                 socket,
                 to_tick,
                 queue,
@@ -129,7 +131,12 @@ impl NetcodeThread {
                 batch: SendBatch::default(),
             },
         };
-        let thread = Threads::default().try_spawn("mmo-netcode", move |_| state.run(&from_tick))?;
+        // The first lane keeps the name tools and tests look for.
+        let name = match lane {
+            0 => "mmo-netcode".to_owned(),
+            lane => format!("mmo-netcode-{lane}"),
+        };
+        let thread = Threads::default().try_spawn(name, move |_| state.run(&from_tick))?;
         Ok(Self { thread })
     }
 
@@ -151,8 +158,10 @@ struct State {
 
 /// Where netcode's decisions go: the socket, the tick, the gate.
 struct Outlet {
+    /// Which of the transport's lanes this is (every event to the tick says so).
+    lane: usize,
     socket: UdpSocket,
-    to_tick: Sender<ToTick>,
+    to_tick: Sender<(usize, ToTick)>,
     /// Payloads that may wait for the tick at once.
     queue: usize,
     gate: GateState,
@@ -339,7 +348,9 @@ impl Outlet {
                 }
                 self.counters.waiting.fetch_add(1, Ordering::Relaxed);
                 let bytes = payload.to_vec();
-                let _ = self.to_tick.send(ToTick::Payload { client_id, bytes });
+                let _ = self
+                    .to_tick
+                    .send((self.lane, ToTick::Payload { client_id, bytes }));
             }
             ServerResult::ClientConnected {
                 client_id,
@@ -375,6 +386,6 @@ impl Outlet {
     /// (there are at most two per connection, and connections are paced by the gate's budgets); only a
     /// tick that is gone loses it.
     fn tell_tick(&self, event: ToTick) {
-        let _ = self.to_tick.send(event);
+        let _ = self.to_tick.send((self.lane, event));
     }
 }
