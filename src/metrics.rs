@@ -85,6 +85,8 @@ pub struct Handles {
     pub bus_dropped: Counter,
     pub bus_shards: Gauge,
     pub players_elsewhere: Gauge,
+    /// Connections on each transport lane (`lane="0"`, …).
+    pub lane_connections: Family<Vec<(&'static str, String)>, Gauge>,
 }
 
 /// `mmo_logins_total{result=…}`.
@@ -280,6 +282,15 @@ impl Metrics {
                 "players_elsewhere",
                 "Players online on the other shards, by their last rosters",
             ),
+            lane_connections: {
+                let family = Family::<Vec<(&'static str, String)>, Gauge>::default();
+                registry.register(
+                    "transport_lane_connections",
+                    "Connections on each transport lane (socket and netcode thread)",
+                    family.clone(),
+                );
+                family
+            },
             registry,
         };
         Self(Arc::new(handles))

@@ -140,6 +140,12 @@ fn sample(
     crate::logs::summarize(now);
     metrics.players_online.set(online.len() as i64);
     metrics.connections.set(server.connected_clients() as i64);
+    for (lane, load) in transport.lane_loads().into_iter().enumerate() {
+        metrics
+            .lane_connections
+            .get_or_create(&vec![("lane", lane.to_string())])
+            .set(load as i64);
+    }
     metrics.auth_queue_depth.set(workers.queued() as i64);
     let gate = transport.counters();
     let before = std::mem::replace(&mut last.gate, gate);

@@ -203,6 +203,15 @@ impl Transport {
         self.clients.get(&client_id).map(|client| client.addr)
     }
 
+    /// How many clients each lane holds.
+    pub fn lane_loads(&self) -> Vec<usize> {
+        let mut loads = vec![0; self.lanes.len()];
+        for client in self.clients.values() {
+            loads[client.lane] += 1;
+        }
+        loads
+    }
+
     /// The lane a connected client is on.
     pub fn client_lane(&self, client_id: ClientId) -> Option<usize> {
         self.clients.get(&client_id).map(|client| client.lane)
