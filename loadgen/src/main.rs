@@ -244,6 +244,17 @@ fn main() -> ExitCode {
             };
             println!("{what}: p50 {p50:.2} ms  p99 {p99:.2} ms");
         }
+        if report.scenario != "move"
+            && let Some(cores) = report.loadgen_cpu_core
+        {
+            let ticks = report
+                .ticks
+                .map_or_else(|| "-".to_owned(), |n| n.to_string());
+            println!(
+                "{}: ticks measured {ticks}  loadgen_cpu_core {cores:.3}",
+                report.scenario
+            );
+        }
         if report.scenario == "move" {
             let target = match report.target {
                 Some(Kind::Mmo) => "mmo",

@@ -74,7 +74,16 @@ struct Sim {
     left_view: u64,
     /// mmo: where the server spawned this player.
     spawned_at: Option<Pos>,
+    /// A request the server was too busy for, and when to send it again.
+    retry: Option<(Instant, Request)>,
 }
+
+/// How long a player waits before asking again after "Server busy, try again" (a busy server's queue
+/// is full: asking again at once only keeps it full).
+const BUSY_BACKOFF: Duration = Duration::from_millis(250);
+/// While players join, each pass over them takes at least this long: the clients keep their
+/// connections alive, and leave the cores to the server's password hashing.
+const JOIN_PASS: Duration = Duration::from_millis(20);
 
 impl Sim {
     fn start(net: Option<NetClient>, name: String, client_hz: u32) -> Self {
@@ -95,6 +104,7 @@ impl Sim {
             entered_view: 0,
             left_view: 0,
             spawned_at: None,
+            retry: None,
         }
     }
 
@@ -240,6 +250,12 @@ impl Sim {
                 }
             }
         }
+        if let Some((at, request)) = self.retry
+            && Instant::now() >= at
+        {
+            self.retry = None;
+            self.ask(request);
+        }
         if matches!(self.stage, Stage::Registering | Stage::LoggingIn) {
             for answer in answers {
                 match answer {
@@ -251,8 +267,10 @@ impl Sim {
                     ServerMessage::Denied { request, reason }
                         if reason.contains("busy") && !secure =>
                     {
-                        std::thread::sleep(Duration::from_millis(1));
-                        self.ask(request);
+                        // Spread over the next BUSY_BACKOFF, so the retries do not come back together.
+                        let spread =
+                            BUSY_BACKOFF.mul_f64(f64::from(self.name.len() as u32 % 8) / 8.0);
+                        self.retry = Some((Instant::now() + BUSY_BACKOFF + spread, request));
                     }
                     ServerMessage::Denied {
                         request: Request::Register,
@@ -316,16 +334,46 @@ fn idle_pass() {
 }
 
 /// Creates `count` players named `{prefix}{i}` and runs them until all are logged in (or, on the floor,
-/// connected).
+/// connected), on every core of the load generator.
 fn join(target: &Target, prefix: &str, count: usize, client_hz: u32) -> Vec<Sim> {
     let mut sims = Sim::spawn_all(target, names(prefix, count), client_hz);
-    run_until_ready(&mut sims, target.kind, |_| {});
+    let kind = target.kind;
+    in_parallel(&mut sims, |part| run_until_ready(part, kind, |_| {}));
     sims
+}
+
+/// Threads the load generator drives its players on: one per core, so that thousands of clients keep
+/// their frame rate (what it costs is reported as `loadgen_cpu_core`).
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs `work` on `sims` split in one part per thread, each on a thread of its own, until every part's
+/// work returns.
+fn in_parallel(sims: &mut [Sim], work: impl Fn(&mut [Sim]) + Sync) {
+    let size = sims.len().div_ceil(threads()).max(1);
+    let work = &work;
+    std::thread::scope(|scope| {
+        for part in sims.chunks_mut(size) {
+            scope.spawn(move || work(part));
+        }
+    });
+}
+
+/// Pumps every player (nothing else) until `until`, on every core.
+fn pump_until(sims: &mut [Sim], kind: Kind, until: Instant) {
+    in_parallel(sims, |part| {
+        while Instant::now() < until {
+            part.iter_mut().for_each(|s| s.pump(kind, |_, _| {}));
+            idle_pass();
+        }
+    });
 }
 
 fn run_until_ready(sims: &mut [Sim], kind: Kind, mut between_passes: impl FnMut(&mut [Sim])) {
     let deadline = Instant::now() + SETUP_LIMIT;
     while sims.iter().any(|s| s.stage != Stage::Ready) {
+        let pass_started = Instant::now();
         assert!(
             Instant::now() < deadline,
             "players did not all log in within {SETUP_LIMIT:?}: {}",
@@ -343,12 +391,15 @@ fn run_until_ready(sims: &mut [Sim], kind: Kind, mut between_passes: impl FnMut(
         }
         between_passes(sims);
         idle_pass();
+        std::thread::sleep(JOIN_PASS.saturating_sub(pass_started.elapsed()));
     }
 }
 
-/// Measures the server's CPU, and reads its tick histogram, between `start` and `finish`.
+/// Measures the server's CPU and the load generator's own, and reads the server's tick histogram,
+/// between `start` and `finish`.
 struct CpuMeter {
     cpu: Option<Duration>,
+    own: Option<Duration>,
     at: Instant,
     ticks: Option<Vec<(f64, u64)>>,
 }
@@ -357,6 +408,7 @@ impl CpuMeter {
     fn start(target: &Target) -> Self {
         Self {
             cpu: target.cpu_time(),
+            own: own_cpu_time(),
             at: Instant::now(),
             ticks: target.tick_histogram(),
         }
@@ -386,6 +438,13 @@ fn base_report(name: &str, target: &Target, options: &Options) -> Report {
 
 fn finish(report: &mut Report, target: &Target, meter: &CpuMeter, mark: usize) {
     report.server_cpu_core = meter.cores(target);
+    if report.loadgen_cpu_core.is_none() {
+        report.loadgen_cpu_core = meter
+            .own
+            .zip(own_cpu_time())
+            .and_then(|(before, after)| after.checked_sub(before))
+            .map(|used| used.as_secs_f64() / meter.at.elapsed().as_secs_f64());
+    }
     if let Some((rss, peak)) = target.rss_mb() {
         report.server_rss_mb = Some(rss);
         report.server_peak_rss_mb = Some(peak);
@@ -547,17 +606,13 @@ pub fn login_storm(target: &Target, options: &Options) -> Report {
 pub fn idle(target: &Target, options: &Options) -> Report {
     let mut sims = join(target, "idle_", options.clients, options.client_hz);
     // Let start-up work (joins, history) settle before measuring.
-    let settle = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < settle {
-        sims.iter_mut().for_each(|s| s.pump(target.kind, |_, _| {}));
-        idle_pass();
-    }
+    pump_until(
+        &mut sims,
+        target.kind,
+        Instant::now() + Duration::from_secs(1),
+    );
     let (mark, meter) = (target.log_mark(), CpuMeter::start(target));
-    let end = Instant::now() + options.duration;
-    while Instant::now() < end {
-        sims.iter_mut().for_each(|s| s.pump(target.kind, |_, _| {}));
-        idle_pass();
-    }
+    pump_until(&mut sims, target.kind, Instant::now() + options.duration);
     let mut report = base_report("idle", target, options);
     finish(&mut report, target, &meter, mark);
     report

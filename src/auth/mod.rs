@@ -133,17 +133,18 @@ fn queue_requests(
                     deny(&mut server, *client_id, Request::Register, PRIVATE);
                     continue;
                 }
-                if let Ok((_, mut registrations)) = limits.get_mut(*entity) {
-                    if registrations.0 >= MAX_REGISTRATIONS_PER_CONNECTION {
-                        deny(
-                            &mut server,
-                            *client_id,
-                            Request::Register,
-                            TOO_MANY_REGISTRATIONS,
-                        );
-                        continue;
-                    }
-                    registrations.0 += 1;
+                // Counted once queued (below): a busy server does not spend the allowance.
+                if limits
+                    .get(*entity)
+                    .is_ok_and(|(_, r)| r.0 >= MAX_REGISTRATIONS_PER_CONNECTION)
+                {
+                    deny(
+                        &mut server,
+                        *client_id,
+                        Request::Register,
+                        TOO_MANY_REGISTRATIONS,
+                    );
+                    continue;
                 }
                 let job = AuthRequest::Register {
                     username: username.clone(),
@@ -215,6 +216,11 @@ fn queue_requests(
             }
             deny(&mut server, *client_id, request, BUSY);
         } else {
+            if request == Request::Register
+                && let Ok((_, mut registrations)) = limits.get_mut(*entity)
+            {
+                registrations.0 += 1;
+            }
             commands.entity(*entity).insert(Authenticating);
             queued_this_tick.insert(*entity);
         }
