@@ -4,7 +4,8 @@
 //!
 //! It behaves like a game client: it receives on every [`NetClient::pump`] but sends its packets at a
 //! frame rate (and at once after a new message), because renet queues an ack packet on every flush and a
-//! client that flushes in a tight loop floods the server.
+//! client that flushes in a tight loop floods the server; while it owes the server only acks it sends
+//! them every [`protocol::QUIET_ACK_EVERY`], as the Bevy client does.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
@@ -42,6 +43,8 @@ pub struct NetClient {
     last_update: Instant,
     last_flush: Instant,
     flush_now: bool,
+    /// The client's channels (what [`protocol::owes_only_acks`] looks at).
+    channels: Vec<renet::ChannelConfig>,
     /// World snapshots received and not yet taken, oldest first.
     snapshots: std::collections::VecDeque<Snapshot>,
 }
@@ -73,12 +76,14 @@ impl NetClient {
             last_update: Instant::now(),
             last_flush: Instant::now(),
             flush_now: true,
+            channels: protocol::connection_config().client_channels_config,
             snapshots: std::collections::VecDeque::new(),
         }
     }
 
     /// Receives whatever arrived and appends the decoded messages to `inbox`; sends queued packets if a
-    /// frame has passed or a message was just queued.
+    /// message was just queued, or a frame has passed ([`protocol::QUIET_ACK_EVERY`] if only acks are
+    /// owed).
     pub fn pump(&mut self, inbox: &mut Vec<ServerMessage>) -> Result<(), ClientError> {
         let mut result = Ok(());
         self.pump_raw(|bytes| match ServerMessage::decode(bytes) {
@@ -109,7 +114,13 @@ impl NetClient {
                 self.snapshots.push_back(snapshot);
             }
         }
-        if self.flush_now || now - self.last_flush >= self.frame {
+        let since = now - self.last_flush;
+        let due = since >= self.frame
+            && (since >= protocol::QUIET_ACK_EVERY
+                || !protocol::owes_only_acks(&self.channels, |channel| {
+                    self.client.channel_available_memory(channel)
+                }));
+        if self.flush_now || due {
             let _ = self.transport.send_packets(&mut self.client);
             self.last_flush = now;
             self.flush_now = false;

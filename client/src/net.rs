@@ -10,7 +10,9 @@
 //! Packets leave at most [`SEND_HZ`] times a second, whatever the frame rate (and at once after the
 //! player sends something): renet sends an ack packet
 //! on every flush, and the server blocks an address that sends far more than its packet budget (600 a
-//! second by default), which an uncapped frame rate would.
+//! second by default), which an uncapped frame rate would. While the client owes the server only acks
+//! (nothing queued or unacknowledged), they leave every [`protocol::QUIET_ACK_EVERY`] (100 ms): an idle
+//! player costs the server 10 datagrams a second, not one a frame.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -337,13 +339,38 @@ fn send(
     }
 }
 
-/// Whether a flush is due: at most [`SEND_HZ`] a second, and at once when the player just sent
-/// something (a message must not wait for a next frame that may be long in coming).
-fn send_due(mut last: Local<Option<Instant>>, mut written: MessageReader<ToServer>) -> bool {
+/// The client's channels, as [`protocol::owes_only_acks`] reads them.
+struct Channels(Vec<bevy_renet::renet::ChannelConfig>);
+
+impl Default for Channels {
+    fn default() -> Self {
+        Self(protocol::connection_config().client_channels_config)
+    }
+}
+
+/// Whether a flush is due: at most [`SEND_HZ`] a second (every [`protocol::QUIET_ACK_EVERY`] while
+/// only acks are owed), and at once when the player just sent something (a message must not wait for a
+/// next frame that may be long in coming).
+fn send_due(
+    mut last: Local<Option<Instant>>,
+    mut written: MessageReader<ToServer>,
+    client: Option<Res<RenetClient>>,
+    channels: Local<Channels>,
+) -> bool {
     let now = Instant::now();
     let fresh = !written.is_empty();
     written.clear();
-    let due = fresh || last.is_none_or(|at| now - at >= Duration::from_secs(1) / SEND_HZ);
+    let only_acks = client.is_some_and(|client| {
+        protocol::owes_only_acks(&channels.0, |channel| {
+            client.channel_available_memory(channel)
+        })
+    });
+    let every = if only_acks {
+        protocol::QUIET_ACK_EVERY
+    } else {
+        Duration::from_secs(1) / SEND_HZ
+    };
+    let due = fresh || last.is_none_or(|at| now - at >= every);
     if due {
         *last = Some(now);
     }

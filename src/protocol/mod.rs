@@ -296,6 +296,21 @@ pub fn connection_config() -> ConnectionConfig {
     }
 }
 
+/// Longest a side that owes its peer only acks waits before sending them. renet puts an ack packet in
+/// every flush and acknowledges acks too, so two idle peers that flush every frame trade an ack a
+/// frame each way, forever: 4,000 idle players at 60 frames a second would be 240,000 datagrams a
+/// second to decrypt. Every 100 ms (10 a second) is half of renet's resend time (200 ms), so nothing
+/// is resent for want of an ack. The server's form of it is `transport::ACK_EVERY`.
+pub const QUIET_ACK_EVERY: Duration = Duration::from_millis(100);
+
+/// Whether a side owes its peer only acks: nothing queued or unacknowledged on any of `channels` (a
+/// channel's available memory is its whole limit). `available` reads a channel's available memory.
+pub fn owes_only_acks(channels: &[ChannelConfig], available: impl Fn(u8) -> usize) -> bool {
+    channels
+        .iter()
+        .all(|channel| available(channel.channel_id) == channel.max_memory_usage_bytes)
+}
+
 /// Checks a username against the account rules; the error is the text shown to the player.
 pub fn validate_username(username: &str) -> Result<(), &'static str> {
     if !USERNAME_CHARS.contains(&username.chars().count()) {

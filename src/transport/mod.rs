@@ -98,9 +98,8 @@ pub struct Transport {
     netcode_counters: Arc<NetcodeCounters>,
     /// Secure netcode (token mode): connections carry their account in the token's user data.
     secure: bool,
-    /// Each server channel and its memory limit: a client whose channels are all at their limit has
-    /// nothing queued or unacknowledged.
-    channels: Vec<(u8, usize)>,
+    /// The server's channels ([`crate::protocol::owes_only_acks`] looks at them).
+    channels: Vec<bevy_renet::renet::ChannelConfig>,
     /// Ticks sent so far (chooses which quiet clients get their acks this tick).
     sends: u64,
     /// The last sync asked for (see [`Transport::update`]).
@@ -173,11 +172,7 @@ impl Transport {
             counters,
             netcode_counters,
             secure: token_key.is_some(),
-            channels: crate::protocol::connection_config()
-                .server_channels_config
-                .iter()
-                .map(|channel| (channel.channel_id, channel.max_memory_usage_bytes))
-                .collect(),
+            channels: crate::protocol::connection_config().server_channels_config,
             sends: 0,
             synced: 0,
         })
@@ -371,10 +366,9 @@ impl Transport {
     /// Whether `client_id` gets a packet this tick: always when something is queued or unacknowledged
     /// for it, otherwise (acks only) every [`ACK_EVERY`] ticks.
     fn due(&self, server: &RenetServer, client_id: ClientId) -> bool {
-        let quiet = self
-            .channels
-            .iter()
-            .all(|&(channel, limit)| server.channel_available_memory(client_id, channel) == limit);
+        let quiet = crate::protocol::owes_only_acks(&self.channels, |channel| {
+            server.channel_available_memory(client_id, channel)
+        });
         !quiet || client_id.wrapping_add(self.sends).is_multiple_of(ACK_EVERY)
     }
 

@@ -89,11 +89,20 @@ impl Proxy {
 
     /// How many datagrams the server has sent to the client so far.
     pub fn sent_to_client(&self) -> usize {
+        self.count(Way::ToClient)
+    }
+
+    /// How many datagrams the client has sent to the server so far.
+    pub fn sent_to_server(&self) -> usize {
+        self.count(Way::ToServer)
+    }
+
+    fn count(&self, way: Way) -> usize {
         self.recorded
             .lock()
             .unwrap()
             .iter()
-            .filter(|(way, _)| *way == Way::ToClient)
+            .filter(|(went, _)| *went == way)
             .count()
     }
 }
