@@ -14,6 +14,12 @@ use clap::Parser;
 
 /// What one netcode server holds (renetcode panics above it): one transport lane's clients.
 pub const NETCODE_MAX_CLIENTS: u16 = 1024;
+/// Clients a transport lane is planned for (at least one lane per this many of `--max-clients`). The
+/// kernel gives each client to a lane by a hash of its address, unevenly: a lane that reached
+/// [`NETCODE_MAX_CLIENTS`] would refuse a client while the others have room. At 768 a lane, the 8,192
+/// clients of [`MAX_CLIENTS_LIMIT`] over 11 lanes are 745 a lane, and a lane would need 10 standard
+/// deviations more to fill.
+pub const LANE_PLAN: u16 = 768;
 /// Most clients one process takes, over several lanes.
 pub const MAX_CLIENTS_LIMIT: u16 = 8 * NETCODE_MAX_CLIENTS;
 
@@ -57,7 +63,7 @@ pub struct Config {
     pub copy_to: Option<DbLocation>,
 
     /// Most clients connected at once (logged in or not), 1 to 8192: past 1,024 (netcode's limit per
-    /// lane) the transport runs a lane per 1,024.
+    /// lane) the transport runs at least a lane per 768 (the kernel spreads clients over lanes unevenly).
     #[arg(long, env = "MMO_MAX_CLIENTS", default_value_t = 1024,
           value_parser = clap::value_parser!(u16).range(1..=MAX_CLIENTS_LIMIT as i64))]
     pub max_clients: u16,
@@ -128,7 +134,7 @@ pub struct Config {
     pub npcs: u16,
 
     /// Threads (and sockets of the one port) that read, decrypt and send the network: one per core by
-    /// default, and at least one per 1,024 of --max-clients.
+    /// default, and at least one per 768 of --max-clients past 1,024.
     #[arg(long, env = "MMO_TRANSPORT_THREADS",
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub transport_threads: Option<u16>,
@@ -385,11 +391,16 @@ impl Config {
     }
 
     /// How many transport lanes to run: `--transport-threads` (default: the cores), and at least one per
-    /// [`NETCODE_MAX_CLIENTS`] of `--max-clients`.
+    /// [`LANE_PLAN`] of `--max-clients` past netcode's 1,024.
     pub fn lanes(&self) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let wanted = self.transport_threads.map_or(cores, usize::from);
-        let needed = usize::from(self.max_clients).div_ceil(usize::from(NETCODE_MAX_CLIENTS));
+        // One lane holds netcode's whole 1,024; past that, lanes share clients as the kernel spreads them.
+        let needed = if self.max_clients <= NETCODE_MAX_CLIENTS {
+            1
+        } else {
+            usize::from(self.max_clients).div_ceil(usize::from(LANE_PLAN))
+        };
         wanted.max(needed).max(1)
     }
 
@@ -503,12 +514,16 @@ mod tests {
         assert_eq!(lanes(&["--transport-threads", "1"]), 1);
         assert_eq!(lanes(&["--transport-threads", "3"]), 3);
         assert_eq!(
+            lanes(&["--transport-threads", "1", "--max-clients", "1024"]),
+            1
+        );
+        assert_eq!(
             lanes(&["--transport-threads", "1", "--max-clients", "2000"]),
-            2
+            3
         );
         assert_eq!(
             lanes(&["--max-clients", "8192", "--transport-threads", "2"]),
-            8
+            11
         );
         assert!(lanes(&[]) >= 1);
     }
