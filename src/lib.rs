@@ -36,6 +36,8 @@ pub mod health;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
+pub mod load;
+#[cfg(feature = "server")]
 pub mod logs;
 #[cfg(feature = "server")]
 pub mod metrics;

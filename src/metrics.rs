@@ -64,6 +64,9 @@ pub struct Handles {
     pub registrations_ok: Counter,
     pub registrations_taken: Counter,
     pub registrations_failed: Counter,
+    pub registrations_shed: Counter,
+    /// 1 while the tick is over budget and new logins are refused (`crate::load`).
+    pub shedding: Gauge,
     pub chat_lines_in: Counter,
     pub chat_lines_out: Counter,
     pub chat_refused: Counter,
@@ -96,6 +99,8 @@ pub struct Outcomes {
     pub banned: Counter,
     pub locked_out: Counter,
     pub busy: Counter,
+    /// Refused because the tick was over budget (`crate::load`).
+    pub shed: Counter,
     pub failed: Counter,
 }
 
@@ -155,6 +160,7 @@ impl Metrics {
             banned: login("banned"),
             locked_out: login("locked_out"),
             busy: login("busy"),
+            shed: login("shed"),
             failed: login("error"),
         };
         let registrations = family(&mut registry, "registrations", "Registrations, by result");
@@ -187,6 +193,12 @@ impl Metrics {
             registrations_ok: registration("ok"),
             registrations_taken: registration("taken"),
             registrations_failed: registration("error"),
+            registrations_shed: registration("shed"),
+            shedding: gauge(
+                &mut registry,
+                "shedding",
+                "1 while ticks overrun their period and new logins are refused",
+            ),
             chat_lines_in: counter(
                 &mut registry,
                 "chat_lines_received",

@@ -21,6 +21,7 @@ use crate::config::{AuthMode, Config, NETCODE_MAX_CLIENTS};
 use crate::logs::Budget;
 use crate::protocol::{self, CHANNEL, ClientMessage, Request, ServerMessage};
 use crate::schedule::ServerSystems;
+pub use crate::transport::outbox::Outbox;
 use crate::transport::{self, Transport, gate::Limits};
 
 /// What a client past `--max-clients` is told.
@@ -258,12 +259,12 @@ pub fn encode(message: &ServerMessage) -> Bytes {
 }
 
 /// Sends one message to one client.
-pub fn send(server: &mut RenetServer, client_id: ClientId, message: &ServerMessage) {
+pub fn send(server: &mut Outbox, client_id: ClientId, message: &ServerMessage) {
     server.send_message(client_id, CHANNEL, encode(message));
 }
 
 /// Refuses a client's request, with the reason the player is shown.
-pub fn deny(server: &mut RenetServer, client_id: ClientId, request: Request, reason: &str) {
+pub fn deny(server: &mut Outbox, client_id: ClientId, request: Request, reason: &str) {
     send(
         server,
         client_id,
@@ -278,7 +279,7 @@ pub fn deny(server: &mut RenetServer, client_id: ClientId, request: Request, rea
 /// (`AwaitingLogin`, `Player`, …) lets the plugins that own them react (for example "NAME left").
 pub fn kick(
     commands: &mut Commands,
-    server: &mut RenetServer,
+    server: &mut Outbox,
     entity: Entity,
     client_id: ClientId,
     reason: &str,
@@ -305,7 +306,7 @@ fn on_server_event(
     mut commands: Commands,
     mut connections: ResMut<Connections>,
     transport: Res<Transport>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     capacity: Res<Capacity>,
 ) {
     match **event {
@@ -360,12 +361,19 @@ fn on_server_event(
 /// Drains every client's channel, decoding with the protocol's limits. A message that does not decode
 /// disconnects its sender: a well-behaved client never sends one, so the rest of its stream is suspect.
 fn receive_messages(
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
+    mut transport: ResMut<Transport>,
     connections: Res<Connections>,
     closing: Query<(), With<Closing>>,
     mut inbound: MessageWriter<Inbound>,
 ) {
-    for (&client_id, &(entity, ip)) in &connections.0 {
+    // Only a client whose packets renet was handed can have messages to read.
+    for client_id in transport.take_arrived() {
+        let Some(&(entity, ip)) = connections.0.get(&client_id) else {
+            // Connected in renet, not yet an entity (its event comes next tick): read it then.
+            transport.still_arrived(client_id);
+            continue;
+        };
         while let Some(bytes) = server.receive_message(client_id, CHANNEL) {
             if closing.contains(entity) {
                 continue;
@@ -391,10 +399,7 @@ fn receive_messages(
 }
 
 /// Disconnects kicked connections once everything sent to them has been acknowledged, or at the deadline.
-fn close_kicked_connections(
-    mut server: ResMut<RenetServer>,
-    closing: Query<(&Connection, &Closing)>,
-) {
+fn close_kicked_connections(mut server: Outbox, closing: Query<(&Connection, &Closing)>) {
     let now = Instant::now();
     for (connection, closing) in &closing {
         let delivered = server.channel_available_memory(connection.client_id, CHANNEL)

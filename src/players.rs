@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::net::Outbox;
 use bevy::prelude::*;
-use bevy_renet::RenetServer;
 use bevy_renet::renet::Bytes;
 
 use crate::logs::Budget;
@@ -137,7 +137,7 @@ fn online_list<'a>(
 /// those gone before it, and renet logs an error for each, half a million errors when a thousand players
 /// drop at once).
 pub fn broadcast<'a>(
-    server: &mut RenetServer,
+    server: &mut Outbox,
     players: impl IntoIterator<Item = (Entity, &'a Connection)>,
     bytes: &Bytes,
     except: Option<Entity>,
@@ -157,7 +157,7 @@ fn on_player_added(
     players: Query<(Entity, &Connection, &Player)>,
     mut online: ResMut<OnlineAccounts>,
     elsewhere: Res<Elsewhere>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
 ) {
     let Ok((entity, connection, player)) = players.get(add.entity) else {
         return;
@@ -193,7 +193,7 @@ fn on_player_removed(
     players: Query<(Entity, &Connection, &Player)>,
     mut online: ResMut<OnlineAccounts>,
     elsewhere: Res<Elsewhere>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
 ) {
     let Ok((entity, connection, player)) = players.get(remove.entity) else {
         return;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::net::Outbox;
 use bevy::prelude::*;
-use bevy_renet::RenetServer;
 
 use crate::commands::{AppCommands, Args, Call, CommandSpec, CommandStore, Needs, Outcome, answer};
 use crate::net::{self, Closing, Connection};
@@ -70,7 +70,7 @@ fn shutdown(
     In(call): In<Call>,
     mut countdown: ResMut<Countdown>,
     store: Res<CommandStore>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     players: Query<(Entity, &Connection), With<Player>>,
 ) -> Outcome {
     match Shutdown::parse(call.args())? {
@@ -142,7 +142,7 @@ fn tell_at(left: u64) -> bool {
 fn count_down(
     mut countdown: ResMut<Countdown>,
     handle: Res<ShutdownHandle>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     players: Query<(Entity, &Connection), With<Player>>,
 ) {
     let Some(pending) = &mut countdown.0 else {
@@ -196,7 +196,7 @@ fn drive_shutdown(
     mut commands: Commands,
     mut phase: Local<Phase>,
     handle: Res<ShutdownHandle>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     transport: Res<Transport>,
     open: Query<(Entity, &Connection), Without<Closing>>,
     mut exit: MessageWriter<AppExit>,

@@ -14,6 +14,7 @@ use bevy_renet::RenetServer;
 
 use crate::auth::worker::AuthWorkers;
 use crate::config::Config;
+use crate::load::TickLoad;
 use crate::metrics::Metrics;
 use crate::net::Connection;
 use crate::players::OnlineAccounts;
@@ -22,8 +23,11 @@ use crate::transport::Transport;
 use crate::transport::gate::CountersSnapshot;
 
 pub(crate) fn plugin(app: &mut App) {
-    let interval = app.world().resource::<Config>().stats_interval;
+    let config = app.world().resource::<Config>();
+    let interval = config.stats_interval;
+    let load = TickLoad::new(config.tick(), !config.no_shedding);
     app.insert_resource(TickStats::new(Duration::from_secs(u64::from(interval))))
+        .insert_resource(load)
         .add_systems(First, start_tick)
         .add_systems(Last, (end_tick, report, sample).chain());
 }
@@ -69,10 +73,16 @@ fn start_tick(mut stats: ResMut<TickStats>) {
     stats.tick_started = Some(Instant::now());
 }
 
-fn end_tick(mut stats: ResMut<TickStats>, metrics: Res<Metrics>) {
+fn end_tick(mut stats: ResMut<TickStats>, metrics: Res<Metrics>, mut load: ResMut<TickLoad>) {
     if let Some(started) = stats.tick_started.take() {
         let took = started.elapsed();
         metrics.tick_seconds.observe(took.as_secs_f64());
+        match load.record(took) {
+            Some(true) => warn!("ticks over budget: new logins are refused (\"Server busy\")"),
+            Some(false) => info!("ticks within budget again: logins accepted"),
+            None => {}
+        }
+        metrics.shedding.set(i64::from(load.shedding()));
         if !stats.interval.is_zero() {
             let us = took.as_micros().min(u128::from(u32::MAX)) as u32;
             stats.durations_us.push(us);

@@ -1,10 +1,14 @@
 //! One process past netcode's 1,024 clients: a server with `--max-clients 2000` (three transport lanes,
 //! at least one per 768 clients) takes more than 1,024 real connections (real renet clients over UDP, in token mode with connect
 //! tokens the test mints with the server's key, so that no password is hashed 1,040 times), and its
-//! players chat and see each other walk, whichever lane each is on.
+//! players chat and see each other walk, whichever lane each is on. And a server whose ticks overrun
+//! their period refuses new logins with "Server busy, try again" while its players keep chatting, and
+//! takes logins again once the ticks fit.
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
@@ -191,6 +195,57 @@ fn a_server_with_max_clients_2000_takes_more_than_1024_connections_that_chat_and
         for (j, watcher) in players[..WALKERS].iter_mut().enumerate() {
             if j != i {
                 watcher.wait_until_at(id, there);
+            }
+        }
+    }
+}
+
+#[test]
+fn while_ticks_overrun_new_logins_are_told_the_server_is_busy_and_players_keep_chatting() {
+    // A plugin that makes every tick 25 ms long (the period is 16.7 ms) while `slow` is set.
+    let slow = Arc::new(AtomicBool::new(false));
+    let flag = slow.clone();
+    let server = TestServer::start_extended(
+        |config| config.no_shedding = false,
+        move |app| {
+            let flag = flag.clone();
+            app.add_systems(bevy::prelude::Update, move || {
+                if flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+            });
+        },
+    );
+    let mut alice = server.player("Alice");
+    let mut carol = server.client();
+    carol.register("Carol", PASSWORD).expect("registered");
+
+    slow.store(true, Ordering::Relaxed);
+    // More than half a second of ticks over budget.
+    pump_for(&mut [&mut alice, &mut carol], Duration::from_millis(1_500));
+    assert_eq!(
+        carol.login("Carol", PASSWORD),
+        Err("Server busy, try again".to_owned()),
+        "a new login is shed while the ticks overrun"
+    );
+    alice.chat("still playing");
+    assert_eq!(
+        alice.next_chat().expect("her own line").text,
+        "still playing"
+    );
+
+    slow.store(false, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match carol.login("Carol", PASSWORD) {
+            Ok(name) => {
+                assert_eq!(name, "Carol");
+                break;
+            }
+            Err(reason) => {
+                assert_eq!(reason, "Server busy, try again");
+                assert!(Instant::now() < deadline, "logins never came back");
+                pump_for(&mut [&mut alice, &mut carol], Duration::from_millis(200));
             }
         }
     }

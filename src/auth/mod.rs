@@ -15,13 +15,14 @@ pub mod worker;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use crate::net::Outbox;
 use bevy::prelude::*;
-use bevy_renet::RenetServer;
 
 use crate::access::{AllowList, PRIVATE};
 use crate::api;
 use crate::config::{AuthMode, Config};
 use crate::db::Database;
+use crate::load::TickLoad;
 use crate::logs::Budget;
 use crate::metrics::Metrics;
 use crate::moderation::Sanctions;
@@ -94,7 +95,7 @@ use net::deny;
 fn queue_requests(
     mut commands: Commands,
     mut inbound: MessageReader<Inbound>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     workers: Res<AuthWorkers>,
     path: Res<LoginPath>,
     states: Query<(Has<AwaitingLogin>, Has<Authenticating>)>,
@@ -103,6 +104,7 @@ fn queue_requests(
     mut limits: Query<(Option<&Failures>, &mut Registrations)>,
     metrics: Res<Metrics>,
     allowed: Res<AllowList>,
+    load: Res<TickLoad>,
 ) {
     let now = Instant::now();
     // `Authenticating` is inserted by a command, seen by the query only next tick: remember this tick's.
@@ -198,6 +200,13 @@ fn queue_requests(
                 request,
                 "You are already logged in",
             );
+        } else if load.shedding() {
+            // The tick is over budget: hashing a password now would take the cores it needs.
+            match request {
+                Request::Login => metrics.logins.shed.inc(),
+                _ => metrics.registrations_shed.inc(),
+            };
+            deny(&mut server, *client_id, request, BUSY);
         } else if workers
             .submit(AuthJob {
                 request: job,
@@ -229,7 +238,7 @@ fn queue_requests(
 
 fn apply_results(
     mut commands: Commands,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     workers: Res<AuthWorkers>,
     online: Res<OnlineAccounts>,
     connections: Query<&Connection, With<Authenticating>>,
@@ -311,7 +320,7 @@ fn apply_results(
 /// the players plugin sends the online list and tells everyone).
 fn enter_play(
     commands: &mut Commands,
-    server: &mut RenetServer,
+    server: &mut Outbox,
     (online, connections, logged_in_this_tick): (
         &OnlineAccounts,
         &Query<&Connection>,
@@ -355,7 +364,7 @@ fn enter_play(
 /// Token mode: a connection made with a connect token is its account's player from its first tick.
 fn admit_token_logins(
     mut commands: Commands,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     online: Res<OnlineAccounts>,
     arrived: Query<(Entity, &Connection, &TokenLogin), Added<TokenLogin>>,
     all_connections: Query<&Connection>,
@@ -401,7 +410,7 @@ pub struct LoginTimeout(pub Duration);
 /// slot each).
 fn expire_logins(
     mut commands: Commands,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     timeout: Res<LoginTimeout>,
     // A request waiting for a worker is not idleness: a busy server must not kick the players it is
     // keeping waiting. The clock still runs, so a failed attempt after the limit ends the connection.

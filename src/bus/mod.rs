@@ -23,8 +23,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::net::Outbox;
 use bevy::prelude::*;
-use bevy_renet::RenetServer;
 use bevy_renet::renet::ClientId;
 use crossbeam_channel::Receiver;
 use serde::{Deserialize, Serialize};
@@ -180,7 +180,7 @@ fn receive(
     mut bus: ResMut<Bus>,
     mut elsewhere: ResMut<Elsewhere>,
     mut history: ResMut<ChatHistory>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     online: Res<OnlineAccounts>,
     players: Query<(Entity, &Connection, &Player)>,
     mut moderation: MessageWriter<ChangedElsewhere>,
@@ -189,7 +189,7 @@ fn receive(
     let now = Instant::now();
     // Tells this shard's players of someone elsewhere, unless that account also plays here (a login
     // moving between shards): then the local state already says so.
-    let tell = |server: &mut RenetServer, account_id: i32, message: ServerMessage| {
+    let tell = |server: &mut Outbox, account_id: i32, message: ServerMessage| {
         if online.entity(account_id).is_none() {
             let bytes = net::encode(&message);
             players::broadcast(server, players.iter().map(|(e, c, _)| (e, c)), &bytes, None);
@@ -319,7 +319,7 @@ fn receive(
 /// Closes `session` of `account_id` if it plays here: the account logged in on shard `from`.
 fn kick_session(
     commands: &mut Commands,
-    server: &mut RenetServer,
+    server: &mut Outbox,
     players: &Query<(Entity, &Connection, &Player)>,
     account_id: i32,
     session: ClientId,
@@ -340,7 +340,7 @@ fn kick_session(
 fn forget_shard(
     bus: &mut Bus,
     elsewhere: &mut Elsewhere,
-    server: &mut RenetServer,
+    server: &mut Outbox,
     players: &Query<(Entity, &Connection, &Player)>,
     shard: &str,
 ) {
@@ -362,7 +362,7 @@ fn forget_shard(
 fn expire_shards(
     mut bus: ResMut<Bus>,
     mut elsewhere: ResMut<Elsewhere>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     players: Query<(Entity, &Connection, &Player)>,
 ) {
     let now = Instant::now();

@@ -1,8 +1,8 @@
 //! `say TEXT`: a server line to every player, on this shard and (with `--bus`) every other. Admins and
 //! the console; recorded in the audit log.
 
+use crate::net::Outbox;
 use bevy::prelude::*;
-use bevy_renet::RenetServer;
 
 use crate::commands::{AppCommands, Call, CommandSpec, CommandStore, Needs, Outcome, answer};
 use crate::net::{self, Connection};
@@ -22,7 +22,7 @@ pub struct Announced(pub String);
 
 fn say(
     In(call): In<Call>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     players: Query<(Entity, &Connection), With<Player>>,
     elsewhere: Res<Elsewhere>,
     store: Res<CommandStore>,

@@ -11,8 +11,8 @@ pub mod whisper;
 
 use std::time::{Duration, Instant};
 
+use crate::net::Outbox;
 use bevy::prelude::*;
-use bevy_renet::RenetServer;
 
 use crate::commands::SlashCommand;
 use crate::config::Config;
@@ -120,7 +120,7 @@ impl ChatBucket {
 fn handle_chat(
     mut commands: Commands,
     mut inbound: MessageReader<Inbound>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     mut history: ResMut<ChatHistory>,
     writer: Res<ChatWriter>,
     limit: Res<ChatLimit>,
@@ -141,7 +141,7 @@ fn handle_chat(
         let ClientMessage::Chat { text } = message else {
             continue;
         };
-        let deny = |server: &mut RenetServer, reason: &str| {
+        let deny = |server: &mut Outbox, reason: &str| {
             metrics.chat_refused.inc();
             net::deny(server, *client_id, Request::Chat, reason);
         };
@@ -209,7 +209,7 @@ fn send_history(
     players: Query<&Connection>,
     history: Res<ChatHistory>,
     limit: Res<ChatLimit>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
 ) {
     commands
         .entity(add.entity)

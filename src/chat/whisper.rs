@@ -2,8 +2,8 @@
 //! recipient, on this shard or (with `--bus`) another; and `/who` (or `online`): everyone online, here
 //! and on the other shards. A muted player may not whisper.
 
+use crate::net::Outbox;
 use bevy::prelude::*;
-use bevy_renet::RenetServer;
 
 use crate::commands::{Actor, AppCommands, Args, Call, CommandSpec, Needs, Outcome, answer};
 use crate::metrics::Metrics;
@@ -63,7 +63,7 @@ impl Whisper {
 
 fn whisper(
     In(call): In<Call>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     players: Query<(&Connection, &Player)>,
     sanctions: Res<Sanctions>,
     elsewhere: Res<Elsewhere>,

@@ -16,9 +16,9 @@ pub mod actor;
 pub mod args;
 pub mod store;
 
+use crate::net::Outbox;
 use bevy::ecs::system::{SystemId, SystemState};
 use bevy::prelude::*;
-use bevy_renet::RenetServer;
 use bevy_renet::renet::ClientId;
 
 use crate::logs::Budget;
@@ -294,7 +294,7 @@ fn run(world: &mut World, actor: &Actor, line: &str) -> Outcome {
 }
 
 /// Players see their answers in chat: a system line, or a refusal.
-fn answer_players(mut replies: MessageReader<Reply>, mut server: ResMut<RenetServer>) {
+fn answer_players(mut replies: MessageReader<Reply>, mut server: Outbox) {
     for Reply { actor, answer } in replies.read() {
         let Actor::Player { client_id, .. } = actor else {
             continue;

@@ -171,6 +171,12 @@ pub struct Config {
     #[arg(long, env = "MMO_ALLOW_LIST")]
     pub allow_list: bool,
 
+    /// Never refuse logins because the ticks overrun their period (by default, while most ticks of the
+    /// last second overran, logins and registrations are answered "Server busy, try again"): for tests
+    /// on a crowded machine.
+    #[arg(long, env = "MMO_NO_SHEDDING")]
+    pub no_shedding: bool,
+
     /// How players log in. `in-band`: over UDP in netcode's unsecure mode (loopback and trusted LANs only).
     /// `token`: over HTTPS (`--http-bind`), then encrypted UDP with a netcode connect token: safe to run
     /// on a public address.

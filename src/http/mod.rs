@@ -228,6 +228,8 @@ pub struct ApiState {
     pub metrics: crate::metrics::Metrics,
     /// With `--allow-list`, who may register and log in.
     pub allowed: AllowList,
+    /// Set while the tick is over budget (`crate::load`): account work is refused, 503.
+    pub shedding: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The running endpoint: its runtime thread, stopped gracefully with the server (it stops accepting,
@@ -266,6 +268,7 @@ pub(crate) fn plugin(app: &mut App) {
         online: online.clone(),
         metrics: app.world().resource::<crate::metrics::Metrics>().clone(),
         allowed: app.world().resource::<AllowList>().clone(),
+        shedding: app.world().resource::<crate::load::TickLoad>().flag(),
     };
     let bans = app.world().resource::<IpBans>().clone();
     let info = bound.info.clone();

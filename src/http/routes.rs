@@ -124,8 +124,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 }
 
 /// Queues `request` on the auth workers and waits for the outcome (the runtime thread is free
-/// meanwhile). A full queue is 503, as in-band's "Server busy".
+/// meanwhile). A full queue is 503, as in-band's "Server busy"; so is a tick over budget.
 async fn run(state: &ApiState, request: AuthRequest) -> Result<AuthOutcome, ApiError> {
+    if state.shedding.load(std::sync::atomic::Ordering::Relaxed) {
+        state.metrics.logins.shed.inc();
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, BUSY));
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let job = AuthJob {
         request,

@@ -4,8 +4,8 @@
 //! `disallow NAME` takes it off (and kicks that player, with the list in force). Stored with their
 //! audit entry (the `allow_list` table), held on every shard (a [`Change`]).
 
+use crate::net::Outbox;
 use bevy::prelude::*;
-use bevy_renet::RenetServer;
 use diesel::prelude::*;
 
 use super::{Change, Changed, ChangedElsewhere, write};
@@ -122,7 +122,7 @@ fn enforce(
     list: Res<AllowList>,
     players: Query<(Entity, &Connection, &Player)>,
     mut commands: Commands,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
 ) {
     let changes = here
         .read()

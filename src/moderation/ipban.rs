@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
+use crate::net::Outbox;
 use bevy::prelude::*;
-use bevy_renet::RenetServer;
 use diesel::prelude::*;
 
 use super::{Change, Changed, ChangedElsewhere, write};
@@ -196,7 +196,7 @@ fn enforce(
     transport: Res<Transport>,
     connections: Query<(Entity, &Connection)>,
     mut commands: Commands,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
 ) {
     let changes = here
         .read()

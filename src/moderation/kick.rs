@@ -1,8 +1,8 @@
 //! `kick NAME [REASON]`: closes an online player's connection, telling it who kicked it and why.
 //! Moderators may kick players, admins moderators too, the console anyone.
 
+use crate::net::Outbox;
 use bevy::prelude::*;
-use bevy_renet::RenetServer;
 
 use crate::commands::{
     Actor, AppCommands, Args, Call, CommandSpec, CommandStore, Needs, OUTRANKED, Outcome, Roles,
@@ -45,7 +45,7 @@ impl Kick {
 fn kick(
     In(call): In<Call>,
     mut commands: Commands,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     players: Query<(Entity, &Connection, &Player)>,
     roles: Res<Roles>,
     store: Res<CommandStore>,

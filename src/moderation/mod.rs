@@ -21,9 +21,9 @@ pub mod sanction;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::net::Outbox;
 use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
-use bevy_renet::RenetServer;
 use serde::{Deserialize, Serialize};
 
 use crate::access::{IpBan, IpNet};
@@ -280,7 +280,7 @@ struct Enforce<'w, 's> {
     roles: ResMut<'w, Roles>,
     online: Res<'w, OnlineAccounts>,
     connections: Query<'w, 's, &'static Connection>,
-    server: ResMut<'w, RenetServer>,
+    server: Outbox<'w>,
 }
 
 impl Enforce<'_, '_> {

@@ -13,12 +13,18 @@
 //!   arrives ([`Transport::pump_until`]), so a tick starts with most of its input taken in.
 //!
 //! A client with nothing queued or unacknowledged on any channel would get a packet holding only an ack
-//! every tick (renet acknowledges on every flush, forever): such a client is sent its acks every
-//! [`ACK_EVERY`] ticks instead, spread over the ticks by client id. Its own reliable messages are still
-//! acknowledged well within renet's resend time (200 ms), and anything for it goes out the same tick.
+//! every tick (renet acknowledges on every flush, forever, acks included): such a client is sent its
+//! acks on its turn, every [`ACK_EVERY`] ticks (spread over the ticks by client id), and only if it sent
+//! something other than acks since its last packet: its reliable messages are acknowledged well within
+//! renet's resend time (200 ms), and its acks are not acknowledged back (the ping-pong of two quiet
+//! peers ends; netcode's keep-alives hold the connection). Anything sent to it through the
+//! [`outbox::Outbox`] goes out the same tick. The tick looks only at the clients that can owe something
+//! (sent to, unacknowledged, owed an ack) and reads messages only from those that sent packets: at
+//! 4,000 idle players, touching every connection twice a tick cost more than everything else.
 
 pub mod gate;
 pub mod netcode;
+pub mod outbox;
 pub mod sockets;
 
 use std::collections::{HashMap, HashSet};
@@ -36,8 +42,10 @@ use renetcode::{NETCODE_USER_DATA_BYTES, NetcodeServer, ServerAuthentication, Se
 
 use crate::access::IpBans;
 use crate::api::{TokenUser, UserDataError};
+use bevy::platform::collections::HashSet as FastSet;
 use gate::{Counters, CountersSnapshot, GateState, Limits};
 use netcode::{FromTick, NetcodeCounters, NetcodeThread, ToTick};
+use outbox::Sent;
 
 /// Requests the tick may queue for the netcode thread: a batch of packets and a sync a tick, and
 /// disconnects (at most one per client).
@@ -49,11 +57,18 @@ pub const MAX_PER_TICK: usize = 8_192;
 /// Ticks between two packets to a client that is owed only acks: every 6th tick is 10 a second at 60 Hz,
 /// 100 ms, half of renet's resend time, so no client resends for want of an ack.
 pub const ACK_EVERY: u64 = 6;
+/// The first byte of a renet packet that holds only acks (renet's `Packet::Ack`).
+const RENET_ACK_PACKET: u8 = 4;
 /// How often the tick's thread takes in decrypted packets while it waits for the next tick.
 const PUMP_EVERY: Duration = Duration::from_millis(2);
+/// The shortest sleep between two takes (a sleep rounds up to about this anyway).
+const PUMP_STEP_MIN: Duration = Duration::from_micros(100);
 /// How long a tick waits at most for the netcode thread to hand it what reached the socket before the
 /// tick started (normally a fraction of a millisecond).
 const SYNC_LIMIT: Duration = Duration::from_millis(2);
+/// How long before a tick the lanes are asked to sync, so that the tick finds them answered instead of
+/// waiting for each lane's thread to be scheduled (six lanes on two cores took milliseconds).
+const SYNC_AHEAD: Duration = Duration::from_millis(1);
 
 pub(crate) fn plugin(app: &mut App) {
     app.add_systems(
@@ -63,6 +78,7 @@ pub(crate) fn plugin(app: &mut App) {
             .after(RenetServerPlugin::update_system)
             .before(RenetServerPlugin::emit_server_events_system),
     )
+    .init_resource::<Sent>()
     .add_systems(PostUpdate, send.in_set(RenetSend))
     .add_systems(Last, disconnect_on_exit);
 }
@@ -102,8 +118,19 @@ pub struct Transport {
     channels: Vec<bevy_renet::renet::ChannelConfig>,
     /// Ticks sent so far (chooses which quiet clients get their acks this tick).
     sends: u64,
+    /// Clients that owed more than acks when their packets were last handed out (something queued or
+    /// unacknowledged): looked at again every tick until they owe only acks.
+    busy: FastSet<ClientId>,
+    /// Clients renet was handed packets from since [`Transport::take_arrived`] was last called: only
+    /// they can have messages to receive.
+    arrived: FastSet<ClientId>,
+    /// Clients that sent something other than acks since their last packet: owed an ack on their turn.
+    owed_ack: FastSet<ClientId>,
     /// The last sync asked for (see [`Transport::update`]).
     synced: u64,
+    /// Lanes asked for that sync, and how many answered it (`asked` is 0 when none is under way).
+    asked: usize,
+    answered: usize,
 }
 
 /// `config` again, for another lane (renetcode's config is not `Clone`).
@@ -175,6 +202,11 @@ impl Transport {
             channels: crate::protocol::connection_config().server_channels_config,
             sends: 0,
             synced: 0,
+            asked: 0,
+            answered: 0,
+            busy: FastSet::default(),
+            arrived: FastSet::default(),
+            owed_ack: FastSet::default(),
         })
     }
 
@@ -249,33 +281,30 @@ impl Transport {
         let Some(from_netcode) = self.from_netcode.clone() else {
             return;
         };
-        // Sync: everything that reached the sockets before the tick started is this tick's, not the
-        // next one's. Each lane's thread stops resting, reads its socket to empty, decrypts what its
-        // gate passes and says so; the tick waits for them at most SYNC_LIMIT. (With nobody connected,
-        // nothing is due to anyone, and the threads wait on their sockets rather than resting.)
+        // Sync: everything that reached the sockets before the tick started (within SYNC_AHEAD) is
+        // this tick's, not the next one's. Each lane's thread stops resting, reads its socket to
+        // empty, decrypts what its gate passes and says so; the sync was asked for SYNC_AHEAD before
+        // the tick (by `pump_until`; here if it did not run), and the tick waits for the answers still
+        // missing at most SYNC_LIMIT. (With nobody connected, nothing is due to anyone, and the
+        // threads wait on their sockets rather than resting.)
         let mut taken = 0;
         if !self.clients.is_empty() {
-            self.synced += 1;
-            let sync = self.synced;
-            let asked = self
-                .lanes
-                .iter()
-                .filter_map(|lane| lane.to_netcode.as_ref())
-                .filter(|to_netcode| to_netcode.try_send(FromTick::Sync(sync)).is_ok())
-                .count();
+            if self.asked == 0 {
+                self.ask_sync();
+            }
             let deadline = Instant::now() + SYNC_LIMIT;
-            let mut answered = 0;
-            while answered < asked && taken < MAX_PER_TICK {
+            while self.answered < self.asked && taken < MAX_PER_TICK {
                 match from_netcode.recv_deadline(deadline) {
-                    Ok((_, ToTick::Synced(synced))) if synced == sync => answered += 1,
                     Ok((lane, event)) => {
-                        taken += 1;
+                        taken += usize::from(!matches!(event, ToTick::Synced(_)));
                         self.apply(server, lane, event);
                     }
                     Err(_) => break,
                 }
             }
         }
+        self.asked = 0;
+        self.answered = 0;
         for (lane, event) in from_netcode.try_iter().take(MAX_PER_TICK - taken) {
             self.apply(server, lane, event);
         }
@@ -286,6 +315,19 @@ impl Transport {
                 self.tell_netcode(lane, FromTick::Disconnect(client_id));
             }
         }
+    }
+
+    /// Asks every lane to read its socket to empty and say so (a new sync).
+    fn ask_sync(&mut self) {
+        self.synced += 1;
+        let sync = self.synced;
+        self.answered = 0;
+        self.asked = self
+            .lanes
+            .iter()
+            .filter_map(|lane| lane.to_netcode.as_ref())
+            .filter(|to_netcode| to_netcode.try_send(FromTick::Sync(sync)).is_ok())
+            .count();
     }
 
     /// Hands renet one thing lane `lane`'s thread said.
@@ -321,8 +363,14 @@ impl Transport {
                 if self.refused.contains(&(lane, client_id)) {
                     return;
                 }
-                if let Err(error) = server.process_packet_from(&bytes, client_id) {
-                    debug!(client_id, %error, "payload for an unknown client");
+                match server.process_packet_from(&bytes, client_id) {
+                    Ok(()) => {
+                        self.arrived.insert(client_id);
+                        if bytes.first() != Some(&RENET_ACK_PACKET) {
+                            self.owed_ack.insert(client_id);
+                        }
+                    }
+                    Err(error) => debug!(client_id, %error, "payload for an unknown client"),
                 }
             }
             ToTick::Disconnected { client_id } => {
@@ -331,10 +379,17 @@ impl Transport {
                 }
                 self.clients.remove(&client_id);
                 self.closing.remove(&client_id);
+                self.busy.remove(&client_id);
+                self.arrived.remove(&client_id);
+                self.owed_ack.remove(&client_id);
                 server.remove_connection(client_id);
             }
-            // A sync answered after its tick gave up waiting.
-            ToTick::Synced(_) => {}
+            ToTick::Synced(sync) => {
+                // Else a sync answered after its tick gave up waiting.
+                if sync == self.synced {
+                    self.answered += 1;
+                }
+            }
         }
     }
 
@@ -342,14 +397,21 @@ impl Transport {
     /// tick (every `PUMP_EVERY`) rather than per packet, so that the next tick starts with its input
     /// already taken in. Sleeps out the rest.
     pub fn pump_until(&mut self, server: &mut RenetServer, until: Instant) {
+        let ask_at = until.checked_sub(SYNC_AHEAD).unwrap_or(until);
         loop {
             let now = Instant::now();
             let Some(rest) = until.checked_duration_since(now) else {
                 return;
             };
+            if now >= ask_at && self.asked == 0 && !self.clients.is_empty() {
+                self.ask_sync();
+            }
             // With nobody connected there is nothing to take in early: one sleep.
             let step = if self.clients.is_empty() {
                 rest
+            } else if self.asked == 0 {
+                rest.min(PUMP_EVERY)
+                    .min(ask_at.saturating_duration_since(now).max(PUMP_STEP_MIN))
             } else {
                 rest.min(PUMP_EVERY)
             };
@@ -363,33 +425,65 @@ impl Transport {
         }
     }
 
-    /// Whether `client_id` gets a packet this tick: always when something is queued or unacknowledged
-    /// for it, otherwise (acks only) every [`ACK_EVERY`] ticks.
-    fn due(&self, server: &RenetServer, client_id: ClientId) -> bool {
-        let quiet = crate::protocol::owes_only_acks(&self.channels, |channel| {
-            server.channel_available_memory(client_id, channel)
-        });
-        !quiet || client_id.wrapping_add(self.sends).is_multiple_of(ACK_EVERY)
+    /// The clients renet was handed packets from since the last call (only they can have messages to
+    /// receive); `keep` may give back those not ready to be read yet.
+    pub fn take_arrived(&mut self) -> FastSet<ClientId> {
+        std::mem::take(&mut self.arrived)
     }
 
-    fn send_packets(&mut self, server: &mut RenetServer) {
+    /// Gives back a client [`Transport::take_arrived`] returned whose messages were left unread.
+    pub fn still_arrived(&mut self, client_id: ClientId) {
+        if self.clients.contains_key(&client_id) {
+            self.arrived.insert(client_id);
+        }
+    }
+
+    /// Whether `client_id` owes more than acks: something queued or unacknowledged on a channel.
+    fn owes_more_than_acks(&self, server: &RenetServer, client_id: ClientId) -> bool {
+        !crate::protocol::owes_only_acks(&self.channels, |channel| {
+            server.channel_available_memory(client_id, channel)
+        })
+    }
+
+    /// Hands the lanes this tick's packets. A client gets a packet when it was sent something this
+    /// tick (`sent`), when it owed more than acks last tick ([`Transport::busy`]: resends), and on its
+    /// ack turn (every [`ACK_EVERY`] ticks, spread over the ticks by client id) when it is owed an ack
+    /// ([`Transport::owed_ack`]); the other clients are not looked at.
+    fn send_packets(&mut self, server: &mut RenetServer, sent: &mut FastSet<ClientId>) {
         self.sends = self.sends.wrapping_add(1);
+        let sends = self.sends;
+        let mut due: Vec<ClientId> = sent.drain().collect();
+        due.extend(self.busy.iter().copied());
+        due.extend(
+            self.owed_ack
+                .iter()
+                .filter(|id| id.wrapping_add(sends).is_multiple_of(ACK_EVERY))
+                .copied(),
+        );
+        due.sort_unstable();
+        due.dedup();
+        let mut busy = FastSet::default();
         let mut batches: Vec<Vec<(ClientId, Vec<Vec<u8>>)>> =
             (0..self.lanes.len()).map(|_| Vec::new()).collect();
-        for client_id in server.clients_id() {
-            if !self.due(server, client_id) {
-                continue;
-            }
+        for client_id in due {
             let Some(lane) = self.client_lane(client_id) else {
                 continue;
             };
             let Ok(packets) = server.get_packets_to_send(client_id) else {
                 continue;
             };
+            // Every renet packet carries the acks owed.
+            if !packets.is_empty() {
+                self.owed_ack.remove(&client_id);
+            }
+            if self.owes_more_than_acks(server, client_id) {
+                busy.insert(client_id);
+            }
             if !packets.is_empty() {
                 batches[lane].push((client_id, packets));
             }
         }
+        self.busy = busy;
         for (lane, batch) in batches.into_iter().enumerate() {
             let Some(to_netcode) = self.lanes[lane].to_netcode.as_ref() else {
                 continue;
@@ -426,8 +520,8 @@ fn receive(mut transport: ResMut<Transport>, mut server: ResMut<RenetServer>) {
     transport.update(&mut server);
 }
 
-fn send(mut transport: ResMut<Transport>, mut server: ResMut<RenetServer>) {
-    transport.send_packets(&mut server);
+fn send(mut transport: ResMut<Transport>, mut server: ResMut<RenetServer>, mut sent: ResMut<Sent>) {
+    transport.send_packets(&mut server, &mut sent.0);
 }
 
 fn disconnect_on_exit(exit: MessageReader<AppExit>, transport: Res<Transport>) {

@@ -7,15 +7,20 @@
 //! non-player character nobody is near) standing still costs nothing; each viewer is told of at most
 //! `--max-in-view` others (those it knows keep their place, the nearest others fill the rest).
 //!
+//! Snapshots are staggered: with `--snapshot-hz` 20 at 60 ticks a second, each viewer hears every third
+//! tick and a third of the viewers are served each tick (by world id), so no tick carries the whole
+//! pass (1,000 walkers made every third tick 20 ms long). What happened since a viewer's last snapshot
+//! is what happened in the last [`WorldRules::snapshot_ticks`] ticks: the cells left and departed are
+//! kept that long.
+//!
 //! A viewer is a player placed in the world: it has a [`Sight`] (the world's store gives it one, with
 //! `Visible`, when the player enters the world) and is told its own id by [`ServerMessage::Spawned`].
 
-use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet, VecDeque};
 
+use crate::net::Outbox;
 use bevy::ecs::entity::EntityHashMap;
 use bevy::prelude::*;
-use bevy_renet::RenetServer;
 use bevy_renet::renet::{Bytes, ClientId};
 
 use super::{Position, WorldRules};
@@ -26,7 +31,7 @@ use crate::time::now_ms;
 
 /// Snapshots an entity's position keeps appearing in after it stops moving, so that one lost snapshot
 /// does not leave it drawn at a stale spot.
-const REPEATS: u8 = 3;
+const REPEATS: u32 = 3;
 /// Positions in one snapshot message at most: 90 of at most 9 bytes each, with the header, keeps it
 /// under [`crate::protocol::MAX_SNAPSHOT_BYTES`] and in one datagram.
 const PER_SNAPSHOT: usize = 90;
@@ -34,10 +39,7 @@ const PER_SNAPSHOT: usize = 90;
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<WorldIds>()
         .init_resource::<Departed>()
-        .insert_resource(SnapshotClock {
-            last: Instant::now(),
-            seq: 0,
-        })
+        .init_resource::<SnapshotClock>()
         .add_systems(Update, send_snapshots.in_set(ServerSystems::Replication))
         .add_observer(appear)
         .add_observer(disappear);
@@ -61,11 +63,11 @@ pub struct Sight {
     in_view: EntityHashMap<u32>,
 }
 
-/// An entity's position as last put in snapshots, and for how many snapshots it has not changed.
+/// An entity's position as last seen by the snapshot pass, and for how many ticks it has not changed.
 #[derive(Component, Debug)]
 struct Motion {
     sent: Pos,
-    quiet: u8,
+    quiet: u32,
 }
 
 /// Where visible entities that disappeared since the last snapshot pass stood: viewers near there are
@@ -77,11 +79,12 @@ struct Departed(Vec<Vec2>);
 #[derive(Resource, Debug, Default)]
 struct WorldIds(u32);
 
-/// When snapshots last went out, and their counter.
-#[derive(Resource, Debug)]
+/// The snapshot pass's tick counter (snapshots' sequence number, and whose turn it is), and the cells
+/// where something left or departed in each of the last [`WorldRules::snapshot_ticks`] ticks.
+#[derive(Resource, Debug, Default)]
 struct SnapshotClock {
-    last: Instant,
     seq: u32,
+    left: VecDeque<HashSet<(i32, i32)>>,
 }
 
 /// An entity became visible: it gets its id; a player (a viewer) is told its own id and position.
@@ -90,7 +93,7 @@ fn appear(
     mut commands: Commands,
     mut ids: ResMut<WorldIds>,
     entities: Query<(&Position, Option<&Connection>, Has<Sight>)>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
 ) {
     let Ok((position, connection, viewer)) = entities.get(add.entity) else {
         warn!(entity = ?add.entity, "a Visible entity without a Position is not seen");
@@ -135,27 +138,32 @@ struct Seen {
     fresh: bool,
 }
 
-/// At `--snapshot-hz`: tells each viewer what entered and left its view, and sends it the positions
-/// that changed lately among itself and what is in view.
+/// Every tick, for the viewers whose turn it is (one group in [`WorldRules::snapshot_ticks`]): tells
+/// each what entered and left its view, and sends it the positions that changed lately among itself
+/// and what is in view.
 fn send_snapshots(
     rules: Res<WorldRules>,
     mut clock: ResMut<SnapshotClock>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     mut movers: Query<(Entity, &WorldId, &Position, &mut Motion)>,
     visible: Query<&'static Visible>,
     mut viewers: Query<(Entity, &Connection, &WorldId, &mut Sight)>,
     mut departed: ResMut<Departed>,
 ) {
-    let now = Instant::now();
-    if now - clock.last < rules.snapshot_every {
-        return;
-    }
-    clock.last = now;
     clock.seq = clock.seq.wrapping_add(1);
+    let turns = rules.snapshot_ticks.max(1);
+    let turn = clock.seq % turns;
     let cell = rules.view_radius;
-    let mut changed: HashSet<(i32, i32)> =
+    let mut left: HashSet<(i32, i32)> =
         departed.0.drain(..).map(|at| Grid::key(at, cell)).collect();
-    let seen = look(&mut movers, cell, &mut changed);
+    let mut changed = HashSet::new();
+    let seen = look(&mut movers, cell, turns, &mut left, &mut changed);
+    // What left a cell is news for every group once: kept for a round of turns.
+    if clock.left.len() == turns as usize {
+        clock.left.pop_front();
+    }
+    clock.left.push_back(left);
+    changed.extend(clock.left.iter().flatten().copied());
     if changed.is_empty() {
         return;
     }
@@ -174,17 +182,23 @@ fn send_snapshots(
     };
     // `near_to[i] == viewer`: entity `i` is near the viewer numbered `viewer` (numbers start at 1).
     let mut near_to = vec![0u32; seen.len()];
-    for (viewer, (entity, connection, own_id, mut sight)) in (1..).zip(&mut viewers) {
+    let theirs = viewers
+        .iter_mut()
+        .filter(|(_, _, own_id, _)| own_id.0 % turns == turn);
+    for (viewer, (entity, connection, own_id, mut sight)) in (1..).zip(theirs) {
         let to = (connection.client_id, own_id.0);
         pass.tell(&mut server, entity, to, &mut sight, viewer, &mut near_to);
     }
 }
 
-/// Every visible entity where it stands, marking in `changed` the cells where something moved (from and
-/// to) since the last pass: only viewers near those can have anything new to hear.
+/// Every visible entity where it stands. Marks in `left` the cells something moved out of this tick,
+/// and in `changed` those where something moved in the last `turns` × [`REPEATS`] ticks: only viewers
+/// near those can have anything new to hear.
 fn look(
     movers: &mut Query<(Entity, &WorldId, &Position, &mut Motion)>,
     cell: f32,
+    turns: u32,
+    left: &mut HashSet<(i32, i32)>,
     changed: &mut HashSet<(i32, i32)>,
 ) -> Vec<Seen> {
     let mut seen = Vec::new();
@@ -193,11 +207,12 @@ fn look(
         if pos == motion.sent {
             motion.quiet = motion.quiet.saturating_add(1);
         } else {
-            changed.insert(Grid::key(Vec2::new(motion.sent.x(), motion.sent.y()), cell));
+            left.insert(Grid::key(Vec2::new(motion.sent.x(), motion.sent.y()), cell));
             motion.sent = pos;
             motion.quiet = 0;
         }
-        let fresh = motion.quiet < REPEATS;
+        // In each viewer's next REPEATS snapshots after it stops.
+        let fresh = motion.quiet < REPEATS * turns;
         if fresh {
             changed.insert(Grid::key(position.0, cell));
         }
@@ -228,7 +243,7 @@ impl Pass<'_, '_, '_> {
     /// Tells the viewer `entity` (client and own id `to`) who left and entered its view and what moved.
     fn tell(
         &self,
-        server: &mut RenetServer,
+        server: &mut Outbox,
         entity: Entity,
         (client_id, own_id): (ClientId, u32),
         sight: &mut Sight,
@@ -366,9 +381,12 @@ impl Grid {
     }
 }
 
-/// The snapshot interval for `hz` snapshots a second.
-pub fn snapshot_every(hz: u16) -> Duration {
-    Duration::from_secs_f64(1.0 / f64::from(hz.max(1)))
+/// Ticks between two snapshots to one viewer for `snapshot_hz` snapshots a second at `tick_hz` ticks
+/// a second (at least one: a viewer cannot hear more than once a tick).
+pub fn snapshot_ticks(tick_hz: u16, snapshot_hz: u16) -> u32 {
+    (f64::from(tick_hz) / f64::from(snapshot_hz.max(1)))
+        .round()
+        .max(1.0) as u32
 }
 
 #[cfg(test)]
@@ -405,6 +423,18 @@ mod tests {
             [0, 1],
             "the one 110 away and the far one are out of view"
         );
+    }
+
+    #[test]
+    fn viewers_are_served_in_groups_of_ticks_between_snapshots() {
+        assert_eq!(
+            snapshot_ticks(60, 20),
+            3,
+            "every third tick, a third a tick"
+        );
+        assert_eq!(snapshot_ticks(60, 60), 1);
+        assert_eq!(snapshot_ticks(60, 240), 1, "at most once a tick");
+        assert_eq!(snapshot_ticks(30, 20), 2, "rounded");
     }
 
     #[test]

@@ -11,10 +11,8 @@
 pub mod interest;
 pub mod store;
 
-use std::time::Duration;
-
+use crate::net::Outbox;
 use bevy::prelude::*;
-use bevy_renet::RenetServer;
 
 use crate::config::Config;
 use crate::net::{self, Inbound};
@@ -38,7 +36,7 @@ pub(crate) fn plugin(app: &mut App) {
         speed: config.move_speed,
         view_radius: config.view_radius,
         max_in_view: usize::from(config.max_in_view),
-        snapshot_every: interest::snapshot_every(config.snapshot_hz),
+        snapshot_ticks: interest::snapshot_ticks(config.tick_hz, config.snapshot_hz),
     };
     app.insert_resource(rules)
         .add_systems(Update, handle_moves.in_set(ServerSystems::Requests))
@@ -54,7 +52,9 @@ pub struct WorldRules {
     pub view_radius: f32,
     /// Other entities one player is told of at most.
     pub max_in_view: usize,
-    pub snapshot_every: Duration,
+    /// Ticks between two snapshots to one player (`--tick-hz` / `--snapshot-hz`, at least 1): the
+    /// players are served in that many groups, one group a tick.
+    pub snapshot_ticks: u32,
 }
 
 /// Where something stands, in world units.
@@ -77,7 +77,7 @@ pub fn spawn_point(account_id: i32) -> Vec2 {
 fn handle_moves(
     mut commands: Commands,
     mut inbound: MessageReader<Inbound>,
-    mut server: ResMut<RenetServer>,
+    mut server: Outbox,
     walkers: Query<Has<Position>, With<Player>>,
 ) {
     for Inbound {

@@ -50,6 +50,8 @@ impl ServerProcess {
             .arg("--db")
             .arg(super::db_arg(db))
             .env("NO_COLOR", "1")
+            // As in-process test servers: no login refused for ticks overrun on a crowded machine.
+            .env("MMO_NO_SHEDDING", "true")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
