@@ -3,9 +3,10 @@
 //! can be read ([`target`]); the floor is a bare renet relay with the same config ([`relay`]); an
 //! [`abuse`] thread can attack the server meanwhile, to show whether the players notice. In token mode
 //! ([`token`]) players log in over HTTPS first and play over netcode's secure mode, and the floor relay
-//! runs in secure mode too.
+//! runs in secure mode too. [`cost`] measures what one datagram costs alone.
 
 pub mod abuse;
+pub mod cost;
 pub mod relay;
 pub mod report;
 pub mod scenario;

@@ -32,10 +32,25 @@ enum Command {
     LoginStorm(Args),
     /// N players online, doing nothing, for DURATION seconds.
     Idle(Args),
+    /// N players chat at RATE each, more than the machine carries, for DURATION seconds, while a tenth
+    /// as many newcomers try to log in; then the chat stops. Reports acknowledged lines lost (lines
+    /// their sender heard back that another player never got), "Server busy" answers, peak memory, and
+    /// the seconds until every newcomer is in after the load.
+    Overload(Args),
     /// N players wander a region sized so each sees about 20 others, picking a new goal every 2-5 s;
     /// measures snapshot age and bytes received per player. On the floor: each sends its position 20
     /// times a second and the relay passes it to everyone (naive all-to-all).
     Move(Args),
+    /// What one datagram costs a core alone: netcode's encryption of a BYTES-byte payload and one send
+    /// on loopback, in a loop for SECONDS (the physical limit the scenario rows are set against).
+    DatagramCost {
+        /// Payload bytes a datagram carries (a chat line to one player is about 60, a snapshot of 20
+        /// walkers about 200).
+        #[arg(long, default_value_t = 100)]
+        bytes: usize,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
     /// (internal) The floor: a bare renet relay.
     Relay {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -128,9 +143,31 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::DatagramCost { bytes, seconds } => {
+            return match mmo_loadgen::cost::measure(bytes, seconds) {
+                Ok(cost) => {
+                    println!(
+                        "datagram-cost: {} payload bytes ({} on the wire): {:.0} ns per encrypt + send, \
+                         {:.0} datagrams/s and {:.1} MB/s per core",
+                        cost.payload_bytes,
+                        cost.datagram_bytes,
+                        cost.ns_each,
+                        cost.datagrams_per_core_s,
+                        cost.bytes_per_core_s / 1e6
+                    );
+                    println!("{}", serde_json::to_string(&cost).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("datagram-cost: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Chat(args) => ("chat", args),
         Command::LoginStorm(args) => ("login-storm", args),
         Command::Idle(args) => ("idle", args),
+        Command::Overload(args) => ("overload", args),
         Command::Move(args) => ("move", args),
     };
     if let Some(addr) = args.server
@@ -170,6 +207,7 @@ fn main() -> ExitCode {
             "chat" => scenario::chat(target, &options),
             "login-storm" => scenario::login_storm(target, &options),
             "move" => scenario::wander(target, &options),
+            "overload" => scenario::overload(target, &options),
             _ => scenario::idle(target, &options),
         };
         if let Some(abuse) = abuse {

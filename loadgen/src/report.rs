@@ -83,6 +83,22 @@ pub struct Report {
     /// move only: the load generator's own CPU during the measured phase, in cores.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loadgen_cpu_core: Option<f64>,
+    /// overload only: lines whose sender heard them back (the server took them), and their deliveries
+    /// missing at the other players when the run ended (0: nothing acknowledged was lost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged_lost: Option<u64>,
+    /// overload only: the newcomers, their "Server busy" answers during the load, how many got in during
+    /// it, and the seconds from the load's end until all were in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newcomers: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub busy_answers: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newcomers_in_during_load: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered_after_s: Option<f64>,
     /// The abuse running beside the scenario (`--abuse`), its rate, and the actions it took.
     pub abuse: Option<AbuseKind>,
     pub abuse_rate: Option<u32>,

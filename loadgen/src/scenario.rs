@@ -4,6 +4,8 @@
 //! player first registers and logs in over HTTPS on a login thread ([`crate::token`]), then connects
 //! in netcode's secure mode; the server logs it in on connect.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -77,6 +79,8 @@ struct Sim {
     spawned_at: Option<Pos>,
     /// A request the server was too busy for, and when to send it again.
     retry: Option<(Instant, Request)>,
+    /// "Server busy" answers so far.
+    busy: u64,
 }
 
 /// How long a player waits before asking again after "Server busy, try again" (a busy server's queue
@@ -107,6 +111,7 @@ impl Sim {
             left_view: 0,
             spawned_at: None,
             retry: None,
+            busy: 0,
         }
     }
 
@@ -177,8 +182,9 @@ impl Sim {
         }
     }
 
-    /// One pass: receive (chat lines go to `on_line` as (sent_us, from_me)), advance the login steps.
-    fn pump(&mut self, kind: Kind, mut on_line: impl FnMut(u64, bool)) {
+    /// One pass: receive (chat lines go to `on_line` as (sent_us, line number, from_me)), advance the
+    /// login steps.
+    fn pump(&mut self, kind: Kind, mut on_line: impl FnMut(u64, u64, bool)) {
         if self.stage == Stage::Https {
             match self.https.as_ref().map(mpsc::Receiver::try_recv) {
                 Some(Ok(Ok(login))) => {
@@ -209,8 +215,8 @@ impl Sim {
             match kind {
                 Kind::Mmo => match ServerMessage::decode(bytes) {
                     Ok(ServerMessage::Chat(line)) => {
-                        if let Some(sent) = sent_us(&line.text) {
-                            on_line(sent, &line.sender == name);
+                        if let Some((sent, seq)) = stamp(&line.text) {
+                            on_line(sent, seq, &line.sender == name);
                         }
                     }
                     Ok(ServerMessage::EnteredView { .. }) => *entered += 1,
@@ -221,9 +227,9 @@ impl Sim {
                 },
                 Kind::Floor => {
                     if let Ok(ClientMessage::Chat { text }) = ClientMessage::decode(bytes)
-                        && let Some(sent) = sent_us(&text)
+                        && let Some((sent, seq)) = stamp(&text)
                     {
-                        on_line(sent, false);
+                        on_line(sent, seq, false);
                     }
                 }
             }
@@ -269,9 +275,13 @@ impl Sim {
                     ServerMessage::Denied { request, reason }
                         if reason.contains("busy") && !secure =>
                     {
-                        // Spread over the next BUSY_BACKOFF, so the retries do not come back together.
-                        let spread =
-                            BUSY_BACKOFF.mul_f64(f64::from(self.name.len() as u32 % 8) / 8.0);
+                        // Spread over the next BUSY_BACKOFF by a hash of the name, so the retries do
+                        // not come back together.
+                        let hash = self.name.bytes().fold(2_166_136_261u32, |h, b| {
+                            (h ^ u32::from(b)).wrapping_mul(16_777_619)
+                        });
+                        let spread = BUSY_BACKOFF.mul_f64(f64::from(hash % 64) / 64.0);
+                        self.busy += 1;
                         self.retry = Some((Instant::now() + BUSY_BACKOFF + spread, request));
                     }
                     ServerMessage::Denied {
@@ -305,9 +315,11 @@ impl Sim {
     }
 }
 
-/// The send time a line carries as its first word.
-fn sent_us(text: &str) -> Option<u64> {
-    text.split(' ').next()?.parse().ok()
+/// The send time and the line number a line carries as its first and last words.
+fn stamp(text: &str) -> Option<(u64, u64)> {
+    let sent = text.split(' ').next()?.parse().ok()?;
+    let seq = text.rsplit(' ').next()?.parse().ok()?;
+    Some((sent, seq))
 }
 
 /// Who is not ready yet, and at which step (for a setup that timed out).
@@ -340,7 +352,8 @@ fn idle_pass() {
 fn join(target: &Target, prefix: &str, count: usize, client_hz: u32) -> Vec<Sim> {
     let mut sims = Sim::spawn_all(target, names(prefix, count), client_hz);
     let kind = target.kind;
-    in_parallel(&mut sims, |part| run_until_ready(part, kind, |_| {}));
+    let joining = AtomicUsize::new(parts(sims.len()));
+    in_parallel(&mut sims, |part| run_until_ready(part, kind, &joining));
     sims
 }
 
@@ -350,10 +363,20 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Players in each part of `count` split over the threads.
+fn part_size(count: usize) -> usize {
+    count.div_ceil(threads()).max(1)
+}
+
+/// How many parts [`in_parallel`] splits `count` players into.
+fn parts(count: usize) -> usize {
+    count.div_ceil(part_size(count))
+}
+
 /// Runs `work` on `sims` split in one part per thread, each on a thread of its own, until every part's
 /// work returns.
 fn in_parallel(sims: &mut [Sim], work: impl Fn(&mut [Sim]) + Sync) {
-    let size = sims.len().div_ceil(threads()).max(1);
+    let size = part_size(sims.len());
     let work = &work;
     std::thread::scope(|scope| {
         for part in sims.chunks_mut(size) {
@@ -369,16 +392,28 @@ fn pump_until(sims: &mut [Sim], kind: Kind, client_hz: u32, until: Instant) {
     in_parallel(sims, |part| {
         while Instant::now() < until {
             let pass_started = Instant::now();
-            part.iter_mut().for_each(|s| s.pump(kind, |_, _| {}));
+            part.iter_mut().for_each(|s| s.pump(kind, |_, _, _| {}));
             idle_pass();
             std::thread::sleep(frame.saturating_sub(pass_started.elapsed()));
         }
     });
 }
 
-fn run_until_ready(sims: &mut [Sim], kind: Kind, mut between_passes: impl FnMut(&mut [Sim])) {
+/// Pumps `sims` (one thread's part) until every part is logged in: `joining` counts the parts still
+/// joining. A part that is in keeps being pumped while the others join: a client nobody pumps sends
+/// nothing, and after netcode's timeout the server drops it (a part that waited two minutes for the
+/// other lost its 2,000 players, and the server spent the meantime resending to them).
+fn run_until_ready(sims: &mut [Sim], kind: Kind, joining: &AtomicUsize) {
     let deadline = Instant::now() + SETUP_LIMIT;
-    while sims.iter().any(|s| s.stage != Stage::Ready) {
+    let mut in_ = false;
+    loop {
+        if !in_ && sims.iter().all(|s| s.stage == Stage::Ready) {
+            in_ = true;
+            joining.fetch_sub(1, Ordering::SeqCst);
+        }
+        if in_ && joining.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         let pass_started = Instant::now();
         assert!(
             Instant::now() < deadline,
@@ -386,7 +421,7 @@ fn run_until_ready(sims: &mut [Sim], kind: Kind, mut between_passes: impl FnMut(
             stuck(sims)
         );
         for sim in sims.iter_mut() {
-            sim.pump(kind, |_, _| {});
+            sim.pump(kind, |_, _, _| {});
             if sim.is_disconnected() {
                 panic!(
                     "{} was disconnected: {:?}",
@@ -395,7 +430,6 @@ fn run_until_ready(sims: &mut [Sim], kind: Kind, mut between_passes: impl FnMut(
                 );
             }
         }
-        between_passes(sims);
         idle_pass();
         std::thread::sleep(JOIN_PASS.saturating_sub(pass_started.elapsed()));
     }
@@ -486,9 +520,55 @@ struct ChatTally {
     expected: u64,
     delivered: u64,
     latencies_us: Vec<u64>,
+    /// `overload`: each line's receivers, and the lines their senders heard back.
+    book: Option<LineBook>,
+}
+
+/// Per line: how many of the other players heard it, and whether its sender heard it back (then the
+/// server took it: it goes to every player in the same tick).
+#[derive(Default)]
+struct LineBook {
+    heard: HashMap<u64, u64>,
+    acknowledged: HashSet<u64>,
 }
 
 impl ChatTally {
+    fn new(per_line: bool) -> Self {
+        Self {
+            sent: 0,
+            expected: 0,
+            delivered: 0,
+            latencies_us: Vec::new(),
+            book: per_line.then(LineBook::default),
+        }
+    }
+
+    /// A player heard line `seq`, sent at `sent` (µs), its own if `mine`.
+    fn heard(&mut self, sent: u64, seq: u64, mine: bool) {
+        if !mine {
+            self.delivered += 1;
+            self.latencies_us.push(now_us().saturating_sub(sent));
+        }
+        if let Some(book) = &mut self.book {
+            if mine {
+                book.acknowledged.insert(seq);
+            } else {
+                *book.heard.entry(seq).or_default() += 1;
+            }
+        }
+    }
+
+    /// Acknowledged lines, and their deliveries missing among `listeners` players each.
+    fn acknowledged(&self, listeners: u64) -> Option<(u64, u64)> {
+        let book = self.book.as_ref()?;
+        let missing = book
+            .acknowledged
+            .iter()
+            .map(|seq| listeners.saturating_sub(book.heard.get(seq).copied().unwrap_or(0)))
+            .sum();
+        Some((book.acknowledged.len() as u64, missing))
+    }
+
     /// Writes the chat figures into `report`.
     fn into_report(self, report: &mut Report) {
         (report.sent, report.expected, report.delivered) =
@@ -504,6 +584,7 @@ fn chat_between(
     sims: &mut [Sim],
     kind: Kind,
     rate: f64,
+    mut tally: ChatTally,
     mut keep_going: impl FnMut(&mut [Sim]) -> bool,
 ) -> ChatTally {
     let listeners = sims.len().saturating_sub(1) as u64;
@@ -512,20 +593,9 @@ fn chat_between(
     let mut next: Vec<Instant> = (0..sims.len())
         .map(|i| start + interval.mul_f64(i as f64 / sims.len().max(1) as f64))
         .collect();
-    let mut tally = ChatTally {
-        sent: 0,
-        expected: 0,
-        delivered: 0,
-        latencies_us: Vec::new(),
-    };
     let receive = |sims: &mut [Sim], tally: &mut ChatTally| {
         for sim in sims.iter_mut() {
-            sim.pump(kind, |sent, mine| {
-                if !mine {
-                    tally.delivered += 1;
-                    tally.latencies_us.push(now_us().saturating_sub(sent));
-                }
-            });
+            sim.pump(kind, |sent, seq, mine| tally.heard(sent, seq, mine));
         }
     };
     while keep_going(sims) {
@@ -554,9 +624,13 @@ pub fn chat(target: &Target, options: &Options) -> Report {
     let mut sims = join(target, "chat_", options.clients, options.client_hz);
     let (mark, meter) = (target.log_mark(), CpuMeter::start(target));
     let end = Instant::now() + options.duration;
-    let tally = chat_between(&mut sims, target.kind, options.rate, |_| {
-        Instant::now() < end
-    });
+    let tally = chat_between(
+        &mut sims,
+        target.kind,
+        options.rate,
+        ChatTally::new(false),
+        |_| Instant::now() < end,
+    );
     let mut report = base_report("chat", target, options);
     tally.into_report(&mut report);
     finish(&mut report, target, &meter, mark);
@@ -577,14 +651,20 @@ pub fn login_storm(target: &Target, options: &Options) -> Report {
     let deadline = storm_start + SETUP_LIMIT;
     let storm_running = |_: &mut [Sim]| {
         for sim in storm.iter_mut() {
-            sim.pump(target.kind, |_, _| {});
+            sim.pump(target.kind, |_, _, _| {});
         }
         if storm_done_at.is_none() && storm.iter().all(|s| s.stage == Stage::Ready) {
             storm_done_at = Some(storm_start.elapsed());
         }
         storm_done_at.is_none() && Instant::now() < deadline
     };
-    let tally = chat_between(&mut pair, target.kind, options.rate, storm_running);
+    let tally = chat_between(
+        &mut pair,
+        target.kind,
+        options.rate,
+        ChatTally::new(false),
+        storm_running,
+    );
     let mut report = base_report("login-storm", target, options);
     tally.into_report(&mut report);
     let mut logins: Vec<u64> = storm
@@ -604,6 +684,61 @@ pub fn login_storm(target: &Target, options: &Options) -> Report {
     connects.sort_unstable();
     report.connect_p50_ms = quantile_ms(&connects, 0.50);
     report.connect_p99_ms = quantile_ms(&connects, 0.99);
+    finish(&mut report, target, &meter, mark);
+    report
+}
+
+/// `overload`: N players chat at `rate` each, more than the machine carries, for `duration`, while
+/// newcomers (a tenth as many, at least 10) try to register and log in; then the chat stops. It shows
+/// whether the server loses an acknowledged line (one its sender heard back must reach every other
+/// player, however late), how its memory grows, whether newcomers are told "Server busy" while the tick
+/// is over budget, and how long after the load ends every newcomer is in.
+pub fn overload(target: &Target, options: &Options) -> Report {
+    let mut sims = join(target, "over_", options.clients, options.client_hz);
+    let (mark, meter) = (target.log_mark(), CpuMeter::start(target));
+    let newcomers = (options.clients / 10).max(10);
+    let mut late = Sim::spawn_all(target, names("late_", newcomers), options.client_hz);
+    let end = Instant::now() + options.duration;
+    let mut tally = chat_between(
+        &mut sims,
+        target.kind,
+        options.rate,
+        ChatTally::new(true),
+        |_| {
+            for sim in late.iter_mut() {
+                sim.pump(target.kind, |_, _, _| {});
+            }
+            Instant::now() < end
+        },
+    );
+    let in_during_load = late.iter().filter(|s| s.stage == Stage::Ready).count();
+    let busy_during_load: u64 = late.iter().map(|s| s.busy).sum();
+    // Recovery: everyone keeps playing (lines still on their way count) until every newcomer is in.
+    let deadline = Instant::now() + SETUP_LIMIT;
+    while late.iter().any(|s| s.stage != Stage::Ready) && Instant::now() < deadline {
+        for sim in sims.iter_mut() {
+            sim.pump(target.kind, |sent, seq, mine| tally.heard(sent, seq, mine));
+        }
+        for sim in late.iter_mut() {
+            sim.pump(target.kind, |_, _, _| {});
+        }
+        idle_pass();
+    }
+    let recovered = late
+        .iter()
+        .all(|s| s.stage == Stage::Ready)
+        .then(|| end.elapsed().as_secs_f64());
+    let listeners = options.clients.saturating_sub(1) as u64;
+    let acknowledged = tally.acknowledged(listeners);
+    let mut report = base_report("overload", target, options);
+    tally.into_report(&mut report);
+    if let Some((lines, missing)) = acknowledged {
+        (report.acknowledged, report.acknowledged_lost) = (Some(lines), Some(missing));
+    }
+    report.busy_answers = Some(busy_during_load);
+    report.newcomers = Some(newcomers as u64);
+    report.newcomers_in_during_load = Some(in_during_load as u64);
+    report.recovered_after_s = recovered;
     finish(&mut report, target, &meter, mark);
     report
 }
@@ -726,7 +861,7 @@ fn wander_pass(
         if sim.is_disconnected() {
             continue;
         }
-        sim.pump(kind, |_, _| {});
+        sim.pump(kind, |_, _, _| {});
         let snapshots = sim.net().take_snapshots();
         if let Some(tally) = tally.as_deref_mut() {
             let now_us = now_us();
