@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the BENCHMARKS.md sets against mmo (and the floor relay, in the same invocation).
-# Usage: scripts/bench.sh [OUT_FILE] [capacity|token|abuse|world|npcs|all]   (default: all)
+# Usage: scripts/bench.sh [OUT_FILE] [capacity|token|abuse|world|npcs|scale|all]   (default: all)
 #   capacity: every scenario, mmo and floor (about 7 minutes on 2 cores)
 #   token:    the capacity rows in token mode: HTTPS login, secure netcode, the floor secure too (7 minutes)
 #   abuse:    50 players chatting beside each kind of abuse (about 5 minutes)
@@ -8,6 +8,10 @@
 #             most of it the 1,000 logins)
 #   npcs:     1,000 players idle at the spawn point (no character in view) and 1,000 wandering (among
 #             the characters), each without characters and with 50 (--npcs; 5 minutes)
+#   scale:    one process past 1,024 (issue 23): three runs each of move 1000, chat 500 beside the
+#             floor and idle 4000 (20 frames a second: an idle client's cost to the server does not
+#             depend on its frame rate), overload 800, and what one datagram costs alone (about 40
+#             minutes, most of it 4,000 registrations three times)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/dev/stdout}
@@ -58,6 +62,14 @@ npcs() {
     with_npcs 0 move --clients 1000 --duration 20
     with_npcs 50 move --clients 1000 --duration 20
 }
+scale() {
+    "$lg" datagram-cost --bytes 100 --seconds 3 || true
+    "$lg" datagram-cost --bytes 1000 --seconds 3 || true
+    for _ in 1 2 3; do run move --clients 1000 --duration 20; done
+    for _ in 1 2 3; do run chat --clients 500 --rate 1 --duration 20 --floor; done
+    run overload --clients 800 --rate 1 --duration 20
+    for _ in 1 2 3; do run idle --clients 4000 --duration 20 --client-hz 20; done
+}
 {
     case $set_name in
     capacity) capacity ;;
@@ -65,6 +77,7 @@ npcs() {
     abuse) abuse ;;
     world) world ;;
     npcs) npcs ;;
-    *) capacity; token; abuse; world; npcs ;;
+    scale) scale ;;
+    *) capacity; token; abuse; world; npcs; scale ;;
     esac
 } >"$out" 2>&1

@@ -167,3 +167,39 @@ fn a_stalled_tick_with_its_queue_full_keeps_every_connection_and_loses_no_line()
     });
     assert!(alice.is_connected() && bob.is_connected());
 }
+
+#[test]
+fn a_player_who_stops_reading_is_disconnected_before_the_server_buffers_much_for_him() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = TestServer::start_extended(
+        |config| {
+            config.chat_burst = 100_000;
+            config.chat_per_second = 100_000.0;
+            // Alice's batches are bursts of datagrams; the gate is not what this is about.
+            config.packet_rate = 20_000;
+        },
+        |_| {},
+    );
+    let mut alice = server.player("Alice");
+    // Bob logs in and then never reads again (his frames stalled, or he is gone without a word).
+    let bob = server.player("Bob");
+    let started = Instant::now();
+    // About 400 KB for Bob, in batches Alice's own channel holds.
+    let text = "x".repeat(180);
+    for _ in 0..20 {
+        for _ in 0..100 {
+            alice.chat(&text);
+        }
+        pump_for(&mut [&mut alice], Duration::from_millis(100));
+    }
+    alice.expect("Bob dropped for not reading", |m| {
+        matches!(m, ServerMessage::PlayerLeft { name } if name == "Bob").then_some(())
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "within STALLED_AFTER of his backlog passing the limit, well before netcode's 15 s timeout: \
+         {:?}",
+        started.elapsed()
+    );
+    drop(bob);
+}

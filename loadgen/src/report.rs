@@ -44,6 +44,12 @@ pub struct Report {
     pub datagrams: Option<u64>,
     pub dropped: Option<u64>,
     pub blocks: Option<u64>,
+    /// Datagrams the server sent (mmo only), and the datagrams in and out a second for each core the
+    /// server used (compare `mmo-loadgen datagram-cost`, what one costs alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datagrams_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datagrams_per_core_s: Option<f64>,
     /// Token mode: connection requests the gate dropped as not sealed with the server's key (within
     /// `dropped`; mmo only).
     #[serde(skip_serializing_if = "Option::is_none")]

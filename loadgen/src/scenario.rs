@@ -504,9 +504,16 @@ fn finish(report: &mut Report, target: &Target, meter: &CpuMeter, mark: usize) {
                 .map(|&(_, n)| n.saturating_sub(before.last().map_or(0, |&(_, m)| m)));
         }
     }
-    if let Some((received, dropped, blocks)) = target.gate_stats_since(mark) {
+    if let Some((received, dropped, blocks, sent)) = target.gate_stats_since(mark) {
         (report.datagrams, report.dropped, report.blocks) =
             (Some(received), Some(dropped), Some(blocks));
+        report.datagrams_sent = Some(sent);
+        // Against `datagram-cost`: how many datagrams (in and out) each core of the server handled.
+        let seconds = meter.at.elapsed().as_secs_f64();
+        report.datagrams_per_core_s = report
+            .server_cpu_core
+            .filter(|&cores| cores > 0.0 && seconds > 0.0)
+            .map(|cores| (received + sent) as f64 / seconds / cores);
     }
     if report.auth == Some(Auth::Token) {
         report.forged = target.forged_since(mark);

@@ -356,17 +356,18 @@ impl Target {
         ))
     }
 
-    /// What the server's packet gate saw since `mark`: (datagrams received, dropped, addresses blocked),
-    /// summed over its tick stats lines.
-    pub fn gate_stats_since(&self, mark: usize) -> Option<(u64, u64, u64)> {
+    /// What the server's packet gate saw since `mark`: (datagrams received, dropped, addresses blocked,
+    /// datagrams sent), summed over its tick stats lines.
+    pub fn gate_stats_since(&self, mark: usize) -> Option<(u64, u64, u64, u64)> {
         let logs = self.logs.lock().expect("log lock");
         let mut sums = None;
         for line in logs.iter().skip(mark).filter(|l| l.contains("tick stats")) {
             let get = |key| field(line, key).and_then(|v| v.parse::<u64>().ok());
-            let (received, dropped, blocks) = sums.get_or_insert((0, 0, 0));
+            let (received, dropped, blocks, sent) = sums.get_or_insert((0, 0, 0, 0));
             *received += get("datagrams")?;
             *dropped += get("dropped")?;
             *blocks += get("blocks")?;
+            *sent += get("sent").unwrap_or(0);
         }
         sums
     }

@@ -57,6 +57,18 @@ pub const MAX_PER_TICK: usize = 8_192;
 /// Ticks between two packets to a client that is owed only acks: every 6th tick is 10 a second at 60 Hz,
 /// 100 ms, half of renet's resend time, so no client resends for want of an ack.
 pub const ACK_EVERY: u64 = 6;
+/// A client holding more than this many bytes sent on the reliable channel and not acknowledged...
+pub const STALLED_BACKLOG: usize = 256 * 1024;
+/// ...for this long has stopped reading (its frames stalled, or it is gone without a word): it is
+/// disconnected, rather than kept for netcode's 15 s timeout while renet buffers up to
+/// [`crate::protocol::SERVER_CHANNEL_MEMORY`] for it and resends up to 60 KB of it every tick. (A
+/// load generator whose thread stopped pumping 2,000 players made the server buffer 1 GB and its ticks
+/// take 100-400 ms.) A player at chat 500's rate is sent about 35 KB a second.
+pub const STALLED_AFTER: Duration = Duration::from_secs(5);
+/// Log lines about stalled clients (any peer can cause one).
+static STALLED: crate::logs::Budget =
+    crate::logs::Budget::new("not reading; disconnected", 10, 120);
+
 /// The first byte of a renet packet that holds only acks (renet's `Packet::Ack`).
 const RENET_ACK_PACKET: u8 = 4;
 /// How often the tick's thread takes in decrypted packets while it waits for the next tick.
@@ -126,6 +138,8 @@ pub struct Transport {
     arrived: FastSet<ClientId>,
     /// Clients that sent something other than acks since their last packet: owed an ack on their turn.
     owed_ack: FastSet<ClientId>,
+    /// Clients holding more than [`STALLED_BACKLOG`] unacknowledged, since when.
+    backlogged: HashMap<ClientId, Instant>,
     /// The last sync asked for (see [`Transport::update`]).
     synced: u64,
     /// Lanes asked for that sync, and how many answered it (`asked` is 0 when none is under way).
@@ -207,6 +221,7 @@ impl Transport {
             busy: FastSet::default(),
             arrived: FastSet::default(),
             owed_ack: FastSet::default(),
+            backlogged: HashMap::new(),
         })
     }
 
@@ -382,6 +397,7 @@ impl Transport {
                 self.busy.remove(&client_id);
                 self.arrived.remove(&client_id);
                 self.owed_ack.remove(&client_id);
+                self.backlogged.remove(&client_id);
                 server.remove_connection(client_id);
             }
             ToTick::Synced(sync) => {
@@ -463,6 +479,8 @@ impl Transport {
         due.sort_unstable();
         due.dedup();
         let mut busy = FastSet::default();
+        let mut stalled = Vec::new();
+        let now = Instant::now();
         let mut batches: Vec<Vec<(ClientId, Vec<Vec<u8>>)>> =
             (0..self.lanes.len()).map(|_| Vec::new()).collect();
         for client_id in due {
@@ -478,12 +496,31 @@ impl Transport {
             }
             if self.owes_more_than_acks(server, client_id) {
                 busy.insert(client_id);
+                let backlog = crate::protocol::SERVER_CHANNEL_MEMORY
+                    - server.channel_available_memory(client_id, crate::protocol::CHANNEL);
+                if backlog > STALLED_BACKLOG {
+                    let since = *self.backlogged.entry(client_id).or_insert(now);
+                    if now - since >= STALLED_AFTER {
+                        stalled.push((client_id, backlog));
+                    }
+                } else {
+                    self.backlogged.remove(&client_id);
+                }
+            } else {
+                self.backlogged.remove(&client_id);
             }
             if !packets.is_empty() {
                 batches[lane].push((client_id, packets));
             }
         }
         self.busy = busy;
+        for (client_id, backlog) in stalled {
+            if STALLED.allow(()) {
+                warn!(client_id, backlog, "not reading; disconnected");
+            }
+            self.backlogged.remove(&client_id);
+            server.disconnect(client_id);
+        }
         for (lane, batch) in batches.into_iter().enumerate() {
             let Some(to_netcode) = self.lanes[lane].to_netcode.as_ref() else {
                 continue;

@@ -29,7 +29,7 @@ pub struct Outbox<'w> {
 }
 
 impl Outbox<'_> {
-    /// Queues `message` for `client_id` on `channel_id` (as [`RenetServer::send_message`]); it leaves
+    /// Queues `message` for `client_id` on `channel_id` (as renet's `RenetServer::send_message`); it leaves
     /// in this tick's packets.
     pub fn send_message(
         &mut self,
