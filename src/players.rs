@@ -4,12 +4,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::net::Outbox;
 use bevy::prelude::*;
 use bevy_renet::renet::Bytes;
 
 use crate::logs::Budget;
-use crate::net::{self, Connection};
+use crate::net::{self, Connection, Outbox};
 use crate::protocol::{CHANNEL, ServerMessage};
 
 pub(crate) fn plugin(app: &mut App) {

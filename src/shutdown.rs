@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::net::Outbox;
 use bevy::prelude::*;
 
 use crate::commands::{AppCommands, Args, Call, CommandSpec, CommandStore, Needs, Outcome, answer};
-use crate::net::{self, Closing, Connection};
+use crate::net::{self, Closing, Connection, Outbox};
 use crate::players::{self, Player};
 use crate::protocol::ServerMessage;
 use crate::schedule::ServerSystems;

@@ -15,7 +15,6 @@ pub mod worker;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::net::Outbox;
 use bevy::prelude::*;
 
 use crate::access::{AllowList, PRIVATE};
@@ -26,7 +25,7 @@ use crate::load::TickLoad;
 use crate::logs::Budget;
 use crate::metrics::Metrics;
 use crate::moderation::Sanctions;
-use crate::net::{self, AwaitingLogin, Connection, Connections, Inbound, TokenLogin};
+use crate::net::{self, AwaitingLogin, Connection, Connections, Inbound, Outbox, TokenLogin};
 use crate::players::{OnlineAccounts, Player};
 use crate::protocol::{self, ClientMessage, Request, ServerMessage};
 use crate::schedule::ServerSystems;

@@ -23,7 +23,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::net::Outbox;
 use bevy::prelude::*;
 use bevy_renet::renet::ClientId;
 use crossbeam_channel::Receiver;
@@ -37,7 +36,7 @@ use crate::config::{BusUrl, Config};
 use crate::logs::Budget;
 use crate::metrics::Metrics;
 use crate::moderation::{Change, Changed, ChangedElsewhere};
-use crate::net::{self, Connection, PublicAddr, Route, Routes};
+use crate::net::{self, Connection, Outbox, PublicAddr, Route, Routes};
 use crate::players::{self, Elsewhere, OnlineAccounts, Player};
 use crate::protocol::{ChatLine, ServerMessage, WhisperLine};
 use crate::schedule::ServerSystems;

@@ -1,11 +1,10 @@
 //! `say TEXT`: a server line to every player, on this shard and (with `--bus`) every other. Admins and
 //! the console; recorded in the audit log.
 
-use crate::net::Outbox;
 use bevy::prelude::*;
 
 use crate::commands::{AppCommands, Call, CommandSpec, CommandStore, Needs, Outcome, answer};
-use crate::net::{self, Connection};
+use crate::net::{self, Connection, Outbox};
 use crate::players::{self, Elsewhere, Player};
 use crate::protocol::ServerMessage;
 

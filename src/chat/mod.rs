@@ -11,7 +11,6 @@ pub mod whisper;
 
 use std::time::{Duration, Instant};
 
-use crate::net::Outbox;
 use bevy::prelude::*;
 
 use crate::commands::SlashCommand;
@@ -21,7 +20,7 @@ use crate::db::models::ChatMessage;
 use crate::logs::Budget;
 use crate::metrics::Metrics;
 use crate::moderation::Sanctions;
-use crate::net::{self, Connection, Inbound};
+use crate::net::{self, Connection, Inbound, Outbox};
 use crate::players::{self, Player};
 use crate::protocol::{self, ChatLine, ClientMessage, Request, ServerMessage};
 use crate::schedule::ServerSystems;

@@ -2,13 +2,12 @@
 //! recipient, on this shard or (with `--bus`) another; and `/who` (or `online`): everyone online, here
 //! and on the other shards. A muted player may not whisper.
 
-use crate::net::Outbox;
 use bevy::prelude::*;
 
 use crate::commands::{Actor, AppCommands, Args, Call, CommandSpec, Needs, Outcome, answer};
 use crate::metrics::Metrics;
 use crate::moderation::Sanctions;
-use crate::net::{self, Connection};
+use crate::net::{self, Connection, Outbox};
 use crate::players::{Elsewhere, Player};
 use crate::protocol::{self, ServerMessage, WhisperLine};
 use crate::time::now_ms;

@@ -16,14 +16,13 @@ pub mod actor;
 pub mod args;
 pub mod store;
 
-use crate::net::Outbox;
 use bevy::ecs::system::{SystemId, SystemState};
 use bevy::prelude::*;
 use bevy_renet::renet::ClientId;
 
 use crate::logs::Budget;
 use crate::metrics::Metrics;
-use crate::net;
+use crate::net::{self, Outbox};
 use crate::players::Player;
 use crate::protocol::{Request, ServerMessage};
 use crate::schedule::ServerSystems;

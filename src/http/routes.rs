@@ -127,7 +127,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 /// meanwhile). A full queue is 503, as in-band's "Server busy"; so is a tick over budget.
 async fn run(state: &ApiState, request: AuthRequest) -> Result<AuthOutcome, ApiError> {
     if state.shedding.load(std::sync::atomic::Ordering::Relaxed) {
-        state.metrics.logins.shed.inc();
+        // Counted as in-band's are: registrations apart from logins (password or session).
+        match request {
+            AuthRequest::Register { .. } => state.metrics.registrations_shed.inc(),
+            _ => state.metrics.logins.shed.inc(),
+        };
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, BUSY));
     }
     let (tx, rx) = tokio::sync::oneshot::channel();

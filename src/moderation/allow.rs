@@ -4,7 +4,6 @@
 //! `disallow NAME` takes it off (and kicks that player, with the list in force). Stored with their
 //! audit entry (the `allow_list` table), held on every shard (a [`Change`]).
 
-use crate::net::Outbox;
 use bevy::prelude::*;
 use diesel::prelude::*;
 
@@ -18,7 +17,7 @@ use crate::db::models::AuditEntry;
 use crate::db::queries::username_key;
 use crate::db::schema::{allow_list, audit_log};
 use crate::db::{self, Database, DbConn, DbPool};
-use crate::net::{self, Connection};
+use crate::net::{self, Connection, Outbox};
 use crate::players::Player;
 use crate::schedule::ServerSystems;
 use crate::write_transaction;

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use crate::net::Outbox;
 use bevy::prelude::*;
 use diesel::prelude::*;
 
@@ -20,7 +19,7 @@ use crate::commands::{
 use crate::db::models::AuditEntry;
 use crate::db::schema::{audit_log, ip_bans};
 use crate::db::{self, Database, DbConn, DbPool};
-use crate::net::{self, Connection};
+use crate::net::{self, Connection, Outbox};
 use crate::schedule::ServerSystems;
 use crate::time::{format_duration, now_ms};
 use crate::transport::Transport;

@@ -1,14 +1,13 @@
 //! `kick NAME [REASON]`: closes an online player's connection, telling it who kicked it and why.
 //! Moderators may kick players, admins moderators too, the console anyone.
 
-use crate::net::Outbox;
 use bevy::prelude::*;
 
 use crate::commands::{
     Actor, AppCommands, Args, Call, CommandSpec, CommandStore, Needs, OUTRANKED, Outcome, Roles,
     answer,
 };
-use crate::net::{self, Connection};
+use crate::net::{self, Connection, Outbox};
 use crate::players::Player;
 
 pub(super) fn plugin(app: &mut App) {

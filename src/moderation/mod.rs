@@ -21,7 +21,6 @@ pub mod sanction;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::net::Outbox;
 use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -31,7 +30,7 @@ use crate::commands::{Actor, OUTRANKED, Role, Roles};
 use crate::db::models::{AuditEntry, SanctionRow};
 use crate::db::queries::Moderation;
 use crate::db::{self, Database, DbConn, DbPool, queries};
-use crate::net::{self, Connection};
+use crate::net::{self, Connection, Outbox};
 use crate::players::OnlineAccounts;
 use crate::protocol::ServerMessage;
 use crate::schedule::ServerSystems;

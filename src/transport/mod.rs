@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bevy::platform::collections::HashSet as FastSet;
 use bevy::prelude::*;
 use bevy_renet::renet::ClientId;
 use bevy_renet::{RenetReceive, RenetSend, RenetServer, RenetServerPlugin};
@@ -42,7 +43,6 @@ use renetcode::{NETCODE_USER_DATA_BYTES, NetcodeServer, ServerAuthentication, Se
 
 use crate::access::IpBans;
 use crate::api::{TokenUser, UserDataError};
-use bevy::platform::collections::HashSet as FastSet;
 use gate::{Counters, CountersSnapshot, GateState, Limits};
 use netcode::{FromTick, NetcodeCounters, NetcodeThread, ToTick};
 use outbox::Sent;
@@ -442,7 +442,7 @@ impl Transport {
     }
 
     /// The clients renet was handed packets from since the last call (only they can have messages to
-    /// receive); `keep` may give back those not ready to be read yet.
+    /// receive); [`Transport::still_arrived`] gives back those not ready to be read yet.
     pub fn take_arrived(&mut self) -> FastSet<ClientId> {
         std::mem::take(&mut self.arrived)
     }

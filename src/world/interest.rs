@@ -18,13 +18,12 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use crate::net::Outbox;
 use bevy::ecs::entity::EntityHashMap;
 use bevy::prelude::*;
 use bevy_renet::renet::{Bytes, ClientId};
 
 use super::{Position, WorldRules};
-use crate::net::{self, Connection};
+use crate::net::{self, Connection, Outbox};
 use crate::protocol::{Kind, Pos, SNAPSHOT_CHANNEL, ServerMessage, Snapshot};
 use crate::schedule::ServerSystems;
 use crate::time::now_ms;

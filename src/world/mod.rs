@@ -11,11 +11,10 @@
 pub mod interest;
 pub mod store;
 
-use crate::net::Outbox;
 use bevy::prelude::*;
 
 use crate::config::Config;
-use crate::net::{self, Inbound};
+use crate::net::{self, Inbound, Outbox};
 use crate::players::Player;
 use crate::protocol::{ClientMessage, Request, WORLD_SIZE};
 use crate::schedule::ServerSystems;
