@@ -121,6 +121,12 @@ fn print_message(message: ServerMessage) {
         ServerMessage::LoggedIn { name } => println!("* Logged in as {name}"),
         ServerMessage::Denied { request, reason } => println!("* {request:?} denied: {reason}"),
         ServerMessage::Chat(line) => println!("{} says: \"{}\"", line.sender, line.text),
+        // `NetClient::pump` hands a batch over as one `Chat` a line; this arm is for completeness.
+        ServerMessage::ChatLines { lines } => {
+            for line in lines {
+                println!("{} says: \"{}\"", line.sender, line.text);
+            }
+        }
         ServerMessage::ChatHistory { lines } => {
             for line in lines {
                 println!("{} said: \"{}\"", line.sender, line.text);

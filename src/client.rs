@@ -81,13 +81,14 @@ impl NetClient {
         }
     }
 
-    /// Receives whatever arrived and appends the decoded messages to `inbox`; sends queued packets if a
+    /// Receives whatever arrived and appends the decoded messages to `inbox` (a batch of chat lines as
+    /// one [`ServerMessage::Chat`] each: [`ServerMessage::unbatch`]); sends queued packets if a
     /// message was just queued, or a frame has passed ([`protocol::QUIET_ACK_EVERY`] if only acks are
     /// owed).
     pub fn pump(&mut self, inbox: &mut Vec<ServerMessage>) -> Result<(), ClientError> {
         let mut result = Ok(());
         self.pump_raw(|bytes| match ServerMessage::decode(bytes) {
-            Ok(message) => inbox.push(message),
+            Ok(message) => message.unbatch(|message| inbox.push(message)),
             Err(error) => result = Err(error.into()),
         });
         result

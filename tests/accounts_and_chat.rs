@@ -3,6 +3,7 @@
 mod common;
 
 use std::net::UdpSocket;
+use std::time::Duration;
 
 use common::{PASSWORD, TestServer};
 use mmo::protocol::{ClientMessage, Request, ServerMessage};
@@ -117,6 +118,34 @@ fn every_line_reaches_every_player_once_and_in_order() {
     for player in &mut players {
         assert_eq!(player.next_chat().unwrap().text, "end");
     }
+}
+
+#[test]
+fn lines_said_in_one_tick_reach_each_player_as_one_message_in_order() {
+    let server = TestServer::start();
+    let mut alice = server.player("alice");
+    let mut bob = server.player("bob");
+    let lines: Vec<String> = (0..4).map(|i| format!("together {i}")).collect();
+    let messages: Vec<ClientMessage> = lines
+        .iter()
+        .map(|text| ClientMessage::Chat { text: text.clone() })
+        .collect();
+    alice.send_together(&messages);
+    let wire = bob.wire_messages_for(Duration::from_secs(2));
+    let batches: Vec<Vec<String>> = wire
+        .iter()
+        .filter_map(|message| match message {
+            Some(ServerMessage::ChatLines { lines }) => {
+                Some(lines.iter().map(|l| l.text.clone()).collect())
+            }
+            Some(ServerMessage::Chat(line)) => Some(vec![line.text.clone()]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(batches, [lines.clone()], "one message, every line in order");
+    // Alice's client shows them as four lines, like any other.
+    let shown: Vec<String> = (0..4).map(|_| alice.next_chat().unwrap().text).collect();
+    assert_eq!(shown, lines);
 }
 
 #[test]

@@ -288,7 +288,9 @@ fn receive(
                 {
                     *kick_reason = Some(reason.clone());
                 }
-                inbox.write(FromServer(message));
+                message.unbatch(|message| {
+                    inbox.write(FromServer(message));
+                });
             }
             Err(error) => {
                 error!(%error, "the server sent a message that does not decode");

@@ -219,6 +219,13 @@ impl Sim {
                             on_line(sent, seq, &line.sender == name);
                         }
                     }
+                    Ok(ServerMessage::ChatLines { lines }) => {
+                        for line in lines {
+                            if let Some((sent, seq)) = stamp(&line.text) {
+                                on_line(sent, seq, &line.sender == name);
+                            }
+                        }
+                    }
                     Ok(ServerMessage::EnteredView { .. }) => *entered += 1,
                     Ok(ServerMessage::LeftView { .. }) => *left += 1,
                     Ok(ServerMessage::Spawned { at, .. }) => *spawned = Some(at),

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::LOGGED_IN_ELSEWHERE;
 use crate::chat::announce::Announced;
 use crate::chat::whisper::WhisperElsewhere;
-use crate::chat::{ChatHistory, ChatSaid};
+use crate::chat::{self, ChatHistory, ChatSaid};
 use crate::config::{BusUrl, Config};
 use crate::logs::Budget;
 use crate::metrics::Metrics;
@@ -195,6 +195,9 @@ fn receive(
         }
     };
     let incoming: Vec<In> = bus.inbox.try_iter().collect();
+    // Lines from other shards go out together (`chat::broadcast_lines`), before anything that followed
+    // them.
+    let mut lines = Vec::new();
     for message in incoming {
         let envelopes = match message {
             In::Event(envelope) => vec![envelope],
@@ -236,16 +239,18 @@ fn receive(
         };
         for Envelope { shard, event } in envelopes {
             bus.heard.insert(shard.clone(), now);
-            let everyone = players.iter().map(|(e, c, _)| (e, c));
+            let everyone = || players.iter().map(|(e, c, _)| (e, c));
+            if !matches!(event, Event::Chat(_)) {
+                chat::broadcast_lines(&mut server, everyone, &std::mem::take(&mut lines));
+            }
             match event {
                 Event::Chat(line) => {
-                    let bytes = net::encode(&ServerMessage::Chat(line.clone()));
-                    players::broadcast(&mut server, everyone, &bytes, None);
+                    lines.push(line.clone());
                     history.push(line);
                 }
                 Event::System { text } => {
                     let bytes = net::encode(&ServerMessage::System { text });
-                    players::broadcast(&mut server, everyone, &bytes, None);
+                    players::broadcast(&mut server, everyone(), &bytes, None);
                 }
                 Event::Whisper(line) => {
                     if let Some((_, to, _)) = players
@@ -313,6 +318,11 @@ fn receive(
             }
         }
     }
+    chat::broadcast_lines(
+        &mut server,
+        || players.iter().map(|(e, c, _)| (e, c)),
+        &lines,
+    );
 }
 
 /// Closes `session` of `account_id` if it plays here: the account logged in on shard `from`.

@@ -1,5 +1,5 @@
 //! Chat: players' lines checked, stamped with the sender's name and the server's time, broadcast to
-//! every player (encoded once), kept in a short in-memory history sent after login, and stored by the
+//! every player (a tick's lines together, encoded once: [`broadcast_lines`]), kept in a short in-memory history sent after login, and stored by the
 //! [`history`] writer thread. A muted player's lines are refused; a line that starts with `/` passes the
 //! same flood limit and checks, then goes to the commands plugin as a [`SlashCommand`] (run in the same
 //! tick). Chat's own commands are files of their own: [`whisper`] (`/w`, `/who`) and [`announce`]
@@ -131,6 +131,13 @@ fn handle_chat(
     metrics: Res<Metrics>,
 ) {
     let now = Instant::now();
+    // The tick's lines go out together; a refusal sends what was said before it first, so that a
+    // player sees the answers to their lines in the order they sent them.
+    let mut said_now = Vec::new();
+    let flush = |server: &mut Outbox, said_now: &mut Vec<ChatLine>| {
+        let delivered = broadcast_lines(server, || players.iter(), &std::mem::take(said_now));
+        metrics.chat_lines_out.inc_by(delivered as u64);
+    };
     for Inbound {
         entity,
         client_id,
@@ -140,24 +147,26 @@ fn handle_chat(
         let ClientMessage::Chat { text } = message else {
             continue;
         };
-        let deny = |server: &mut Outbox, reason: &str| {
+        let deny = |server: &mut Outbox, said_now: &mut Vec<ChatLine>, reason: &str| {
+            flush(server, said_now);
             metrics.chat_refused.inc();
             net::deny(server, *client_id, Request::Chat, reason);
         };
         let Ok((player, mut bucket)) = senders.get_mut(*entity) else {
-            deny(&mut server, "You must log in to chat");
+            deny(&mut server, &mut said_now, "You must log in to chat");
             continue;
         };
         match bucket.take(&limit, now) {
             Verdict::Send => {}
             Verdict::Refuse => {
-                deny(&mut server, TOO_FAST);
+                deny(&mut server, &mut said_now, TOO_FAST);
                 continue;
             }
             Verdict::Kick => {
                 if FLOODING_LOG.allow(player.account_id) {
                     warn!(client_id, name = %player.name, "chat flooding");
                 }
+                flush(&mut server, &mut said_now);
                 net::kick(&mut commands, &mut server, *entity, *client_id, FLOODING);
                 continue;
             }
@@ -165,7 +174,7 @@ fn handle_chat(
         let text = match protocol::clean_chat_text(text) {
             Ok(text) => text.to_owned(),
             Err(reason) => {
-                deny(&mut server, reason);
+                deny(&mut server, &mut said_now, reason);
                 continue;
             }
         };
@@ -179,7 +188,7 @@ fn handle_chat(
         }
         let sent_at_ms = now_ms();
         if let Some(mute) = sanctions.mute(player.account_id, sent_at_ms) {
-            deny(&mut server, &mute.muted_text(sent_at_ms));
+            deny(&mut server, &mut said_now, &mute.muted_text(sent_at_ms));
             continue;
         }
         let line = ChatLine {
@@ -187,10 +196,7 @@ fn handle_chat(
             text,
             sent_at_ms,
         };
-        let bytes = net::encode(&ServerMessage::Chat(line.clone()));
-        let sent = players::broadcast(&mut server, players, &bytes, None);
         metrics.chat_lines_in.inc();
-        metrics.chat_lines_out.inc_by(sent as u64);
         writer.write(ChatMessage {
             account_id: player.account_id,
             sender: line.sender.clone(),
@@ -198,8 +204,66 @@ fn handle_chat(
             sent_at_ms: line.sent_at_ms as i64,
         });
         said.write(ChatSaid(line.clone()));
+        said_now.push(line.clone());
         history.push(line);
     }
+    flush(&mut server, &mut said_now);
+}
+
+/// Most encoded bytes of chat lines put in one message: with renet's message header it stays one of
+/// renet's small messages (over 1,200 bytes it is cut into slices, each sent and acknowledged apart).
+const BATCH_BYTES: usize = 1_100;
+
+/// Sends `lines` to every player, in order, in as few messages as fit [`BATCH_BYTES`] each (a line
+/// alone goes as [`ServerMessage::Chat`], several as [`ServerMessage::ChatLines`]); each message is
+/// encoded once. Returns the deliveries (lines times the players each reached). Under a busy chat this
+/// is what keeps the transport's work per player and tick rather than per line and player: renet's cost
+/// is mostly per message.
+pub fn broadcast_lines<'a, P>(
+    server: &mut Outbox,
+    players: impl Fn() -> P,
+    lines: &[ChatLine],
+) -> usize
+where
+    P: IntoIterator<Item = (Entity, &'a Connection)>,
+{
+    let mut delivered = 0;
+    for batch in batches(lines) {
+        let message = match batch {
+            [line] => ServerMessage::Chat(line.clone()),
+            lines => ServerMessage::ChatLines {
+                lines: lines.to_vec(),
+            },
+        };
+        let sent = players::broadcast(server, players(), &net::encode(&message), None);
+        delivered += sent * batch.len();
+    }
+    delivered
+}
+
+/// `lines` cut, in order, into runs that encode to at most [`BATCH_BYTES`] (a longer line alone).
+fn batches(lines: &[ChatLine]) -> impl Iterator<Item = &[ChatLine]> {
+    let mut rest = lines;
+    std::iter::from_fn(move || {
+        let mut bytes = 0;
+        let mut count = 0;
+        for line in rest {
+            bytes += encoded_size(line);
+            if count > 0 && bytes > BATCH_BYTES {
+                break;
+            }
+            count += 1;
+        }
+        let (batch, tail) = rest.split_at(count);
+        rest = tail;
+        (!batch.is_empty()).then_some(batch)
+    })
+}
+
+/// At least what a line adds to a [`ServerMessage::ChatLines`]: its two strings with their length
+/// prefixes (up to 3 bytes each at these lengths) and its time (up to 9).
+fn encoded_size(line: &ChatLine) -> usize {
+    line.sender.len() + line.text.len() + 15
 }
 
 fn send_history(
@@ -226,6 +290,37 @@ fn send_history(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ticks_lines_go_in_order_in_messages_of_one_packet() {
+        let line = |text: String| ChatLine {
+            sender: "somebody_long_named".into(),
+            text,
+            sent_at_ms: u64::MAX,
+        };
+        let mut lines: Vec<ChatLine> = (0..40).map(|i| line(format!("line {i}"))).collect();
+        lines.insert(7, line("\u{1F600}".repeat(crate::protocol::MAX_CHAT_CHARS)));
+        let messages: Vec<&[ChatLine]> = batches(&lines).collect();
+        assert_eq!(messages.concat(), lines, "every line once, in order");
+        assert!(
+            messages.len() < lines.len() / 4,
+            "{} messages",
+            messages.len()
+        );
+        for batch in &messages {
+            let encoded = ServerMessage::ChatLines {
+                lines: batch.to_vec(),
+            }
+            .encode();
+            assert!(
+                encoded.len() <= BATCH_BYTES || batch.len() == 1,
+                "{} lines in {} bytes",
+                batch.len(),
+                encoded.len()
+            );
+        }
+        assert_eq!(batches(&[]).count(), 0);
+    }
 
     #[test]
     fn bucket_allows_a_burst_then_the_rate_then_kicks_a_steady_flooder() {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// Version of the wire format. Bump it whenever a message, a field or a channel changes: it is part of
 /// [`PROTOCOL_ID`], so clients built against an older wire are refused by netcode before they can send
 /// anything. The `wire_format_is_pinned` test fails when the encoding changes without a bump.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The netcode protocol id: the ASCII bytes `mmo` followed by [`PROTOCOL_VERSION`].
 pub const PROTOCOL_ID: u64 = 0x006d_6d6f_0000_0000 | PROTOCOL_VERSION as u64;
@@ -146,7 +146,8 @@ pub enum ServerMessage {
     LoggedIn { name: String },
     /// A request was refused; `reason` is meant to be shown to the player as it is.
     Denied { request: Request, reason: String },
-    /// A chat line, sent to every logged-in player (the sender included).
+    /// A chat line, sent to every logged-in player (the sender included). Lines said in the same tick
+    /// come together as [`ServerMessage::ChatLines`].
     Chat(ChatLine),
     /// The most recent chat lines, oldest first, sent once after login.
     ChatHistory { lines: Vec<ChatLine> },
@@ -175,6 +176,23 @@ pub enum ServerMessage {
     System { text: String },
     /// A private line, sent only to its sender and its recipient (and never kept in history).
     Whisper(WhisperLine),
+    /// Several chat lines said in the same tick, in the order the server took them: shown as that many
+    /// [`ServerMessage::Chat`] ([`ServerMessage::unbatch`]). One message for a tick's lines, not one a
+    /// line, is what keeps a busy chat's cost to the server per player rather than per line and player.
+    ChatLines { lines: Vec<ChatLine> },
+}
+
+impl ServerMessage {
+    /// Hands this message to `each` as a player sees it: a [`ServerMessage::ChatLines`] batch as one
+    /// [`ServerMessage::Chat`] per line, in order; any other message as itself.
+    pub fn unbatch(self, mut each: impl FnMut(ServerMessage)) {
+        match self {
+            ServerMessage::ChatLines { lines } => {
+                lines.into_iter().map(ServerMessage::Chat).for_each(each)
+            }
+            message => each(message),
+        }
+    }
 }
 
 /// One private line as the server stamped it.

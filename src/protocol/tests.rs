@@ -31,7 +31,7 @@ fn messages_round_trip() {
 /// If this fails, the wire changed: bump [`PROTOCOL_VERSION`] and update the expected bytes.
 #[test]
 fn wire_format_is_pinned() {
-    assert_eq!(PROTOCOL_ID, 0x006d_6d6f_0000_0004);
+    assert_eq!(PROTOCOL_ID, 0x006d_6d6f_0000_0005);
     let chat = ClientMessage::Chat { text: "hi".into() }.encode();
     assert_eq!(chat, [2, 2, b'h', b'i']);
     let denied = ServerMessage::Denied {
@@ -46,6 +46,18 @@ fn wire_format_is_pinned() {
         sent_at_ms: 300,
     });
     assert_eq!(line.encode(), [3, 1, b'a', 1, b'b', 251, 44, 1]);
+    let ServerMessage::Chat(one) = line else {
+        unreachable!()
+    };
+    let lines = ServerMessage::ChatLines {
+        lines: vec![one.clone(), one],
+    };
+    assert_eq!(
+        lines.encode(),
+        [
+            14, 2, 1, b'a', 1, b'b', 251, 44, 1, 1, b'a', 1, b'b', 251, 44, 1
+        ]
+    );
     let move_to = ClientMessage::MoveTo { x: 1.0, y: 2.0 }.encode();
     assert_eq!(move_to, [3, 0, 0, 128, 63, 0, 0, 0, 64]);
     let snapshot = Snapshot {

@@ -353,6 +353,27 @@ impl TestClient {
         self.pump();
     }
 
+    /// Sends `messages` in one packet (so the server takes them in one tick).
+    pub fn send_together(&mut self, messages: &[ClientMessage]) {
+        for message in messages {
+            self.net.send(message);
+        }
+        self.pump();
+    }
+
+    /// Receives for `time`, returning the messages as they came over the wire (a batch of chat lines
+    /// as one [`ServerMessage::ChatLines`]), undecodable ones as `None`.
+    pub fn wire_messages_for(&mut self, time: Duration) -> Vec<Option<ServerMessage>> {
+        let mut wire = Vec::new();
+        let until = Instant::now() + time;
+        while Instant::now() < until {
+            self.net
+                .pump_raw(|bytes| wire.push(ServerMessage::decode(bytes).ok()));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        wire
+    }
+
     /// Sends one packet now (a valid netcode packet: an ack, plus anything queued).
     pub fn flush(&mut self) {
         self.net.flush();
