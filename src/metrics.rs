@@ -86,6 +86,8 @@ pub struct Handles {
     pub bus_published: Counter,
     pub bus_received: Counter,
     pub bus_dropped: Counter,
+    pub bus_missed: Counter,
+    pub bus_undecodable: Counter,
     pub bus_shards: Gauge,
     pub players_elsewhere: Gauge,
     /// Connections on each transport lane (`lane="0"`, …).
@@ -267,7 +269,7 @@ impl Metrics {
             bus_up: gauge(
                 &mut registry,
                 "bus_up",
-                "1 while this shard is subscribed to the bus (--bus), else 0",
+                "1 while this shard reads the bus (--bus), else 0",
             ),
             bus_published: counter(
                 &mut registry,
@@ -283,6 +285,16 @@ impl Metrics {
                 &mut registry,
                 "bus_events_dropped",
                 "Events not sent because the bus was away too long",
+            ),
+            bus_missed: counter(
+                &mut registry,
+                "bus_gaps",
+                "Times this shard came back to the bus and entries since its last were gone",
+            ),
+            bus_undecodable: counter(
+                &mut registry,
+                "bus_entries_undecodable",
+                "Entries on the bus that did not decode (skipped)",
             ),
             bus_shards: gauge(
                 &mut registry,

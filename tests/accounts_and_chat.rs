@@ -142,7 +142,11 @@ fn lines_said_in_one_tick_reach_each_player_as_one_message_in_order() {
             _ => None,
         })
         .collect();
-    assert_eq!(batches, [lines.clone()], "one message, every line in order");
+    assert_eq!(
+        batches,
+        std::slice::from_ref(&lines),
+        "one message, every line in order"
+    );
     // Alice's client shows them as four lines, like any other.
     let shown: Vec<String> = (0..4).map(|_| alice.next_chat().unwrap().text).collect();
     assert_eq!(shown, lines);

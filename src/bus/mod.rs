@@ -1,21 +1,23 @@
 //! The bus between shards (`--bus redis://HOST:PORT`): several `mmo` processes sharing one account
-//! database act as one world for chat and presence. Through Redis pub/sub each shard sends what its
-//! players say (chat, announcements, whispers to players elsewhere), who joins and leaves, and every
-//! two seconds its roster; every shard delivers what the others send to its own players. Presence lives
-//! in Redis with expiry (`mmo:shard:NAME`, 6 s), so a shard that dies disappears, with its players, from
-//! everyone's list within seconds. A login claims its account atomically (`SET mmo:owner:ID … GET`): the
-//! shard that held an older session of it is told to kick that session, so two shards racing to log in
-//! the same account end with exactly one session. Bans, mutes and roles set on one shard are applied on
-//! every shard (the database is shared; the message makes each shard's memory and players follow).
+//! database act as one world for chat and presence. Through a Redis stream (`mmo:events`, trimmed to
+//! `--bus-stream-len` entries) each shard sends what its players say (chat, announcements, whispers to
+//! players elsewhere), who joins and leaves, and every two seconds its roster; every shard reads it from
+//! the last entry it handled and delivers what the others sent to its own players, so a shard that lost
+//! Redis for a while catches up when it is back (and, if the stream was trimmed past it, tells its
+//! players that lines may be missing). Presence lives in Redis with expiry (`mmo:shard:NAME`, 6 s), so a
+//! shard that dies disappears, with its players, from everyone's list within seconds. A login claims its
+//! account atomically (`SET mmo:owner:ID … GET`): the shard that held an older session of it is told to
+//! kick that session, so two shards racing to log in the same account end with exactly one session.
+//! Bans, mutes and roles set on one shard are applied on every shard (the database is shared; the
+//! message makes each shard's memory and players follow).
 //!
-//! Redis lives on two threads (`threads.rs`: one publishes and claims, one subscribes), never on the
-//! tick; the tick meets them through channels. This file is the tick's side. When Redis is gone, each
-//! shard keeps its own players chatting, logs it, reconnects with backoff and resynchronises when it is
-//! back, even if Redis came back empty: it reads the presence keys, sends its roster at once, gives
-//! shards missing from the keys a few seconds to be heard of (their players do not flicker out of
-//! everyone's list), and claims its players' accounts again (a login elsewhere meanwhile wins). A shard
-//! that stops says so, and is gone from every list and routing table at once. Without `--bus`, none of
-//! this exists.
+//! Redis lives on two threads (`threads.rs`: one appends and claims, one reads), never on the tick; the
+//! tick meets them through channels. This file is the tick's side. When Redis is gone, each shard keeps
+//! its own players chatting, logs it, reconnects with backoff and resynchronises when it is back, even if
+//! Redis came back empty: it reads the presence keys, sends its roster at once, gives shards missing from
+//! the keys a few seconds to be heard of (their players do not flicker out of everyone's list), and
+//! claims its players' accounts again (a login elsewhere meanwhile wins). A shard that stops says so, and
+//! is gone from every list and routing table at once. Without `--bus`, none of this exists.
 
 mod threads;
 
@@ -51,6 +53,9 @@ pub const SHARD_EXPIRY: Duration = Duration::from_secs(6);
 /// heard of (a Redis that restarted empty holds no key until each shard's next roster).
 const RESYNC_GRACE: Duration = Duration::from_secs(4);
 
+/// What players are told when this shard was away from the bus longer than its stream keeps.
+pub const MISSED: &str = "This server lost touch with the others for a while: some of what was said elsewhere may be missing";
+
 /// A player logging in on shard after shard causes this line (`crate::logs`).
 static KICKED_HERE: Budget = Budget::new("logged in on another shard", 5, 60);
 
@@ -60,8 +65,9 @@ pub(crate) fn plugin(app: &mut App) {
         return;
     };
     let shard = config.shard_name();
+    let stream_len = config.bus_stream_len as usize;
     let metrics = app.world().resource::<Metrics>().clone();
-    app.insert_resource(Bus::start(url, shard, metrics))
+    app.insert_resource(Bus::start(url, shard, stream_len, metrics))
         .add_systems(Update, receive.in_set(ServerSystems::Receive))
         .add_systems(
             Update,
@@ -123,13 +129,14 @@ pub struct Bus {
 }
 
 impl Bus {
-    fn start(url: BusUrl, shard: String, metrics: Metrics) -> Self {
+    fn start(url: BusUrl, shard: String, stream_len: usize, metrics: Metrics) -> Self {
         let (in_tx, inbox) = crossbeam_channel::unbounded::<In>();
         let publisher = {
             let (url, shard) = (url.expose().to_owned(), shard.clone());
             let (metrics, lost) = (metrics.clone(), in_tx.clone());
             move |out: Receiver<Out>, stopping: Stopping| {
-                threads::publish(&url, &shard, &out, &lost, stopping.flag(), &metrics)
+                let stop = stopping.flag();
+                threads::publish(&url, &shard, &out, &lost, stop, &metrics, stream_len)
             }
         };
         let subscriber = {
@@ -220,6 +227,14 @@ fn receive(
                     .collect();
                 bus.send(Out::Reclaim(sessions));
                 rosters
+            }
+            In::Missed => {
+                warn!("back on the bus, but lines from other shards said meanwhile are gone");
+                let text = MISSED.to_owned();
+                let bytes = net::encode(&ServerMessage::System { text });
+                let everyone = players.iter().map(|(e, c, _)| (e, c));
+                players::broadcast(&mut server, everyone, &bytes, None);
+                continue;
             }
             In::LostClaim {
                 account_id,

@@ -1,8 +1,13 @@
-//! The two threads that talk to Redis for the bus (never the tick): the publisher sends this shard's
-//! events, its roster and presence key, and claims accounts; the subscriber hands every other shard's
-//! events to the tick. Both reconnect with backoff when Redis is away. What crosses the bus is an
-//! [`Envelope`] (bincode, size-limited: undecodable events are dropped).
+//! The two threads that talk to Redis for the bus (never the tick): the publisher appends this shard's
+//! events to a Redis stream (`XADD`, trimmed to `--bus-stream-len` entries), writes its roster and
+//! presence key, and claims accounts; the reader hands every other shard's events to the tick, reading
+//! the stream from the last entry it handled (`XREAD`), so that a reader that was away catches up on
+//! what was said meanwhile. Both reconnect with backoff when Redis is away. A reader whose next entry
+//! was trimmed away (or whose Redis restarted empty) says so ([`In::Missed`]) instead of skipping it in
+//! silence. What crosses the bus is an [`Envelope`] (bincode, size-limited: an undecodable entry is
+//! skipped and counted).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bevy_renet::renet::ClientId;
@@ -13,8 +18,14 @@ use tracing::{info, warn};
 use super::{Event, SHARD_EXPIRY};
 use crate::metrics::Metrics;
 
-/// The pub/sub channel every shard publishes on and listens to.
-const CHANNEL: &str = "mmo:events";
+/// The stream every shard appends to and reads.
+const STREAM: &str = "mmo:events";
+/// The field of a stream entry that holds the encoded [`Envelope`].
+const FIELD: &str = "e";
+/// Most entries one read takes.
+const READ_COUNT: usize = 1_000;
+/// How long a read waits for new entries before it checks whether the shard is stopping.
+const READ_BLOCK: Duration = Duration::from_millis(250);
 /// Longest wait between two reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Events queued for the bus while Redis is away before they are dropped.
@@ -86,6 +97,10 @@ pub(super) enum Out {
 /// What the bus threads hand the tick.
 pub(super) enum In {
     Event(Envelope),
+    /// Back on the bus, the stream no longer held every entry since the last one read (it was trimmed
+    /// past it while this shard was away, or Redis restarted without its data): what other shards said
+    /// meanwhile may be missing here.
+    Missed,
     /// After (re)connecting: every shard's presence key, read from Redis.
     Presence(Vec<Envelope>),
     /// From the publisher: this session lost its account's claim to a login on `holder` (see
@@ -136,6 +151,7 @@ pub(super) fn publish(
     lost: &Sender<In>,
     stop: &std::sync::atomic::AtomicBool,
     metrics: &Metrics,
+    stream_len: usize,
 ) {
     let mut connection: Option<redis::Connection> = None;
     let presence = presence_key(shard);
@@ -162,7 +178,7 @@ pub(super) fn publish(
             let Some(conn) = connection.as_mut() else {
                 break;
             };
-            match run(conn, shard, &presence, &job, lost, metrics) {
+            match run(conn, shard, &presence, &job, lost, metrics, stream_len) {
                 Ok(()) => break,
                 Err(error) => {
                     warn!(%error, "lost the bus (publishing); players here keep playing");
@@ -174,16 +190,25 @@ pub(super) fn publish(
     // Shutting down (its players' Left sent above): this shard is gone from everyone's list and
     // routing table at once.
     if let Some(conn) = connection.as_mut() {
-        let _ = redis::pipe()
-            .cmd("DEL")
-            .arg(&presence)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(CHANNEL)
-            .arg(encode(shard, &Event::Gone))
-            .ignore()
-            .query::<()>(conn);
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(&presence).ignore();
+        append(&mut pipe, encode(shard, &Event::Gone), stream_len);
+        let _ = pipe.query::<()>(conn);
     }
+}
+
+/// Adds to `pipe` the append of `bytes` to the stream, trimmed to about `stream_len` entries (`~`:
+/// Redis trims whole blocks, cheaply, keeping at least that many).
+fn append(pipe: &mut redis::Pipeline, bytes: Vec<u8>, stream_len: usize) {
+    pipe.cmd("XADD")
+        .arg(STREAM)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(stream_len)
+        .arg("*")
+        .arg(FIELD)
+        .arg(bytes)
+        .ignore();
 }
 
 /// Does one job of the publishing thread on `conn`.
@@ -194,6 +219,7 @@ fn run(
     job: &Out,
     lost: &Sender<In>,
     metrics: &Metrics,
+    stream_len: usize,
 ) -> redis::RedisResult<()> {
     match job {
         Out::Publish(event) => {
@@ -207,14 +233,14 @@ fn run(
                     .arg(SHARD_EXPIRY.as_millis() as u64)
                     .ignore();
             }
-            pipe.cmd("PUBLISH").arg(CHANNEL).arg(bytes).ignore();
+            append(&mut pipe, bytes, stream_len);
             metrics.bus_published.inc();
             pipe.query::<()>(conn)
         }
         &Out::Claim {
             account_id,
             session,
-        } => claim(conn, shard, account_id, session),
+        } => claim(conn, shard, account_id, session, stream_len),
         Out::Reclaim(sessions) => reclaim(conn, shard, sessions, lost),
     }
 }
@@ -225,6 +251,7 @@ fn claim(
     shard: &str,
     account_id: i32,
     session: ClientId,
+    stream_len: usize,
 ) -> redis::RedisResult<()> {
     let mine = holder(shard, session);
     let previous: Option<String> = redis::cmd("SET")
@@ -247,10 +274,9 @@ fn claim(
         account_id,
         session: old_session,
     };
-    redis::cmd("PUBLISH")
-        .arg(CHANNEL)
-        .arg(encode(shard, &kick))
-        .query(conn)
+    let mut pipe = redis::pipe();
+    append(&mut pipe, encode(shard, &kick), stream_len);
+    pipe.query(conn)
 }
 
 /// Claims again, after the bus was away, every account playing here: Redis may have restarted empty
@@ -298,8 +324,31 @@ fn reclaim(
     Ok(())
 }
 
-/// The subscribing thread: hands every other shard's event to the tick; after each (re)connection,
-/// the presence of every shard as Redis holds it.
+/// A stream entry's id (`MILLISECONDS-SEQUENCE`), ordered as Redis orders them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct EntryId(u64, u64);
+
+impl EntryId {
+    /// Before every entry: a stream read from here is read whole.
+    const START: Self = Self(0, 0);
+
+    fn parse(text: &str) -> Option<Self> {
+        let (ms, seq) = text.split_once('-')?;
+        Some(Self(ms.parse().ok()?, seq.parse().ok()?))
+    }
+}
+
+impl std::fmt::Display for EntryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
+}
+
+/// The reading thread: hands every other shard's events to the tick, in the stream's order; after each
+/// (re)connection, first the presence of every shard as Redis holds it, and [`In::Missed`] if entries
+/// since the last one read are gone. The position is kept across reconnections, not across restarts:
+/// a shard that starts reads from the stream's end (it has no players yet, and its history and
+/// sanctions come from the database).
 pub(super) fn subscribe(
     url: &str,
     shard: &str,
@@ -308,53 +357,149 @@ pub(super) fn subscribe(
     metrics: &Metrics,
 ) {
     let stopping = || stop.load(std::sync::atomic::Ordering::SeqCst);
+    let mut last: Option<EntryId> = None;
     while !stopping() {
-        let Some(mut conn) = connect(url, "subscriber", stopping) else {
+        let Some(mut conn) = connect(url, "reader", stopping) else {
             return;
         };
-        // Presence first, then the events from here on; the tick hears of it once subscribed (what it
-        // does then, claiming its players' accounts again, may make another shard publish a kick).
-        let presence = match read_presence(&mut conn, shard) {
-            Ok(presence) => presence,
+        // Where to read from, then presence, then the events from there on; the tick hears of presence
+        // once the position is set (what it does then, claiming its players' accounts again, may make
+        // another shard append a kick, which this reader must not miss).
+        let start = match last {
+            Some(last) => catch_up_from(&mut conn, last).map(|missed| (last, missed)),
+            None => stream_end(&mut conn).map(|end| (end, false)),
+        };
+        let presence = start.and_then(|start| Ok((start, read_presence(&mut conn, shard)?)));
+        let ((from, missed), presence) = match presence {
+            Ok(read) => read,
             Err(error) => {
-                warn!(%error, "cannot read presence from the bus");
+                warn!(%error, "cannot read the bus's position or presence");
                 continue;
             }
         };
-        let mut pubsub = conn.as_pubsub();
-        if let Err(error) = pubsub
-            .subscribe(CHANNEL)
-            .and_then(|()| pubsub.set_read_timeout(Some(Duration::from_millis(250))))
+        if conn
+            .set_read_timeout(Some(READ_BLOCK + Duration::from_secs(5)))
+            .is_err()
         {
-            warn!(%error, "cannot subscribe to the bus");
             continue;
         }
         let _ = events.send(In::Presence(presence));
+        if missed {
+            metrics.bus_missed.inc();
+            let _ = events.send(In::Missed);
+        }
+        last = Some(from);
         metrics.bus_up.set(1);
         while !stopping() {
-            match pubsub.get_message() {
-                Ok(message) => {
-                    let Some(envelope) = Envelope::decode(message.get_payload_bytes()) else {
-                        warn!("undecodable event on the bus; ignored");
-                        continue;
-                    };
-                    if envelope.shard == shard {
-                        continue;
-                    }
-                    metrics.bus_received.inc();
-                    if events.send(In::Event(envelope)).is_err() {
-                        return;
-                    }
-                }
-                Err(error) if error.is_timeout() => {}
+            let read = read_after(&mut conn, last.unwrap_or(EntryId::START));
+            let entries = match read {
+                Ok(entries) => entries,
                 Err(error) => {
-                    warn!(%error, "lost the bus (subscribed); players here keep playing, reconnecting");
+                    warn!(%error, "lost the bus (reading); players here keep playing, reconnecting");
                     metrics.bus_up.set(0);
                     break;
+                }
+            };
+            for (id, bytes) in entries {
+                last = Some(id);
+                let Some(envelope) = bytes.as_deref().and_then(Envelope::decode) else {
+                    metrics.bus_undecodable.inc();
+                    if BAD_ENTRY_LOG.allow(0) {
+                        warn!(%id, "undecodable entry on the bus; skipped");
+                    }
+                    continue;
+                };
+                if envelope.shard == shard {
+                    continue;
+                }
+                metrics.bus_received.inc();
+                if events.send(In::Event(envelope)).is_err() {
+                    return;
                 }
             }
         }
     }
+}
+
+/// Anyone able to write to the bus's Redis can cause this line (`crate::logs`).
+static BAD_ENTRY_LOG: crate::logs::Budget =
+    crate::logs::Budget::new("undecodable bus entry", 5, 60);
+
+/// The id of the stream's newest entry ([`EntryId::START`] if it has none): where a starting shard
+/// begins to read.
+fn stream_end(conn: &mut redis::Connection) -> redis::RedisResult<EntryId> {
+    let newest: Vec<(String, redis::Value)> = redis::cmd("XREVRANGE")
+        .arg(STREAM)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query(conn)?;
+    Ok(newest
+        .first()
+        .and_then(|(id, _)| EntryId::parse(id))
+        .unwrap_or(EntryId::START))
+}
+
+/// Whether entries after `last` are gone: the stream still holds `last` (nothing after it can have been
+/// trimmed), or the newest entry trimmed is `last` itself; otherwise something after it was trimmed,
+/// or the stream was lost with Redis's data.
+fn catch_up_from(conn: &mut redis::Connection, last: EntryId) -> redis::RedisResult<bool> {
+    if last == EntryId::START {
+        return Ok(false);
+    }
+    let held: Vec<(String, redis::Value)> = redis::cmd("XRANGE")
+        .arg(STREAM)
+        .arg(last.to_string())
+        .arg(last.to_string())
+        .query(conn)?;
+    if !held.is_empty() {
+        return Ok(false);
+    }
+    let info: redis::RedisResult<HashMap<String, redis::Value>> =
+        redis::cmd("XINFO").arg("STREAM").arg(STREAM).query(conn);
+    let max_deleted = info
+        .ok()
+        .and_then(|info| match info.get("max-deleted-entry-id") {
+            Some(redis::Value::BulkString(bytes)) => {
+                std::str::from_utf8(bytes).ok().and_then(EntryId::parse)
+            }
+            Some(redis::Value::SimpleString(text)) => EntryId::parse(text),
+            _ => None,
+        });
+    Ok(max_deleted != Some(last))
+}
+
+/// Entries after `last`, waiting up to [`READ_BLOCK`] for some: each id with its payload (`None` if
+/// the entry has no [`FIELD`]).
+fn read_after(
+    conn: &mut redis::Connection,
+    last: EntryId,
+) -> redis::RedisResult<Vec<(EntryId, Option<Vec<u8>>)>> {
+    type Reply = Option<Vec<(String, Vec<(String, Vec<Vec<u8>>)>)>>;
+    let reply: Reply = redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(READ_COUNT)
+        .arg("BLOCK")
+        .arg(READ_BLOCK.as_millis() as u64)
+        .arg("STREAMS")
+        .arg(STREAM)
+        .arg(last.to_string())
+        .query(conn)?;
+    let mut entries = Vec::new();
+    for (_, stream) in reply.unwrap_or_default() {
+        for (id, fields) in stream {
+            let Some(id) = EntryId::parse(&id) else {
+                continue;
+            };
+            let payload = fields
+                .chunks_exact(2)
+                .find(|pair| pair[0] == FIELD.as_bytes())
+                .map(|pair| pair[1].clone());
+            entries.push((id, payload));
+        }
+    }
+    Ok(entries)
 }
 
 /// Every other shard's last roster, from its presence key. The keys are found with `SCAN`, not `KEYS`:

@@ -237,6 +237,12 @@ pub struct Config {
     #[arg(long, env = "MMO_SHARD")]
     pub shard: Option<String>,
 
+    /// Entries the bus's Redis stream keeps (about: Redis trims in blocks). A shard away from the bus
+    /// catches up on what was said meanwhile if it is still there; past it, its players are told that
+    /// lines may be missing. At ~100 bytes an entry the default holds ~10 MB, minutes of a busy world.
+    #[arg(long, env = "MMO_BUS_STREAM_LEN", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub bus_stream_len: u64,
+
     /// How the log (on stderr) is written: `text` for people, `json` for a log pipeline (one object a
     /// line, the same fields).
     #[arg(long, env = "MMO_LOG_FORMAT", value_enum, default_value_t = crate::logs::LogFormat::Text)]

@@ -105,3 +105,66 @@ fn ensure_installed() {
         );
     });
 }
+
+/// A TCP link on loopback between shards and a Redis that a test can cut: while cut, the connections
+/// through it are closed and new ones closed as soon as they are made, as when the network to Redis
+/// fails; once restored, connections pass again.
+pub struct RedisLink {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl RedisLink {
+    /// A link to the Redis on `redis_port`.
+    pub fn start(redis_port: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a link port");
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (cut_flag, open_list) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for front in listener.incoming() {
+                let Ok(front) = front else { continue };
+                if cut_flag.load(Ordering::SeqCst) {
+                    drop(front);
+                    continue;
+                }
+                let Ok(back) = TcpStream::connect(("127.0.0.1", redis_port)) else {
+                    continue;
+                };
+                let mut list = open_list.lock().unwrap();
+                for (from, to) in [(&front, &back), (&back, &front)] {
+                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+                        continue;
+                    };
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                list.extend([front, back]);
+            }
+        });
+        Self { port, cut, open }
+    }
+
+    /// The URL shards are given to reach Redis through the link.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every connection through the link and refuses new ones until [`RedisLink::restore`].
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
