@@ -70,6 +70,9 @@ pub struct Handles {
     pub chat_lines_in: Counter,
     pub chat_lines_out: Counter,
     pub chat_refused: Counter,
+    pub chat_paused: Counter,
+    /// Jobs waiting in the bounded queues between the tick and its threads (`queue="chat"`, …).
+    pub queue_depth: QueueDepths,
     pub whispers: Counter,
     pub commands: Counter,
     pub auth_queue_depth: Gauge,
@@ -92,6 +95,17 @@ pub struct Handles {
     pub players_elsewhere: Gauge,
     /// Connections on each transport lane (`lane="0"`, …).
     pub lane_connections: Family<Vec<(&'static str, String)>, Gauge>,
+}
+
+/// `mmo_queue_depth{queue=…}`: what waits for each writer thread.
+#[derive(Clone, Debug)]
+pub struct QueueDepths {
+    /// Chat lines waiting to be stored.
+    pub chat: Gauge,
+    /// The world store's jobs (position saves, loads).
+    pub world: Gauge,
+    /// Events waiting to go on the bus (`--bus`).
+    pub bus: Gauge,
 }
 
 /// `mmo_logins_total{result=…}`.
@@ -173,6 +187,17 @@ impl Metrics {
             "Datagrams the packet gate dropped, by reason",
         );
         let drop_reason = |reason| dropped.get_or_create(&[("reason", reason)]).clone();
+        let depths = Family::<Labels, Gauge>::default();
+        registry.register(
+            "queue_depth",
+            "Jobs waiting in a bounded queue between the tick and a thread, by queue",
+            depths.clone(),
+        );
+        // One statement each: a family's read guard must be gone before it creates the next.
+        let chat = depths.get_or_create(&[("queue", "chat")]).clone();
+        let world = depths.get_or_create(&[("queue", "world")]).clone();
+        let bus = depths.get_or_create(&[("queue", "bus")]).clone();
+        let queue_depth = QueueDepths { chat, world, bus };
         let writes = Family::<Labels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
         });
@@ -216,6 +241,12 @@ impl Metrics {
                 "chat_refused",
                 "Chat lines refused (too fast, muted, invalid)",
             ),
+            chat_paused: counter(
+                &mut registry,
+                "chat_paused",
+                "Chat lines refused because a queue they go through (to the database, to the bus) was full",
+            ),
+            queue_depth,
             whispers: counter(&mut registry, "whispers", "Whispers delivered"),
             commands: counter(
                 &mut registry,
@@ -284,7 +315,7 @@ impl Metrics {
             bus_dropped: counter(
                 &mut registry,
                 "bus_events_dropped",
-                "Events not sent because the bus was away too long",
+                "Events dropped: the bus's queue was full, or the shard stopped with the bus away",
             ),
             bus_missed: counter(
                 &mut registry,

@@ -96,6 +96,74 @@ fn losing_postgres_refuses_new_logins_keeps_players_chatting_and_loses_no_line()
 }
 
 #[test]
+fn a_long_outage_pauses_chat_at_its_queue_bound_and_loses_no_acknowledged_line() {
+    let mut postgres = TestPostgres::start();
+    let url = postgres.create_database();
+    let server = TestServer::start_with(move |config| {
+        config.db = DbLocation::Postgres(url.clone());
+        config.chat_burst = 1000;
+        config.chat_per_second = 1000.0;
+        config.chat_queue = 16;
+    });
+    let mut alice = server.player("alice");
+    let mut bob = server.player("bob");
+
+    postgres.kill();
+
+    // Lines are sent, and acknowledged (alice sees hers), while they fit the queue; then chat pauses.
+    let mut acknowledged = Vec::new();
+    let mut paused = 0;
+    for n in 0..60 {
+        let text = format!("line {n}");
+        alice.chat(&text);
+        match alice.next_chat() {
+            Ok(line) => {
+                assert_eq!(line.text, text);
+                assert_eq!(paused, 0, "a line went through after chat paused");
+                acknowledged.push(text);
+            }
+            Err(reason) => {
+                assert_eq!(reason, mmo::chat::PAUSED);
+                paused += 1;
+            }
+        }
+    }
+    assert!(paused > 0, "chat never paused");
+    assert!(
+        (16..=16 + 2).contains(&acknowledged.len()),
+        "{} lines acknowledged with a queue of 16 and the database away",
+        acknowledged.len()
+    );
+    for text in &acknowledged {
+        assert_eq!(&bob.next_chat().unwrap().text, text);
+    }
+
+    postgres.restart();
+
+    // Back: every acknowledged line is stored, and chat goes on.
+    let deadline = Instant::now() + PATIENCE;
+    while stored_lines(&server.db) != acknowledged {
+        assert!(
+            Instant::now() < deadline,
+            "stored after the restart: {:?}",
+            stored_lines(&server.db)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        alice.chat("back");
+        match alice.next_chat() {
+            Ok(line) if line.text == "back" => break,
+            Ok(line) => panic!("unexpected {line:?}"),
+            Err(reason) => assert_eq!(reason, mmo::chat::PAUSED),
+        }
+        assert!(Instant::now() < deadline, "chat stayed paused");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
 fn shards_on_one_database_migrate_it_once_and_a_wrong_password_is_not_logged() {
     let postgres = TestPostgres::start();
     let url = postgres.create_database();

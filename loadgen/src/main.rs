@@ -104,6 +104,11 @@ struct Args {
     /// Also run the same scenario against the floor relay, and print the ratio.
     #[arg(long)]
     floor: bool,
+    /// chat: keep a book of every line, and report the lines the server acknowledged (their sender got
+    /// them back) and how many of their deliveries are missing; lines it refused ("Chat is paused")
+    /// are not acknowledged. Costs the generator a hash update per delivery.
+    #[arg(long)]
+    per_line: bool,
     /// How players log in; the server this tool starts runs in the same mode (`--auth token`), and so
     /// does the floor relay.
     #[arg(long, value_enum, default_value_t = Auth::InBand)]
@@ -198,6 +203,7 @@ fn main() -> ExitCode {
         rate: args.rate,
         duration: Duration::from_secs_f64(args.duration.max(0.0)),
         client_hz: args.client_hz,
+        per_line: args.per_line,
     };
     let run = |target: &Target| -> Report {
         let abuse = args

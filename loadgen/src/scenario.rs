@@ -26,6 +26,8 @@ pub struct Options {
     pub duration: Duration,
     /// Frames per second of each simulated client.
     pub client_hz: u32,
+    /// `chat`: report acknowledged lines and their missing deliveries (`--per-line`).
+    pub per_line: bool,
 }
 
 /// Longest a setup step (connecting and logging everyone in) may take: 4,000 players in-band are
@@ -642,10 +644,14 @@ pub fn chat(target: &Target, options: &Options) -> Report {
         &mut sims,
         target.kind,
         options.rate,
-        ChatTally::new(false),
+        ChatTally::new(options.per_line),
         |_| Instant::now() < end,
     );
     let mut report = base_report("chat", target, options);
+    let listeners = options.clients.saturating_sub(1) as u64;
+    if let Some((lines, missing)) = tally.acknowledged(listeners) {
+        (report.acknowledged, report.acknowledged_lost) = (Some(lines), Some(missing));
+    }
     tally.into_report(&mut report);
     finish(&mut report, target, &meter, mark);
     report

@@ -17,6 +17,7 @@ fn options(clients: usize) -> Options {
         rate: 5.0,
         duration: Duration::from_secs(1),
         client_hz: 60,
+        per_line: false,
     }
 }
 
@@ -31,8 +32,16 @@ fn chat_and_login_storm_count_every_line_against_mmo() {
     let server = ServerHandle::spawn(config).expect("server starts");
     let target = Target::external(Kind::Mmo, server.addr(), Some(std::process::id()));
 
-    let report = scenario::chat(&target, &options(3));
+    let report = scenario::chat(
+        &target,
+        &Options {
+            per_line: true,
+            ..options(3)
+        },
+    );
     assert!(report.sent >= 3, "{report:?}");
+    assert_eq!(report.acknowledged, Some(report.sent), "{report:?}");
+    assert_eq!(report.acknowledged_lost, Some(0));
     assert_eq!(
         report.expected,
         report.sent * 2,
@@ -105,8 +114,16 @@ fn token_mode_logs_in_over_https_and_counts_every_line() {
     let target = Target::external(Kind::Mmo, server.addr(), Some(std::process::id()))
         .with_access(Access::Https(api));
 
-    let report = scenario::chat(&target, &options(3));
+    let report = scenario::chat(
+        &target,
+        &Options {
+            per_line: true,
+            ..options(3)
+        },
+    );
     assert!(report.sent >= 3, "{report:?}");
+    assert_eq!(report.acknowledged, Some(report.sent), "{report:?}");
+    assert_eq!(report.acknowledged_lost, Some(0));
     assert_eq!(
         (report.delivered, report.lost),
         (report.expected, 0),

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::LOGGED_IN_ELSEWHERE;
 use crate::chat::announce::Announced;
 use crate::chat::whisper::WhisperElsewhere;
-use crate::chat::{self, ChatHistory, ChatSaid};
+use crate::chat::{self, ChatHistory, ChatOutlets, ChatSaid};
 use crate::config::{BusUrl, Config};
 use crate::logs::Budget;
 use crate::metrics::Metrics;
@@ -66,8 +66,9 @@ pub(crate) fn plugin(app: &mut App) {
     };
     let shard = config.shard_name();
     let stream_len = config.bus_stream_len as usize;
+    let capacity = config.bus_queue as usize;
     let metrics = app.world().resource::<Metrics>().clone();
-    app.insert_resource(Bus::start(url, shard, stream_len, metrics))
+    app.insert_resource(Bus::start(url, shard, stream_len, capacity, metrics))
         .add_systems(Update, receive.in_set(ServerSystems::Receive))
         .add_systems(
             Update,
@@ -120,6 +121,9 @@ pub struct Bus {
     shard: String,
     /// The publisher (its queue: what this shard sends) and the subscriber beside it.
     threads: Worker<Out>,
+    /// Queued events past which chat lines are refused (nine tenths of `--bus-queue`).
+    pause_chat_at: usize,
+    metrics: Metrics,
     inbox: Receiver<In>,
     last_roster: Option<Instant>,
     /// When each other shard was last heard of.
@@ -129,8 +133,15 @@ pub struct Bus {
 }
 
 impl Bus {
-    fn start(url: BusUrl, shard: String, stream_len: usize, metrics: Metrics) -> Self {
+    fn start(
+        url: BusUrl,
+        shard: String,
+        stream_len: usize,
+        capacity: usize,
+        metrics: Metrics,
+    ) -> Self {
         let (in_tx, inbox) = crossbeam_channel::unbounded::<In>();
+        let metrics_here = metrics.clone();
         let publisher = {
             let (url, shard) = (url.expose().to_owned(), shard.clone());
             let (metrics, lost) = (metrics.clone(), in_tx.clone());
@@ -145,11 +156,14 @@ impl Bus {
                 threads::subscribe(&url, &shard, &in_tx, stopping.flag(), &metrics)
             }
         };
-        let threads = Worker::single("bus-out", None, publisher).with_thread("bus-in", subscriber);
+        let threads =
+            Worker::single("bus-out", Some(capacity), publisher).with_thread("bus-in", subscriber);
         info!(shard, bus = %url, "joining the bus");
         Self {
             shard,
             threads,
+            pause_chat_at: capacity - capacity / 10,
+            metrics: metrics_here,
             inbox,
             last_roster: None,
             heard: HashMap::new(),
@@ -157,14 +171,16 @@ impl Bus {
         }
     }
 
-    /// Sends `event` to every other shard (queued while Redis is away, up to a bound).
+    /// Sends `event` to every other shard (queued while Redis is away, up to `--bus-queue`).
     pub fn publish(&self, event: Event) {
         self.send(Out::Publish(event));
     }
 
+    /// Queues `out` for the publisher; past `--bus-queue` (or once stopped) it is dropped and counted.
     fn send(&self, out: Out) {
-        // Unbounded until the publisher drops what piles up while Redis is away; refused once stopped.
-        let _ = self.threads.send(out);
+        if self.threads.send(out).is_err() {
+            self.metrics.bus_dropped.inc();
+        }
     }
 
     /// This shard's name on the bus.
@@ -191,8 +207,12 @@ fn receive(
     players: Query<(Entity, &Connection, &Player)>,
     mut moderation: MessageWriter<ChangedElsewhere>,
     routes: Res<Routes>,
+    mut outlets: ResMut<ChatOutlets>,
 ) {
     let now = Instant::now();
+    let queued = bus.threads.queued();
+    bus.metrics.queue_depth.bus.set(queued as i64);
+    outlets.set_full("bus", queued >= bus.pause_chat_at);
     // Tells this shard's players of someone elsewhere, unless that account also plays here (a login
     // moving between shards): then the local state already says so.
     let tell = |server: &mut Outbox, account_id: i32, message: ServerMessage| {
@@ -411,9 +431,12 @@ fn send_roster(
     metrics: Res<Metrics>,
 ) {
     let now = Instant::now();
-    if bus
-        .last_roster
-        .is_some_and(|at| now.saturating_duration_since(at) < ROSTER_EVERY)
+    // While the bus is away a roster would only wait in the queue: the first one back goes at once.
+    let away = metrics.bus_up.get() == 0;
+    if away
+        || bus
+            .last_roster
+            .is_some_and(|at| now.saturating_duration_since(at) < ROSTER_EVERY)
     {
         return;
     }

@@ -28,8 +28,6 @@ const READ_COUNT: usize = 1_000;
 const READ_BLOCK: Duration = Duration::from_millis(250);
 /// Longest wait between two reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Events queued for the bus while Redis is away before they are dropped.
-const MAX_QUEUED: usize = 10_000;
 /// Largest event a shard accepts from the bus (a roster of 1,024 players is about 30 KB).
 const MAX_EVENT_BYTES: usize = 256 * 1024;
 /// How long a login's claim on its account is kept (the account's next login replaces it).
@@ -142,8 +140,9 @@ fn connect(url: &str, role: &str, give_up: impl Fn() -> bool) -> Option<redis::C
 }
 
 /// The publishing thread: sends events and claims until the tick closes its channel; reconnects when
-/// Redis is away, dropping what it could not send meanwhile (the shard's own players got it already).
-/// A session here that lost its account's claim is handed to the tick through `lost`.
+/// Redis is away, while what the tick sends waits in the queue (bounded: `--bus-queue`; the tick pauses
+/// chat before it is full). Only once the shard is stopping is what could not be sent dropped, and
+/// counted. A session here that lost its account's claim is handed to the tick through `lost`.
 pub(super) fn publish(
     url: &str,
     shard: &str,
@@ -160,17 +159,15 @@ pub(super) fn publish(
         // (a claim must not be lost with the connection).
         for _attempt in 0..2 {
             if connection.is_none() {
-                // While Redis is away jobs queue here; what piles up beyond a bound is dropped (this
-                // shard's own players had it already), the rest goes out once it is back.
-                let give_up =
-                    || stop.load(std::sync::atomic::Ordering::SeqCst) || jobs.len() > MAX_QUEUED;
+                // While Redis is away jobs wait in the queue, and go out once it is back.
+                let give_up = || stop.load(std::sync::atomic::Ordering::SeqCst);
                 connection = connect(url, "publisher", give_up);
                 if connection.is_none() {
                     let dropped = jobs.try_iter().count();
                     metrics.bus_dropped.inc_by(dropped as u64 + 1);
                     warn!(
                         dropped,
-                        "the bus is still away; dropped the events queued for it"
+                        "stopping with the bus away; dropped the events queued for it"
                     );
                     break;
                 }

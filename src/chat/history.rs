@@ -1,5 +1,6 @@
 //! Chat history: the last lines in memory (sent to each player after login), and the writer thread that
-//! stores every line in the database, batched, off the tick, and deletes lines older than
+//! stores every line in the database, batched, off the tick, from a queue of at most `--chat-queue`
+//! lines (past it chat is paused rather than memory grown), and deletes lines older than
 //! `--chat-retention-days`, a small batch at a time.
 
 use std::collections::VecDeque;
@@ -72,10 +73,15 @@ pub struct ChatWriter(Worker<ChatMessage>);
 impl ChatWriter {
     /// Starts the writer; with a `retention`, it also deletes older lines at start and every
     /// [`PRUNE_EVERY`].
-    pub(super) fn start(pool: DbPool, retention: Option<Duration>, writes: Histogram) -> Self {
+    pub(super) fn start(
+        pool: DbPool,
+        retention: Option<Duration>,
+        writes: Histogram,
+        capacity: usize,
+    ) -> Self {
         Self(Worker::single(
             "chat-writer",
-            None,
+            Some(capacity),
             move |lines, stopping| {
                 let mut next_prune = Instant::now();
                 loop {
@@ -98,9 +104,15 @@ impl ChatWriter {
         ))
     }
 
-    pub(super) fn write(&self, line: ChatMessage) {
-        // Unbounded: it refuses only once the server has stopped.
-        let _ = self.0.send(line);
+    /// Queues `line` for storage; gives it back if `--chat-queue` lines already wait (or the server
+    /// has stopped).
+    pub(super) fn write(&self, line: ChatMessage) -> Result<(), ChatMessage> {
+        self.0.send(line)
+    }
+
+    /// Lines waiting to be stored.
+    pub fn queued(&self) -> usize {
+        self.0.queued()
     }
 }
 

@@ -37,9 +37,11 @@ pub(crate) fn plugin(app: &mut App) {
         kick_after: Duration::from_secs(u64::from(config.chat_kick_after)),
     };
     let retention = config.chat_retention();
+    let capacity = config.chat_queue as usize;
     let writes = app.world().resource::<Metrics>().chat_write_seconds.clone();
-    app.insert_resource(ChatWriter::start(pool, retention, writes))
+    app.insert_resource(ChatWriter::start(pool, retention, writes, capacity))
         .insert_resource(limit)
+        .init_resource::<ChatOutlets>()
         .add_message::<ChatSaid>()
         .add_systems(Update, handle_chat.in_set(ServerSystems::Requests))
         .add_observer(send_history)
@@ -51,6 +53,38 @@ pub(crate) fn plugin(app: &mut App) {
 pub const TOO_FAST: &str = "You are sending messages too fast";
 /// Why a player who keeps flooding is disconnected.
 pub const FLOODING: &str = "Kicked for flooding the chat";
+
+/// What a player is told when a line cannot be queued for storage or for the other shards (their
+/// queue is full: the database or the bus is away, or too slow, for a while). The line is not sent.
+pub const PAUSED: &str = "Chat is paused, the server cannot store it right now";
+
+/// Where chat lines go after the tick besides the database, and whether each has room: an outlet (the
+/// bus) says `full` while its queue is past its bound, and chat is then paused ([`PAUSED`]) rather than
+/// a line said here but lost on its way there. Each outlet sets its own flag every tick.
+#[derive(Resource, Debug, Default)]
+pub struct ChatOutlets {
+    full: Vec<&'static str>,
+}
+
+impl ChatOutlets {
+    /// Says whether the outlet `name` is full.
+    pub fn set_full(&mut self, name: &'static str, full: bool) {
+        let listed = self.full.contains(&name);
+        if full && !listed {
+            self.full.push(name);
+        } else if !full && listed {
+            self.full.retain(|n| *n != name);
+        }
+    }
+
+    /// The first full outlet, if any.
+    pub fn full(&self) -> Option<&'static str> {
+        self.full.first().copied()
+    }
+}
+
+/// A line refused because a queue was full: once a minute at most (any player can cause it).
+static PAUSED_LOG: Budget = Budget::new("chat paused", 1, 60);
 
 /// The log line of a flooder's kick, which a player can cause again and again (`crate::logs`).
 static FLOODING_LOG: Budget = Budget::new("chat flooding", 5, 60);
@@ -122,6 +156,7 @@ fn handle_chat(
     mut server: Outbox,
     mut history: ResMut<ChatHistory>,
     writer: Res<ChatWriter>,
+    outlets: Res<ChatOutlets>,
     limit: Res<ChatLimit>,
     sanctions: Res<Sanctions>,
     mut senders: Query<(&Player, &mut ChatBucket)>,
@@ -134,6 +169,7 @@ fn handle_chat(
     // The tick's lines go out together; a refusal sends what was said before it first, so that a
     // player sees the answers to their lines in the order they sent them.
     let mut said_now = Vec::new();
+    metrics.queue_depth.chat.set(writer.queued() as i64);
     let flush = |server: &mut Outbox, said_now: &mut Vec<ChatLine>| {
         let delivered = broadcast_lines(server, || players.iter(), &std::mem::take(said_now));
         metrics.chat_lines_out.inc_by(delivered as u64);
@@ -196,13 +232,29 @@ fn handle_chat(
             text,
             sent_at_ms,
         };
+        // Queued for storage (and the other shards' queue has room) before anyone is sent it.
+        let stored = outlets.full().is_none()
+            && writer
+                .write(ChatMessage {
+                    account_id: player.account_id,
+                    sender: line.sender.clone(),
+                    body: line.text.clone(),
+                    sent_at_ms: line.sent_at_ms as i64,
+                })
+                .is_ok();
+        if !stored {
+            if PAUSED_LOG.allow(0) {
+                warn!(
+                    queued = writer.queued(),
+                    outlet = outlets.full().unwrap_or("database"),
+                    "chat paused: a queue is full"
+                );
+            }
+            metrics.chat_paused.inc();
+            deny(&mut server, &mut said_now, PAUSED);
+            continue;
+        }
         metrics.chat_lines_in.inc();
-        writer.write(ChatMessage {
-            account_id: player.account_id,
-            sender: line.sender.clone(),
-            body: line.text.clone(),
-            sent_at_ms: line.sent_at_ms as i64,
-        });
         said.write(ChatSaid(line.clone()));
         said_now.push(line.clone());
         history.push(line);

@@ -106,6 +106,13 @@ pub struct Config {
     #[arg(long, env = "MMO_CHAT_KICK_AFTER", default_value_t = 10)]
     pub chat_kick_after: u32,
 
+    /// Chat lines that may wait to be stored (while the database is slow or away). Past it, new lines
+    /// are refused with "Chat is paused, the server cannot store it right now" until it drains: a line
+    /// is never sent to anyone before it is queued for storage. ~200 bytes a line: 10 MB by default.
+    #[arg(long, env = "MMO_CHAT_QUEUE", default_value_t = 50_000,
+          value_parser = clap::value_parser!(u64).range(16..=10_000_000))]
+    pub chat_queue: u64,
+
     /// World units a player walks per second.
     #[arg(long, env = "MMO_MOVE_SPEED", default_value_t = 40.0,
           value_parser = parse_positive)]
@@ -242,6 +249,14 @@ pub struct Config {
     /// lines may be missing. At ~100 bytes an entry the default holds ~10 MB, minutes of a busy world.
     #[arg(long, env = "MMO_BUS_STREAM_LEN", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub bus_stream_len: u64,
+
+    /// Events that may wait for the bus (while Redis is away). Once nine tenths are taken, chat lines are
+    /// refused ("Chat is paused…") rather than said here but never elsewhere; the last tenth is kept for
+    /// logins' claims, joins and leaves; past it, events are dropped and counted. Rosters are not
+    /// queued while the bus is away (the next one goes out on return).
+    #[arg(long, env = "MMO_BUS_QUEUE", default_value_t = 50_000,
+          value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
+    pub bus_queue: u64,
 
     /// How the log (on stderr) is written: `text` for people, `json` for a log pipeline (one object a
     /// line, the same fields).

@@ -1,7 +1,8 @@
 //! Players in the world, persisted: a player enters the world where its account left it (a new one at
 //! the spawn point), loaded by the world's database thread, and its position is stored by that thread,
-//! batched, every [`SAVE_EVERY`] while it walks, at logout and at shutdown (a killed server loses at most
-//! the last [`SAVE_EVERY`] of walking). One thread, so a position saved at logout is stored before the
+//! batched, every [`SAVE_EVERY`] while it walks (a round is skipped while the thread is behind: the
+//! queue stays bounded and the positions go in the next round), at logout and at shutdown (a killed
+//! server loses at most the last [`SAVE_EVERY`] of walking). One thread, so a position saved at logout is stored before the
 //! next login loads it.
 
 use std::time::{Duration, Instant};
@@ -23,6 +24,10 @@ use crate::worker::{Stop, Stopping, Worker, stop_at_shutdown};
 
 /// How often the positions of players who walked are stored.
 pub const SAVE_EVERY: Duration = Duration::from_secs(2);
+/// Jobs waiting for the world's database thread past which a round of saves is skipped (the database
+/// is slow or away): the positions stay unsaved and go in the next round that finds room, so the
+/// queue holds at most this many rounds, plus a save for each logout and a load for each login.
+const MAX_QUEUED_JOBS: usize = 8;
 
 pub(super) fn plugin(app: &mut App) {
     let pool = app.world().resource::<Database>().pool("world", 1);
@@ -100,7 +105,8 @@ impl WorldStore {
     }
 
     fn send(&self, job: StoreJob) {
-        // Unbounded: it refuses only once the server has stopped.
+        // Unbounded, but bounded in practice: the rounds of saves stop at `MAX_QUEUED_JOBS`; what else
+        // comes is one job per login or logout. It refuses only once the server has stopped.
         let _ = self.worker.send(job);
     }
 }
@@ -177,12 +183,18 @@ fn save_walkers(
     mut clock: ResMut<SaveClock>,
     store: Res<WorldStore>,
     mut players: Query<(&Player, &Position, &mut Stored)>,
+    metrics: Res<Metrics>,
 ) {
     let now = Instant::now();
     if now - clock.0 < SAVE_EVERY {
         return;
     }
     clock.0 = now;
+    let queued = store.worker.queued();
+    metrics.queue_depth.world.set(queued as i64);
+    if queued >= MAX_QUEUED_JOBS {
+        return;
+    }
     let batch: Vec<SavedPosition> = players
         .iter_mut()
         .filter(|(_, position, stored)| position.0 != stored.0)
