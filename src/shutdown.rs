@@ -21,8 +21,9 @@ pub use crate::worker::{ServerStopping, stop_at_shutdown};
 
 /// How long clients get to acknowledge the shutdown notice before they are disconnected anyway.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
-/// What clients are told.
-pub const SHUTTING_DOWN: &str = "Server is shutting down";
+/// What clients are told (a client in token mode reconnects, to this shard once it is back or to
+/// another).
+pub use crate::protocol::SHUTTING_DOWN;
 
 pub(crate) fn plugin(app: &mut App) {
     app.init_resource::<Countdown>()

@@ -127,6 +127,63 @@ fn a_shard_away_from_the_bus_for_5_s_catches_up_on_every_line_in_order() {
 }
 
 #[test]
+fn a_shard_long_away_from_the_bus_pauses_chat_at_its_queue_bound_and_loses_no_acknowledged_line() {
+    let redis = TestRedis::start();
+    let link = RedisLink::start(redis.port);
+    let a = first_shard(&redis);
+    let through_link = link.url();
+    let b = a.another(|config| {
+        config.shard = Some("b".into());
+        config.bus = Some(through_link.clone().into());
+        config.bus_queue = 100;
+    });
+    let mut alice = a.player("alice");
+    let mut bob = b.player("bob");
+    who_until(&mut alice, "2 online: alice, bob");
+
+    // Bob talks while shard b cannot reach Redis: his lines wait in b's bus queue until nine tenths of
+    // it are taken, then chat pauses.
+    link.cut();
+    let mut acknowledged = Vec::new();
+    for n in 0..200 {
+        let text = format!("from b {n}");
+        bob.chat(&text);
+        match bob.next_chat() {
+            Ok(line) => {
+                assert_eq!(line.text, text);
+                acknowledged.push(text);
+            }
+            Err(reason) => {
+                assert_eq!(reason, mmo::chat::PAUSED);
+                break;
+            }
+        }
+    }
+    assert!(
+        (85..=95).contains(&acknowledged.len()),
+        "{} lines acknowledged with a bus queue of 100",
+        acknowledged.len()
+    );
+    link.restore();
+    // Back: every acknowledged line reaches alice on a, in order, and chat goes on.
+    for text in &acknowledged {
+        assert_eq!(&alice.next_chat().unwrap().text, text);
+    }
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        bob.chat("back");
+        match bob.next_chat() {
+            Ok(line) if line.text == "back" => break,
+            Ok(line) => panic!("unexpected {line:?}"),
+            Err(reason) => assert_eq!(reason, mmo::chat::PAUSED),
+        }
+        assert!(Instant::now() < deadline, "chat stayed paused");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(alice.next_chat().unwrap().text, "back");
+}
+
+#[test]
 fn a_shard_away_longer_than_the_stream_keeps_tells_its_players() {
     let redis = TestRedis::start();
     let link = RedisLink::start(redis.port);

@@ -93,6 +93,9 @@ pub struct FromServer(pub ServerMessage);
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub struct FromSnapshot(pub Snapshot);
 
+/// Why the connection closed when the server gave no reason (it stopped answering).
+pub const CONNECTION_LOST: &str = "Connection to the server was lost";
+
 /// What happened to the connection.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {
@@ -231,7 +234,7 @@ fn watch_link(
             if disconnected {
                 let text = match kick_reason.take() {
                     Some(reason) => reason,
-                    None => "Connection to the server was lost".to_owned(),
+                    None => CONNECTION_LOST.to_owned(),
                 };
                 warn!(reason = %text, "disconnected");
                 tear_down(&mut commands, &mut link);

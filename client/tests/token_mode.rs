@@ -24,7 +24,7 @@ use mmo_client::net::Link;
 use mmo_client::screens::Screen;
 use mmo_client::theme::Disabled;
 use mmo_client::token::remember::{self, RememberedSession};
-use mmo_client::token::{LOGGED_OUT, LogoutButton, RememberMe, TokenLogin};
+use mmo_client::token::{LOGGED_OUT, LogoutButton, RECONNECTING, RememberMe, TokenLogin};
 
 const PASSWORD: &str = "alice's password";
 
@@ -77,6 +77,59 @@ fn log_in(app: &mut App, username: &str, password: &str) {
 
 fn wait_for_chat(app: &mut App) {
     run_until(app, "the chatbox", || {}, |app| screen(app) == Screen::Chat);
+}
+
+#[test]
+fn a_server_that_stops_and_comes_back_is_reconnected_to_with_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let https_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = Config::new(udp.local_addr().unwrap(), dir.path().join("db.sqlite3"));
+    config.auth = AuthMode::Token;
+    config.http_bind = Some(https_port.local_addr().unwrap());
+    drop((udp, https_port));
+    let server = ServerHandle::spawn(config.clone()).expect("server starts");
+    api(&server).register("alice", PASSWORD).unwrap();
+    let mut app = token_client(&server, &dir.path().join("conf"));
+    log_in(&mut app, "alice", PASSWORD);
+    wait_for_chat(&mut app);
+
+    // The server stops (players are told it is shutting down): the chatbox stays and says so.
+    server.stop();
+    run_until(
+        &mut app,
+        "the reconnecting notice",
+        || {},
+        |app| log_has(app, RECONNECTING),
+    );
+    assert_eq!(screen(&app), Screen::Chat);
+    assert_eq!(alert(&app), None);
+
+    // Back on the same addresses: the client is in again by itself, with its session.
+    let server = ServerHandle::spawn(config).expect("server starts again");
+    run_until(
+        &mut app,
+        "the reconnection",
+        || {},
+        |app| {
+            app.world().resource::<Link>().is_online()
+                && app.world().resource::<ChatLog>().me.as_deref() == Some("alice")
+                && !log_has(app, RECONNECTING)
+        },
+    );
+    assert_eq!(screen(&app), Screen::Chat);
+    let api = api(&server);
+    api.register("bob", "bob's password").unwrap();
+    let mut bob = Peer::log_in(&api, "bob", "bob's password");
+    bob.send(&ClientMessage::Chat {
+        text: "welcome back".into(),
+    });
+    run_until(
+        &mut app,
+        "bob's line",
+        || bob.pump(),
+        |app| log_has(app, "bob says: \"welcome back\""),
+    );
 }
 
 #[test]

@@ -541,6 +541,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn entry_ids_parse_and_order_as_redis_orders_them() {
+        let id = |text| EntryId::parse(text).unwrap();
+        assert_eq!(id("1700000000000-0"), EntryId(1_700_000_000_000, 0));
+        assert!(id("5-10") > id("5-9"), "by sequence within a millisecond");
+        assert!(id("6-0") > id("5-99"));
+        assert!(id("1-0") > EntryId::START);
+        assert_eq!(id("12-3").to_string(), "12-3");
+        for junk in ["", "5", "5-", "-1", "a-1", "1-b", "1-2-3"] {
+            assert_eq!(EntryId::parse(junk), None, "{junk:?}");
+        }
+    }
+
+    #[test]
     fn events_round_trip_and_junk_is_refused() {
         let event = Event::Roster {
             players: vec![(1, "alice".into())],

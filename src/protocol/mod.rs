@@ -57,6 +57,10 @@ pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=128;
 /// A chat line holds at most this many characters after trimming.
 pub const MAX_CHAT_CHARS: usize = 256;
 
+/// The [`ServerMessage::Kicked`] reason of a server that is stopping: not something the player did, so
+/// a client with a session to resume (token mode) reconnects rather than going back to its login.
+pub const SHUTTING_DOWN: &str = "Server is shutting down";
+
 /// A position in the world as it travels: each axis in 1/[`POSITION_SCALE`] of a unit.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pos {

@@ -5,6 +5,12 @@
 //! hands the connect token to `net`, which connects over encrypted UDP ([`net::connect_with`]); the
 //! server then sends `LoggedIn`, the online list and the history, as in in-band mode.
 //!
+//! When the connection is lost while chatting (the shard stopped or crashed), the client reconnects by
+//! itself with the login's session ([`Reconnecting`]): the chatbox stays, says "Reconnecting…", and the
+//! login server hands a new connect token, to the shard when it is back or to another; after
+//! [`RECONNECT_FOR`] without success, or if the session is refused, it goes back to the login screen.
+//! A kick (logged in elsewhere, banned) is not reconnected.
+//!
 //! Token mode's two widgets live here too: "Remember me" on the login screen (the session token is kept
 //! in the config folder, see [`remember`], and the next start logs in by itself with it) and "Log out"
 //! in the chatbox (revokes the session on the server, forgets it, and goes back to the login screen).
@@ -14,6 +20,7 @@ pub mod remember;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy::ui::FocusPolicy;
@@ -22,14 +29,14 @@ use bevy_renet::netcode::NetcodeClientTransport;
 use bevy_simple_text_input::TextInputValue;
 use mmo::api::LoggedIn;
 use mmo::client::api::{ApiClient, ApiError, decode_connect_token, secure_transport, token_server};
-use mmo::protocol::{ClientMessage, Request, ServerMessage};
+use mmo::protocol::{ClientMessage, Request, SHUTTING_DOWN, ServerMessage};
 
 use crate::alert::ShowAlert;
 use crate::chat::Sidebar;
 use crate::config::ClientConfig;
 use crate::login::{LoginForm, LoginPanel, UsernameField};
-use crate::net::{self, FromServer, ToServer};
-use crate::screens::Screen;
+use crate::net::{self, CONNECTION_LOST, FromServer, LinkEvent, ToServer};
+use crate::screens::{self, Reconnecting, Screen};
 use crate::theme::{self, Theme};
 use remember::RememberedSession;
 
@@ -37,6 +44,12 @@ use remember::RememberedSession;
 pub const LOGGING_IN: &str = "Logging in…";
 /// The status line after "Log out".
 pub const LOGGED_OUT: &str = "Logged out";
+/// What the chatbox says while the client reconnects.
+pub const RECONNECTING: &str = "Reconnecting…";
+/// How long the client keeps trying to reconnect before it goes back to the login screen.
+pub const RECONNECT_FOR: Duration = Duration::from_secs(60);
+/// Between two tries to reconnect.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
 
 pub(crate) fn plugin(app: &mut App) {
     let config = app.world().resource::<ClientConfig>().clone();
@@ -75,6 +88,13 @@ pub(crate) fn plugin(app: &mut App) {
         (add_logout_button, log_out)
             .chain()
             .run_if(in_state(Screen::Chat)),
+    )
+    .add_systems(
+        Update,
+        (
+            start_reconnecting.before(screens::back_to_login_when_lost),
+            try_reconnecting.run_if(resource_exists::<Reconnecting>),
+        ),
     );
 }
 
@@ -266,6 +286,9 @@ fn finish_requests(
     mut commands: Commands,
     mut login: ResMut<TokenLogin>,
     mut inbox: MessageWriter<FromServer>,
+    reconnecting: Option<Res<Reconnecting>>,
+    mut next: ResMut<NextState<Screen>>,
+    mut alerts: MessageWriter<ShowAlert>,
 ) {
     if login.logout.as_ref().is_some_and(JoinHandle::is_finished)
         && let Some(job) = login.logout.take()
@@ -310,6 +333,13 @@ fn finish_requests(
                     inbox.write(denied(Request::Login, reason));
                 }
             },
+            Ok(Err(error)) if reconnecting.is_some() => {
+                let refused = matches!(error.status(), Some(400 | 401));
+                info!(%error, refused, "cannot reconnect yet");
+                if refused {
+                    give_up(&mut commands, &mut next, &mut alerts, error.to_string());
+                }
+            }
             Ok(Err(error)) => {
                 info!(%error, resumed, "login refused");
                 if resumed
@@ -533,6 +563,108 @@ fn log_out(
         forget(&dir);
     }
     commands.queue(net::disconnect());
+    commands.remove_resource::<Reconnecting>();
     form.status = LOGGED_OUT.to_owned();
     next.set(Screen::Login);
+}
+
+/// The connection was lost while chatting, not by a kick: with a session, the client reconnects.
+fn start_reconnecting(
+    mut commands: Commands,
+    mut events: MessageReader<LinkEvent>,
+    screen: Res<State<Screen>>,
+    login: Res<TokenLogin>,
+    reconnecting: Option<Res<Reconnecting>>,
+    mut inbox: MessageWriter<FromServer>,
+) {
+    for event in events.read() {
+        match event {
+            LinkEvent::Lost(reason)
+                if *screen.get() == Screen::Chat
+                    && login.session.is_some()
+                    && (reason == CONNECTION_LOST || reason == SHUTTING_DOWN) =>
+            {
+                let now = Instant::now();
+                let since = reconnecting.as_ref().map_or(now, |r| r.since);
+                info!(%reason, "connection lost; reconnecting");
+                commands.insert_resource(Reconnecting {
+                    since,
+                    next_try: now,
+                });
+                inbox.write(FromServer(ServerMessage::System {
+                    text: RECONNECTING.to_owned(),
+                }));
+            }
+            // A new shard's connect token that does not work (it died too): ask again.
+            LinkEvent::Unreachable(reason) if reconnecting.is_some() => {
+                info!(%reason, "cannot reach the shard; asking again");
+            }
+            LinkEvent::Connected if reconnecting.is_some() => {
+                info!("reconnected");
+                commands.remove_resource::<Reconnecting>();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// While reconnecting: trades the session for a new connect token every [`RETRY_EVERY`] (the answer
+/// connects, in [`finish_requests`]), until [`RECONNECT_FOR`] has passed.
+fn try_reconnecting(
+    mut commands: Commands,
+    mut reconnecting: ResMut<Reconnecting>,
+    mut login: ResMut<TokenLogin>,
+    link: Res<net::Link>,
+    mut next: ResMut<NextState<Screen>>,
+    mut alerts: MessageWriter<ShowAlert>,
+) {
+    let now = Instant::now();
+    if login.in_flight.is_some()
+        || !matches!(*link, net::Link::Offline)
+        || now < reconnecting.next_try
+    {
+        return;
+    }
+    if now.saturating_duration_since(reconnecting.since) >= RECONNECT_FOR {
+        give_up(
+            &mut commands,
+            &mut next,
+            &mut alerts,
+            CONNECTION_LOST.to_owned(),
+        );
+        return;
+    }
+    let (Some(token), Ok(api)) = (login.session.clone(), login.api.clone()) else {
+        give_up(
+            &mut commands,
+            &mut next,
+            &mut alerts,
+            CONNECTION_LOST.to_owned(),
+        );
+        return;
+    };
+    reconnecting.next_try = now + RETRY_EVERY;
+    match in_background(move || api.resume(&token)) {
+        Ok(job) => {
+            login.in_flight = Some(InFlight::Login {
+                job,
+                remember: login.remember,
+                resumed: true,
+            })
+        }
+        Err(error) => error!(%error, "cannot start the reconnection request"),
+    }
+}
+
+/// Stops reconnecting: back to the login screen, saying why.
+fn give_up(
+    commands: &mut Commands,
+    next: &mut NextState<Screen>,
+    alerts: &mut MessageWriter<ShowAlert>,
+    reason: String,
+) {
+    warn!(%reason, "cannot reconnect");
+    commands.remove_resource::<Reconnecting>();
+    next.set(Screen::Login);
+    alerts.write(ShowAlert(reason));
 }
