@@ -86,6 +86,10 @@ pub struct Report {
     /// move only: players whose connection had ended by the end of the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disconnected: Option<u64>,
+    /// chat and move in token mode: times players lost their shard and logged in again with their
+    /// session (each missed what was said while it was away).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnects: Option<u64>,
     /// move only: the load generator's own CPU during the measured phase, in cores.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loadgen_cpu_core: Option<f64>,

@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mmo::client::NetClient;
+use mmo::client::api::ApiClient;
 use mmo::protocol::{ClientMessage, Pos, Request, ServerMessage, WORLD_SIZE};
 use renet_netcode::ConnectToken;
 
@@ -83,6 +84,10 @@ struct Sim {
     retry: Option<(Instant, Request)>,
     /// "Server busy" answers so far.
     busy: u64,
+    /// Token mode: the login server and this player's session, to reconnect when its shard goes.
+    session: Option<(ApiClient, String)>,
+    /// Times this player lost its shard and logged in again with its session (token mode).
+    reconnects: u64,
 }
 
 /// How long a player waits before asking again after "Server busy, try again" (a busy server's queue
@@ -114,6 +119,8 @@ impl Sim {
             spawned_at: None,
             retry: None,
             busy: 0,
+            session: None,
+            reconnects: 0,
         }
     }
 
@@ -147,6 +154,7 @@ impl Sim {
                     .map(|(name, login)| {
                         let mut sim = Sim::start(None, name, client_hz);
                         (sim.https, sim.stage) = (Some(login), Stage::Https);
+                        sim.session = Some((api.clone(), String::new()));
                         sim
                     })
                     .collect()
@@ -187,12 +195,34 @@ impl Sim {
     /// One pass: receive (chat lines go to `on_line` as (sent_us, line number, from_me)), advance the
     /// login steps.
     fn pump(&mut self, kind: Kind, mut on_line: impl FnMut(u64, u64, bool)) {
+        // Token mode: a player whose shard went logs in again with its session, as the client does.
+        if self.stage == Stage::Ready
+            && self.is_disconnected()
+            && let Some((api, session)) = &self.session
+        {
+            self.https = Some(token::resume(api, &self.name, session.clone()));
+            self.net = None;
+            self.stage = Stage::Https;
+            self.reconnects += 1;
+        }
         if self.stage == Stage::Https {
             match self.https.as_ref().map(mpsc::Receiver::try_recv) {
                 Some(Ok(Ok(login))) => {
                     self.https = None;
                     self.connect_with(login.token);
-                    self.login_sent_at = Some(login.login_sent_at);
+                    if self.login_sent_at.is_none() {
+                        self.login_sent_at = Some(login.login_sent_at);
+                    }
+                    if let Some((_, session)) = &mut self.session {
+                        *session = login.session_token;
+                    }
+                }
+                Some(Ok(Err(error))) if self.reconnects > 0 => {
+                    // Could not get back in: it stays out, counted as disconnected.
+                    eprintln!("{}", crate::error_chain(&error));
+                    self.https = None;
+                    self.session = None;
+                    self.stage = Stage::Ready;
                 }
                 Some(Ok(Err(error))) => panic!("{}", crate::error_chain(&error)),
                 Some(Err(mpsc::TryRecvError::Disconnected)) | None => {
@@ -311,6 +341,10 @@ impl Sim {
 
     fn ready(&mut self) {
         self.stage = Stage::Ready;
+        if self.reconnects > 0 {
+            // Back after its shard went: the join figures stay those of the first login.
+            return;
+        }
         self.logged_in_after = Some(match self.login_sent_at {
             Some(sent) => sent.elapsed(),
             None => self.created.elapsed(),
@@ -318,9 +352,17 @@ impl Sim {
         self.connected_after = self.connect_started.map(|started| started.elapsed());
     }
 
-    fn say(&mut self, seq: u64) {
+    /// Says line `seq`; false if the player is not in play (reconnecting after its shard went).
+    fn say(&mut self, seq: u64) -> bool {
+        if self.stage != Stage::Ready || self.is_disconnected() {
+            return false;
+        }
+        let Some(net) = self.net.as_mut() else {
+            return false;
+        };
         let text = format!("{} {} {seq}", now_us(), self.name);
-        self.net().send(&ClientMessage::Chat { text });
+        net.send(&ClientMessage::Chat { text });
+        true
     }
 }
 
@@ -619,9 +661,10 @@ fn chat_between(
         let now = Instant::now();
         for (sim, next) in sims.iter_mut().zip(&mut next) {
             if now >= *next {
-                sim.say(tally.sent);
-                tally.sent += 1;
-                tally.expected += listeners;
+                if sim.say(tally.sent) {
+                    tally.sent += 1;
+                    tally.expected += listeners;
+                }
                 *next += interval;
             }
         }
@@ -648,6 +691,9 @@ pub fn chat(target: &Target, options: &Options) -> Report {
         |_| Instant::now() < end,
     );
     let mut report = base_report("chat", target, options);
+    if target.kind == Kind::Mmo {
+        report.reconnects = Some(sims.iter().map(|s| s.reconnects).sum());
+    }
     let listeners = options.clients.saturating_sub(1) as u64;
     if let Some((lines, missing)) = tally.acknowledged(listeners) {
         (report.acknowledged, report.acknowledged_lost) = (Some(lines), Some(missing));
@@ -878,10 +924,11 @@ fn wander_pass(
     let now = Instant::now();
     let send_every = Duration::from_secs_f64(1.0 / FLOOR_POSITION_HZ);
     for (sim, walker) in sims.iter_mut().zip(walkers.iter_mut()) {
-        if sim.is_disconnected() {
+        // Pumped even when its connection ended: in token mode that is where it reconnects.
+        sim.pump(kind, |_, _, _| {});
+        if sim.stage != Stage::Ready || sim.is_disconnected() {
             continue;
         }
-        sim.pump(kind, |_, _, _| {});
         let snapshots = sim.net().take_snapshots();
         if let Some(tally) = tally.as_deref_mut() {
             let now_us = now_us();
@@ -998,6 +1045,7 @@ pub fn wander(target: &Target, options: &Options) -> Report {
         report.snapshot_age_p99_ms = quantile_ms(&tally.ages_us, 0.99);
     }
     report.disconnected = Some(sims.iter().filter(|s| s.is_disconnected()).count() as u64);
+    report.reconnects = Some(sims.iter().map(|s| s.reconnects).sum());
     report.loadgen_cpu_core = own_cpu
         .zip(own_cpu_time())
         .and_then(|(before, after)| after.checked_sub(before))

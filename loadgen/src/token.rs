@@ -50,6 +50,8 @@ pub struct HttpsLogin {
     pub token: ConnectToken,
     /// When the first login request (after registration) left.
     pub login_sent_at: Instant,
+    /// The session, to get a new connect token when the shard goes ([`resume`]).
+    pub session_token: String,
 }
 
 /// Why a player could not log in over HTTPS.
@@ -125,7 +127,55 @@ pub fn register_and_log_in(
     Ok(HttpsLogin {
         token,
         login_sent_at,
+        session_token: answer.session_token,
     })
+}
+
+/// How long a player whose shard went keeps asking for a new connect token.
+const RECONNECT_FOR: Duration = Duration::from_secs(60);
+/// Between two tries (the login server may be down with its shard).
+const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
+
+/// On a thread of its own: trades `session_token` for a new connect token (to the shard when it is
+/// back, or another), asking again while the login server cannot answer, for up to [`RECONNECT_FOR`]; a
+/// refused session ends it at once.
+pub fn resume(api: &ApiClient, name: &str, session_token: String) -> mpsc::Receiver<LoginResult> {
+    let (tx, rx) = mpsc::channel();
+    let (api, name) = (api.clone(), name.to_owned());
+    let job = move || {
+        let deadline = Instant::now() + RECONNECT_FOR;
+        let login_sent_at = Instant::now();
+        let result = loop {
+            match api.resume(&session_token) {
+                Ok(answer) => break Ok(answer),
+                Err(error) if matches!(error.status(), Some(400 | 401 | 403)) => break Err(error),
+                Err(error) if Instant::now() >= deadline => break Err(error),
+                Err(_) => std::thread::sleep(RECONNECT_PAUSE),
+            }
+        };
+        let failed = |source| LoginError {
+            name: name.clone(),
+            step: "reconnect",
+            source,
+        };
+        let login = result.and_then(|answer| {
+            let token = decode_connect_token(&answer.connect_token)?;
+            Ok(HttpsLogin {
+                token,
+                login_sent_at,
+                session_token: answer.session_token,
+            })
+        });
+        let _ = tx.send(login.map_err(failed));
+    };
+    if std::thread::Builder::new()
+        .name("https-resume".into())
+        .spawn(job)
+        .is_err()
+    {
+        // No thread: the receiver reports the sender gone, and the player stays disconnected.
+    }
+    rx
 }
 
 /// Calls `request` until it is not 503 (the auth queue is full), waiting as the server says, for at

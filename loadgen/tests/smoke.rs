@@ -145,6 +145,46 @@ fn token_mode_logs_in_over_https_and_counts_every_line() {
 }
 
 #[test]
+fn token_mode_players_log_in_again_with_their_session_when_the_server_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let https_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = Config::new(udp.local_addr().unwrap(), dir.path().join("db.sqlite3"));
+    config.auth = AuthMode::Token;
+    config.http_bind = Some(https_port.local_addr().unwrap());
+    drop((udp, https_port));
+    let server = ServerHandle::spawn(config.clone()).expect("server starts");
+    let https = server.https().expect("token mode serves HTTPS");
+    let api = ApiClient::with_ca_file(&https.url, Some(&https.cert_path)).unwrap();
+    let target = Target::external(Kind::Mmo, server.addr(), Some(std::process::id()))
+        .with_access(Access::Https(api));
+
+    // A second into the walk the server stops (its players are told it is shutting down); it is back
+    // on the same addresses a second later.
+    let restart = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        server.stop();
+        std::thread::sleep(Duration::from_secs(1));
+        ServerHandle::spawn(config).expect("server starts again")
+    });
+    let report = scenario::wander(
+        &target,
+        &Options {
+            duration: Duration::from_secs(6),
+            ..options(3)
+        },
+    );
+    let _server = restart.join().unwrap();
+    // Each at least once; a player may first get back in to the stopping server, whose login
+    // endpoint still answers for the second of its shutdown, and then again to the new one.
+    assert!(
+        report.reconnects.is_some_and(|n| (3..=6).contains(&n)),
+        "{report:?}"
+    );
+    assert_eq!(report.disconnected, Some(0), "{report:?}");
+}
+
+#[test]
 fn chat_and_login_storm_run_on_the_secure_floor_relay() {
     let key = token::random_key();
     let relay = Relay::bind_secure("127.0.0.1:0".parse().unwrap(), key).unwrap();
