@@ -29,6 +29,8 @@ pub struct TickLoad {
     overran: VecDeque<bool>,
     over: usize,
     shedding: Arc<AtomicBool>,
+    /// The server is stopping: new work is refused until the end, whatever the ticks.
+    closing: bool,
 }
 
 impl TickLoad {
@@ -39,6 +41,7 @@ impl TickLoad {
             overran: VecDeque::with_capacity(WINDOW),
             over: 0,
             shedding: Arc::default(),
+            closing: false,
         }
     }
 
@@ -51,7 +54,9 @@ impl TickLoad {
         self.overran.push_back(overran);
         self.over += usize::from(overran);
         let was = self.shedding();
-        let now = if !self.enabled {
+        let now = if self.closing {
+            true
+        } else if !self.enabled {
             false
         } else if was {
             self.over > STOP_OVER
@@ -60,6 +65,14 @@ impl TickLoad {
         };
         self.shedding.store(now, Ordering::Relaxed);
         (now != was).then_some(now)
+    }
+
+    /// The server is stopping: from now on logins and registrations are refused ("Server busy, try
+    /// again", 503), so that a player told the server is shutting down gets its new connect token from
+    /// another shard, or from this one once it is back, not from this one on its way out.
+    pub fn close(&mut self) {
+        self.closing = true;
+        self.shedding.store(true, Ordering::Relaxed);
     }
 
     /// Whether new work is being refused.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 
 use crate::commands::{AppCommands, Args, Call, CommandSpec, CommandStore, Needs, Outcome, answer};
+use crate::load::TickLoad;
 use crate::net::{self, Closing, Connection, Outbox};
 use crate::players::{self, Player};
 use crate::protocol::ServerMessage;
@@ -200,10 +201,12 @@ fn drive_shutdown(
     transport: Res<Transport>,
     open: Query<(Entity, &Connection), Without<Closing>>,
     mut exit: MessageWriter<AppExit>,
+    mut load: ResMut<TickLoad>,
 ) {
     match *phase {
         Phase::Running if handle.is_requested() => {
             info!(clients = server.connected_clients(), "shutting down");
+            load.close();
             for (entity, connection) in &open {
                 net::kick(
                     &mut commands,

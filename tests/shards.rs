@@ -184,6 +184,60 @@ fn a_shard_long_away_from_the_bus_pauses_chat_at_its_queue_bound_and_loses_no_ac
 }
 
 #[test]
+fn junk_on_the_bus_is_skipped_and_counted_and_the_lines_after_it_cross() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let a = TestServer::start_with(move |config| {
+        config.chat_burst = 1000;
+        config.chat_per_second = 1000.0;
+        config.bus = Some(url.clone().into());
+        config.shard = Some("a".into());
+        config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let b = a.another(|config| {
+        config.shard = Some("b".into());
+        config.metrics_bind = None;
+    });
+    let mut alice = a.player("alice");
+    let mut bob = b.player("bob");
+    who_until(&mut alice, "2 online: alice, bob");
+
+    // Anyone who can write to Redis: an entry without the field, one that does not decode, one too big
+    // (its value read from stdin: `-x`).
+    let big = "x".repeat(300 * 1024);
+    for (field, value) in [("other", "1"), ("e", "garbage"), ("e", big.as_str())] {
+        let mut add = std::process::Command::new("redis-cli")
+            .args([
+                "-p",
+                &redis.port.to_string(),
+                "-x",
+                "XADD",
+                "mmo:events",
+                "*",
+                field,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-cli runs");
+        use std::io::Write;
+        add.stdin
+            .take()
+            .unwrap()
+            .write_all(value.as_bytes())
+            .unwrap();
+        assert!(add.wait().unwrap().success());
+    }
+    bob.chat("after the junk");
+    assert_eq!(alice.next_chat().unwrap().text, "after the junk");
+    let metrics = http_get(a.metrics_addr(), "/metrics").1;
+    assert!(
+        metrics.contains("\nmmo_bus_entries_undecodable_total 3\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
 fn a_shard_away_longer_than_the_stream_keeps_tells_its_players() {
     let redis = TestRedis::start();
     let link = RedisLink::start(redis.port);
