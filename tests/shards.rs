@@ -87,21 +87,35 @@ fn players_on_two_shards_chat_whisper_and_see_each_other() {
     });
 }
 
+/// Shard `b` beside `a`, reaching Redis through `link` (so a test can cut it), with `tweak`; alice
+/// plays on `a`, bob on `b`, they see each other, and a line crosses before the test begins.
+fn b_through_link(
+    a: &TestServer,
+    link: &RedisLink,
+    tweak: impl Fn(&mut mmo::config::Config),
+) -> (TestServer, TestClient, TestClient) {
+    let through_link = link.url();
+    let b = a.another(|config| {
+        config.shard = Some("b".into());
+        config.bus = Some(through_link.clone().into());
+        tweak(config);
+    });
+    let mut alice = a.player("alice");
+    let mut bob = b.player("bob");
+    who_until(&mut bob, "2 online: alice, bob");
+    who_until(&mut alice, "2 online: alice, bob");
+    alice.chat("before");
+    assert_eq!(bob.next_chat().unwrap().text, "before");
+    assert_eq!(alice.next_chat().unwrap().text, "before");
+    (b, alice, bob)
+}
+
 #[test]
 fn a_shard_away_from_the_bus_for_5_s_catches_up_on_every_line_in_order() {
     let redis = TestRedis::start();
     let link = RedisLink::start(redis.port);
     let a = first_shard(&redis);
-    let through_link = link.url();
-    let b = a.another(|config| {
-        config.shard = Some("b".into());
-        config.bus = Some(through_link.clone().into());
-    });
-    let mut alice = a.player("alice");
-    let mut bob = b.player("bob");
-    who_until(&mut bob, "2 online: alice, bob");
-    alice.chat("before");
-    assert_eq!(bob.next_chat().unwrap().text, "before");
+    let (_b, mut alice, mut bob) = b_through_link(&a, &link, |_| {});
 
     // Shard b loses Redis for 5 s while alice talks on a.
     link.cut();
@@ -131,15 +145,7 @@ fn a_shard_long_away_from_the_bus_pauses_chat_at_its_queue_bound_and_loses_no_ac
     let redis = TestRedis::start();
     let link = RedisLink::start(redis.port);
     let a = first_shard(&redis);
-    let through_link = link.url();
-    let b = a.another(|config| {
-        config.shard = Some("b".into());
-        config.bus = Some(through_link.clone().into());
-        config.bus_queue = 100;
-    });
-    let mut alice = a.player("alice");
-    let mut bob = b.player("bob");
-    who_until(&mut alice, "2 online: alice, bob");
+    let (_b, mut alice, mut bob) = b_through_link(&a, &link, |config| config.bus_queue = 100);
 
     // Bob talks while shard b cannot reach Redis: his lines wait in b's bus queue until nine tenths of
     // it are taken, then chat pauses.
@@ -249,16 +255,7 @@ fn a_shard_away_longer_than_the_stream_keeps_tells_its_players() {
         config.shard = Some("a".into());
         config.bus_stream_len = 100;
     });
-    let through_link = link.url();
-    let b = a.another(|config| {
-        config.shard = Some("b".into());
-        config.bus = Some(through_link.clone().into());
-    });
-    let mut alice = a.player("alice");
-    let mut bob = b.player("bob");
-    who_until(&mut bob, "2 online: alice, bob");
-    alice.chat("before");
-    assert_eq!(bob.next_chat().unwrap().text, "before");
+    let (_b, mut alice, mut bob) = b_through_link(&a, &link, |_| {});
 
     link.cut();
     for i in 0..400 {

@@ -137,7 +137,7 @@ const RECONNECT_FOR: Duration = Duration::from_secs(60);
 const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
 
 /// On a thread of its own: trades `session_token` for a new connect token (to the shard when it is
-/// back, or another), asking again while the login server cannot answer, for up to [`RECONNECT_FOR`]; a
+/// back, or another), asking again while the login server cannot answer, for up to a minute; a
 /// refused session ends it at once.
 pub fn resume(api: &ApiClient, name: &str, session_token: String) -> mpsc::Receiver<LoginResult> {
     let (tx, rx) = mpsc::channel();

@@ -266,7 +266,7 @@ fn handle_chat(
 /// renet's small messages (over 1,200 bytes it is cut into slices, each sent and acknowledged apart).
 const BATCH_BYTES: usize = 1_100;
 
-/// Sends `lines` to every player, in order, in as few messages as fit [`BATCH_BYTES`] each (a line
+/// Sends `lines` to every player, in order, in as few messages as fit 1,100 bytes each (a line
 /// alone goes as [`ServerMessage::Chat`], several as [`ServerMessage::ChatLines`]); each message is
 /// encoded once. Returns the deliveries (lines times the players each reached). Under a busy chat this
 /// is what keeps the transport's work per player and tick rather than per line and player: renet's cost

@@ -625,16 +625,8 @@ fn try_reconnecting(
     {
         return;
     }
-    if now.saturating_duration_since(reconnecting.since) >= RECONNECT_FOR {
-        give_up(
-            &mut commands,
-            &mut next,
-            &mut alerts,
-            CONNECTION_LOST.to_owned(),
-        );
-        return;
-    }
-    let (Some(token), Ok(api)) = (login.session.clone(), login.api.clone()) else {
+    let expired = now.saturating_duration_since(reconnecting.since) >= RECONNECT_FOR;
+    let (false, Some(token), Ok(api)) = (expired, login.session.clone(), login.api.clone()) else {
         give_up(
             &mut commands,
             &mut next,
