@@ -11,14 +11,16 @@
 //! Bans, mutes and roles set on one shard are applied on every shard (the database is shared; the
 //! message makes each shard's memory and players follow).
 //!
-//! Redis lives on two threads (`threads.rs`: one appends and claims, one reads), never on the tick; the
-//! tick meets them through channels. This file is the tick's side. When Redis is gone, each shard keeps
-//! its own players chatting, logs it, reconnects with backoff and resynchronises when it is back, even if
-//! Redis came back empty: it reads the presence keys, sends its roster at once, gives shards missing from
-//! the keys a few seconds to be heard of (their players do not flicker out of everyone's list), and
-//! claims its players' accounts again (a login elsewhere meanwhile wins). A shard that stops says so, and
-//! is gone from every list and routing table at once. Without `--bus`, none of this exists.
+//! Redis lives on two threads (`threads.rs` appends and claims, `reader.rs` reads), never on the
+//! tick; the tick meets them through channels. This file is the tick's side. When Redis is gone, each
+//! shard keeps its own players chatting, logs it, reconnects with backoff and resynchronises when it is
+//! back, even if Redis came back empty: it reads the presence keys, sends its roster at once, gives
+//! shards missing from the keys a few seconds to be heard of (their players do not flicker out of
+//! everyone's list), and claims its players' accounts again (a login elsewhere meanwhile wins). A shard
+//! that stops says so, and is gone from every list and routing table at once. Without `--bus`, none of
+//! this exists.
 
+mod reader;
 mod threads;
 
 use std::collections::HashMap;
@@ -153,7 +155,7 @@ impl Bus {
         let subscriber = {
             let (url, shard) = (url.expose().to_owned(), shard.clone());
             move |stopping: Stopping| {
-                threads::subscribe(&url, &shard, &in_tx, stopping.flag(), &metrics)
+                reader::subscribe(&url, &shard, &in_tx, stopping.flag(), &metrics)
             }
         };
         let threads =
