@@ -228,6 +228,16 @@ fn receive(
     // them.
     let mut lines = Vec::new();
     for message in incoming {
+        if !matches!(
+            &message,
+            In::Event(Envelope {
+                event: Event::Chat(_),
+                ..
+            })
+        ) {
+            let everyone = || players.iter().map(|(e, c, _)| (e, c));
+            chat::broadcast_lines(&mut server, everyone, &std::mem::take(&mut lines));
+        }
         let envelopes = match message {
             In::Event(envelope) => vec![envelope],
             In::Presence(rosters) => {
@@ -277,9 +287,6 @@ fn receive(
         for Envelope { shard, event } in envelopes {
             bus.heard.insert(shard.clone(), now);
             let everyone = || players.iter().map(|(e, c, _)| (e, c));
-            if !matches!(event, Event::Chat(_)) {
-                chat::broadcast_lines(&mut server, everyone, &std::mem::take(&mut lines));
-            }
             match event {
                 Event::Chat(line) => {
                     lines.push(line.clone());
