@@ -15,13 +15,34 @@ use mmo::protocol::{ClientMessage, ServerMessage};
 
 /// Shard `a` on a fresh database with `redis` as its bus (chat limits lifted, as in other tests).
 fn first_shard(redis: &TestRedis) -> TestServer {
+    first_shard_with(redis, |_| {})
+}
+
+/// [`first_shard`], with `tweak` on its configuration.
+fn first_shard_with(
+    redis: &TestRedis,
+    tweak: impl Fn(&mut mmo::config::Config) + 'static,
+) -> TestServer {
     let url = redis.url();
     TestServer::start_with(move |config| {
         config.chat_burst = 1000;
         config.chat_per_second = 1000.0;
         config.bus = Some(url.clone().into());
         config.shard = Some("a".into());
+        tweak(config);
     })
+}
+
+/// Shard `a` serving metrics, and shard `b` beside it without.
+fn shards_a_with_metrics_and_b(redis: &TestRedis) -> (TestServer, TestServer) {
+    let a = first_shard_with(redis, |config| {
+        config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let b = a.another(|config| {
+        config.shard = Some("b".into());
+        config.metrics_bind = None;
+    });
+    (a, b)
 }
 
 /// Asks `/who` until the answer is `expected` (presence crosses shards within a roster period).
@@ -192,18 +213,7 @@ fn a_shard_long_away_from_the_bus_pauses_chat_at_its_queue_bound_and_loses_no_ac
 #[test]
 fn junk_on_the_bus_is_skipped_and_counted_and_the_lines_after_it_cross() {
     let redis = TestRedis::start();
-    let url = redis.url();
-    let a = TestServer::start_with(move |config| {
-        config.chat_burst = 1000;
-        config.chat_per_second = 1000.0;
-        config.bus = Some(url.clone().into());
-        config.shard = Some("a".into());
-        config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
-    });
-    let b = a.another(|config| {
-        config.shard = Some("b".into());
-        config.metrics_bind = None;
-    });
+    let (a, b) = shards_a_with_metrics_and_b(&redis);
     let mut alice = a.player("alice");
     let mut bob = b.player("bob");
     who_until(&mut alice, "2 online: alice, bob");
@@ -247,14 +257,7 @@ fn junk_on_the_bus_is_skipped_and_counted_and_the_lines_after_it_cross() {
 fn a_shard_away_longer_than_the_stream_keeps_tells_its_players() {
     let redis = TestRedis::start();
     let link = RedisLink::start(redis.port);
-    let url = redis.url();
-    let a = TestServer::start_with(move |config| {
-        config.chat_burst = 1000;
-        config.chat_per_second = 1000.0;
-        config.bus = Some(url.clone().into());
-        config.shard = Some("a".into());
-        config.bus_stream_len = 100;
-    });
+    let a = first_shard_with(&redis, |config| config.bus_stream_len = 100);
     let (_b, mut alice, mut bob) = b_through_link(&a, &link, |_| {});
 
     link.cut();
@@ -385,18 +388,7 @@ fn a_shard_that_dies_leaves_everyones_list_within_seconds_and_its_players_play_o
 #[test]
 fn without_redis_a_shard_keeps_its_players_chatting_and_resynchronises_when_it_returns() {
     let mut redis = TestRedis::start();
-    let url = redis.url();
-    let a = TestServer::start_with(move |config| {
-        config.chat_burst = 1000;
-        config.chat_per_second = 1000.0;
-        config.bus = Some(url.clone().into());
-        config.shard = Some("a".into());
-        config.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
-    });
-    let b = a.another(|config| {
-        config.shard = Some("b".into());
-        config.metrics_bind = None;
-    });
+    let (a, b) = shards_a_with_metrics_and_b(&redis);
     let metric_until = |name: &str, value: &str| {
         let deadline = Instant::now() + PATIENCE;
         while !http_get(a.metrics_addr(), "/metrics")

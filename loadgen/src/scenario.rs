@@ -84,8 +84,10 @@ struct Sim {
     retry: Option<(Instant, Request)>,
     /// "Server busy" answers so far.
     busy: u64,
-    /// Token mode: the login server and this player's session, to reconnect when its shard goes.
-    session: Option<(ApiClient, String)>,
+    /// Token mode: the login server, and this player's session once logged in, to reconnect when its
+    /// shard goes (the session is dropped if that fails).
+    api: Option<ApiClient>,
+    session: Option<String>,
     /// Times this player lost its shard and logged in again with its session (token mode).
     reconnects: u64,
 }
@@ -119,6 +121,7 @@ impl Sim {
             spawned_at: None,
             retry: None,
             busy: 0,
+            api: None,
             session: None,
             reconnects: 0,
         }
@@ -154,7 +157,7 @@ impl Sim {
                     .map(|(name, login)| {
                         let mut sim = Sim::start(None, name, client_hz);
                         (sim.https, sim.stage) = (Some(login), Stage::Https);
-                        sim.session = Some((api.clone(), String::new()));
+                        sim.api = Some(api.clone());
                         sim
                     })
                     .collect()
@@ -175,8 +178,12 @@ impl Sim {
         self.net.as_mut().expect("the player is connected")
     }
 
+    /// Whether its connection ended; a player in play without one is out too (it could not get back
+    /// in after its shard went).
     fn is_disconnected(&self) -> bool {
-        self.net.as_ref().is_some_and(NetClient::is_disconnected)
+        self.net
+            .as_ref()
+            .map_or(self.stage == Stage::Ready, NetClient::is_disconnected)
     }
 
     fn ask(&mut self, request: Request) {
@@ -198,7 +205,7 @@ impl Sim {
         // Token mode: a player whose shard went logs in again with its session, as the client does.
         if self.stage == Stage::Ready
             && self.is_disconnected()
-            && let Some((api, session)) = &self.session
+            && let (Some(api), Some(session)) = (&self.api, &self.session)
         {
             self.https = Some(token::resume(api, &self.name, session.clone()));
             self.net = None;
@@ -213,9 +220,7 @@ impl Sim {
                     if self.login_sent_at.is_none() {
                         self.login_sent_at = Some(login.login_sent_at);
                     }
-                    if let Some((_, session)) = &mut self.session {
-                        *session = login.session_token;
-                    }
+                    self.session = Some(login.session_token);
                 }
                 Some(Ok(Err(error))) if self.reconnects > 0 => {
                     // Could not get back in: it stays out, counted as disconnected.
@@ -245,25 +250,22 @@ impl Sim {
         net.pump_raw(|bytes| {
             *bytes_in += bytes.len() as u64;
             match kind {
-                Kind::Mmo => match ServerMessage::decode(bytes) {
-                    Ok(ServerMessage::Chat(line)) => {
-                        if let Some((sent, seq)) = stamp(&line.text) {
-                            on_line(sent, seq, &line.sender == name);
-                        }
-                    }
-                    Ok(ServerMessage::ChatLines { lines }) => {
-                        for line in lines {
+                Kind::Mmo => {
+                    let Ok(message) = ServerMessage::decode(bytes) else {
+                        return;
+                    };
+                    message.unbatch(|message| match message {
+                        ServerMessage::Chat(line) => {
                             if let Some((sent, seq)) = stamp(&line.text) {
                                 on_line(sent, seq, &line.sender == name);
                             }
                         }
-                    }
-                    Ok(ServerMessage::EnteredView { .. }) => *entered += 1,
-                    Ok(ServerMessage::LeftView { .. }) => *left += 1,
-                    Ok(ServerMessage::Spawned { at, .. }) => *spawned = Some(at),
-                    Ok(other) => answers.push(other),
-                    Err(_) => {}
-                },
+                        ServerMessage::EnteredView { .. } => *entered += 1,
+                        ServerMessage::LeftView { .. } => *left += 1,
+                        ServerMessage::Spawned { at, .. } => *spawned = Some(at),
+                        other => answers.push(other),
+                    })
+                }
                 Kind::Floor => {
                     if let Ok(ClientMessage::Chat { text }) = ClientMessage::decode(bytes)
                         && let Some((sent, seq)) = stamp(&text)

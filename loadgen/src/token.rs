@@ -168,13 +168,10 @@ pub fn resume(api: &ApiClient, name: &str, session_token: String) -> mpsc::Recei
         });
         let _ = tx.send(login.map_err(failed));
     };
-    if std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("https-resume".into())
         .spawn(job)
-        .is_err()
-    {
-        // No thread: the receiver reports the sender gone, and the player stays disconnected.
-    }
+        .expect("a resume thread");
     rx
 }
 

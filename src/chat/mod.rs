@@ -1,9 +1,9 @@
 //! Chat: players' lines checked, stamped with the sender's name and the server's time, broadcast to
-//! every player (a tick's lines together, encoded once: [`broadcast_lines`]), kept in a short in-memory history sent after login, and stored by the
-//! [`history`] writer thread. A muted player's lines are refused; a line that starts with `/` passes the
-//! same flood limit and checks, then goes to the commands plugin as a [`SlashCommand`] (run in the same
-//! tick). Chat's own commands are files of their own: [`whisper`] (`/w`, `/who`) and [`announce`]
-//! (`say`).
+//! every player (a tick's lines together, encoded once: [`broadcast_lines`]), kept in a short in-memory
+//! history sent after login, and stored by the [`history`] writer thread. A muted player's lines are
+//! refused; a line that starts with `/` passes the same flood limit and checks, then goes to the
+//! commands plugin as a [`SlashCommand`] (run in the same tick). Chat's own commands are files of their
+//! own: [`whisper`] (`/w`, `/who`) and [`announce`] (`say`).
 
 pub mod announce;
 pub mod history;

@@ -2,8 +2,8 @@
 //! the spawn point), loaded by the world's database thread, and its position is stored by that thread,
 //! batched, every [`SAVE_EVERY`] while it walks (a round is skipped while the thread is behind: the
 //! queue stays bounded and the positions go in the next round), at logout and at shutdown (a killed
-//! server loses at most the last [`SAVE_EVERY`] of walking). One thread, so a position saved at logout is stored before the
-//! next login loads it.
+//! server loses at most the last [`SAVE_EVERY`] of walking). One thread, so a position saved at logout
+//! is stored before the next login loads it.
 
 use std::time::{Duration, Instant};
 
