@@ -64,6 +64,11 @@ pub struct LoggedIn {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct SessionToken {
     pub session_token: String,
+    /// `POST /api/session` after losing a shard: its UDP address. The new connect token sends the
+    /// player to another shard while one with room is known (a shard that froze or died is still
+    /// listed for a few seconds, and the player's last shard is otherwise preferred).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<std::net::SocketAddr>,
 }
 
 /// The body of `POST /api/password`.

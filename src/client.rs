@@ -165,6 +165,14 @@ impl NetClient {
         self.client.is_disconnected()
     }
 
+    /// How long since the server's last packet (netcode's keep-alives come ten times a second, so a
+    /// live server is never silent for long): the client may give up on a server gone quiet well
+    /// before netcode's timeout (15 s in token mode) ends the connection. From the start of the
+    /// connection when nothing was heard yet.
+    pub fn silent_for(&self) -> Duration {
+        self.transport.time_since_last_received_packet()
+    }
+
     /// Why the connection ended, in words, if it has.
     pub fn disconnect_reason(&self) -> Option<String> {
         if let Some(reason) = self.transport.disconnect_reason() {

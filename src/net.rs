@@ -185,9 +185,24 @@ impl Routes {
 
     /// Where `account_id` should connect: the shard it left within [`RETURN_WITHIN`] if that shard is
     /// still in the table and has room, else the least loaded shard (this server's on a tie); `None`
-    /// when there is no table.
-    pub fn pick(&self, account_id: i32, now: Instant) -> Option<SocketAddr> {
-        let routes = self.table.read().unwrap_or_else(|p| p.into_inner());
+    /// when there is no table. The player's client says which shard it could not reach
+    /// (`unreachable`): that one is left out while another is listed.
+    pub fn pick(
+        &self,
+        account_id: i32,
+        now: Instant,
+        unreachable: Option<SocketAddr>,
+    ) -> Option<SocketAddr> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        let others: Vec<&Route> = table
+            .iter()
+            .filter(|route| Some(route.addr) != unreachable)
+            .collect();
+        let routes: Vec<&Route> = if others.is_empty() {
+            table.iter().collect()
+        } else {
+            others
+        };
         let returning = self
             .last_played
             .lock()
@@ -195,7 +210,7 @@ impl Routes {
             .get(&account_id)
             .filter(|(_, at)| now.saturating_duration_since(*at) < RETURN_WITHIN)
             .map(|&(addr, _)| addr);
-        let room = |route: &&Route| route.players < route.capacity;
+        let room = |route: &&&Route| route.players < route.capacity;
         returning
             .and_then(|addr| routes.iter().filter(room).find(|route| route.addr == addr))
             .or_else(|| {
@@ -436,23 +451,39 @@ mod tests {
         };
         let routes = Routes::default();
         let now = Instant::now();
-        assert_eq!(routes.pick(1, now), None, "no table: this server");
+        assert_eq!(routes.pick(1, now, None), None, "no table: this server");
         routes.set(table(5, 2));
-        assert_eq!(routes.pick(1, now), Some(b), "the least loaded");
+        assert_eq!(routes.pick(1, now, None), Some(b), "the least loaded");
         routes.played(1, a, now);
-        assert_eq!(routes.pick(1, now), Some(a), "back where it played");
+        assert_eq!(routes.pick(1, now, None), Some(a), "back where it played");
         assert_eq!(
-            routes.pick(2, now),
+            routes.pick(2, now, None),
             Some(b),
             "anyone else: the least loaded"
         );
-        assert_eq!(routes.pick(1, now + RETURN_WITHIN), Some(b), "too long ago");
+        assert_eq!(
+            routes.pick(1, now + RETURN_WITHIN, None),
+            Some(b),
+            "too long ago"
+        );
         routes.set(table(10, 2));
-        assert_eq!(routes.pick(1, now), Some(b), "its shard is full");
+        assert_eq!(routes.pick(1, now, None), Some(b), "its shard is full");
         routes.set(table(2, 2));
-        assert_eq!(routes.pick(2, now), Some(a), "a tie: this server");
+        assert_eq!(routes.pick(2, now, None), Some(a), "a tie: this server");
         routes.set(table(5, 2)[1..].to_vec());
-        assert_eq!(routes.pick(1, now), Some(b), "its shard is gone");
+        assert_eq!(routes.pick(1, now, None), Some(b), "its shard is gone");
+        routes.set(table(5, 2));
+        assert_eq!(
+            routes.pick(1, now, Some(a)),
+            Some(b),
+            "its shard froze: elsewhere, though it is listed and the player's last"
+        );
+        routes.set(table(5, 2)[..1].to_vec());
+        assert_eq!(
+            routes.pick(1, now, Some(a)),
+            Some(a),
+            "no other shard: that one (it may be back)"
+        );
     }
 
     #[test]

@@ -600,6 +600,16 @@ fn token_logins_go_to_the_least_loaded_shard_or_back_to_theirs_while_it_runs() {
     who_until(&mut bob, "2 online: bob, carol");
     // Now b's endpoint would send a newcomer to b (a tie, or b less loaded), but alice goes back to a.
     let _alice = login_until(&b.api(), "alice", a.addr);
+    // Unless her client says it lost a (a shard that froze, or died before its presence expired,
+    // is still listed): then b.
+    let session = b.api().login("alice", PASSWORD).unwrap().session_token;
+    let resumed = b.api().resume_avoiding(&session, Some(a.addr)).unwrap();
+    let token = mmo::client::api::decode_connect_token(&resumed.connect_token).unwrap();
+    assert_eq!(
+        token.server_addresses[0],
+        Some(b.addr),
+        "sent back to the shard she lost"
+    );
     // A newcomer still goes to the least loaded (or, on a tie, b itself).
     b.api().register("dave", PASSWORD).unwrap();
     let _dave = login_until(&b.api(), "dave", b.addr);

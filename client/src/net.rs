@@ -22,7 +22,9 @@ use bevy::prelude::*;
 use bevy_renet::netcode::{NetcodeClientPlugin, NetcodeClientTransport};
 use bevy_renet::{RenetClient, RenetClientPlugin, RenetReceive, RenetSend};
 use mmo::client::unsecure_transport;
-use mmo::protocol::{self, CHANNEL, ClientMessage, SNAPSHOT_CHANNEL, ServerMessage, Snapshot};
+use mmo::protocol::{
+    self, CHANNEL, ClientMessage, SERVER_SILENT_LIMIT, SNAPSHOT_CHANNEL, ServerMessage, Snapshot,
+};
 
 /// How long a connection attempt may take before the player is told the server cannot be reached.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
@@ -231,7 +233,12 @@ fn watch_link(
             }
         }
         Link::Online { kick_reason } => {
-            if disconnected {
+            // A server that has sent nothing, not even netcode's keep-alives, for a few seconds died
+            // or froze: give up on it now rather than at netcode's timeout (15 s).
+            let silent = transport
+                .as_ref()
+                .is_some_and(|t| t.time_since_last_received_packet() > SERVER_SILENT_LIMIT);
+            if disconnected || silent {
                 let text = match kick_reason.take() {
                     Some(reason) => reason,
                     None => CONNECTION_LOST.to_owned(),

@@ -51,6 +51,12 @@ enum Command {
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
     },
+    /// The chaos soak's players (`scripts/chaos.sh`): N players in token mode log in over every
+    /// shard's HTTPS endpoint, chat, whisper and walk for DURATION seconds, reconnecting by themselves
+    /// when their shard goes; then their logs are checked against the driver's outages and the shards'
+    /// logs. Fails if an acknowledged line missed a player in play on a live shard, a player was not
+    /// back within 10 s, or an account was in play on two shards at once.
+    Soak(SoakArgs),
     /// (internal) The floor: a bare renet relay.
     Relay {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -61,6 +67,37 @@ enum Command {
         #[arg(long)]
         key_file: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct SoakArgs {
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u16).range(1..=8000))]
+    clients: u16,
+    /// Chat lines a second per player.
+    #[arg(long, default_value_t = 0.2)]
+    rate: f64,
+    /// Seconds of play (then 10 s more of listening).
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    #[arg(long, default_value_t = 60)]
+    client_hz: u32,
+    /// A shard's HTTPS login endpoint (`https://127.0.0.1:PORT`); repeat for each shard.
+    #[arg(long, required = true)]
+    login_url: Vec<String>,
+    /// The certificate to trust (the shards' self-signed `mmo-cert.pem`).
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// The driver's log of what it took down and brought back (`UNIX_MS ACTION PART` lines), read
+    /// when the play ends.
+    #[arg(long)]
+    outages: Option<PathBuf>,
+    /// A shard's JSON log (`--log-format json`), as UDP_ADDR=PATH; repeat for each shard.
+    #[arg(long)]
+    shard_log: Vec<String>,
+    /// Writes the numbers of the acknowledged lines here, one a line (each line's text ends with its
+    /// number), for the script to look for in the database.
+    #[arg(long)]
+    acknowledged: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -169,6 +206,7 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Soak(args) => return soak(&args),
         Command::Chat(args) => ("chat", args),
         Command::LoginStorm(args) => ("login-storm", args),
         Command::Idle(args) => ("idle", args),
@@ -343,6 +381,122 @@ fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `mmo-loadgen soak`: plays, then checks and prints the verdict.
+fn soak(args: &SoakArgs) -> ExitCode {
+    use mmo_loadgen::scenario::soak;
+    let fail = |what: String| {
+        eprintln!("soak: {what}");
+        ExitCode::FAILURE
+    };
+    let mut apis = Vec::new();
+    for url in &args.login_url {
+        if !is_loopback_url(url) {
+            return fail(format!(
+                "only loopback addresses are targets; {url} is not one"
+            ));
+        }
+        match ApiClient::with_ca_file(url, args.ca_cert.as_deref()) {
+            Ok(api) => apis.push(api),
+            Err(error) => return fail(error_chain(&error)),
+        }
+    }
+    let mut shard_logs = Vec::new();
+    for spec in &args.shard_log {
+        let parsed = spec
+            .split_once('=')
+            .and_then(|(addr, path)| Some((addr.parse::<SocketAddr>().ok()?, PathBuf::from(path))));
+        match parsed {
+            Some(log) => shard_logs.push(log),
+            None => return fail(format!("--shard-log {spec}: expected UDP_ADDR=PATH")),
+        }
+    }
+    let options = soak::SoakOptions {
+        clients: usize::from(args.clients),
+        rate: args.rate,
+        duration: Duration::from_secs_f64(args.duration.max(0.0)),
+        client_hz: args.client_hz,
+        apis,
+    };
+    let run = soak::run(&options);
+    let end = mmo_loadgen::scenario::unix_ms_now();
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let outages = match args.outages.as_ref().map(read).transpose() {
+        Ok(text) => match soak::read_outages(text.as_deref().unwrap_or_default(), end) {
+            Ok(outages) => outages,
+            Err(error) => return fail(error.to_string()),
+        },
+        Err(error) => return fail(error),
+    };
+    let mut sessions = Vec::new();
+    for (shard, path) in &shard_logs {
+        let kills: Vec<u64> = outages
+            .iter()
+            .filter(|o| o.part == soak::Part::Shard(*shard) && o.how == "kill")
+            .map(|o| o.from)
+            .collect();
+        match read(path).map(|text| soak::read_sessions(*shard, &text, &kills, end)) {
+            Ok(Ok(found)) => sessions.extend(found),
+            Ok(Err(error)) => return fail(format!("{}: {error}", path.display())),
+            Err(error) => return fail(error),
+        }
+    }
+    if let Some(path) = &args.acknowledged {
+        let numbers: String = run.acknowledged().map(|seq| format!("{seq}\n")).collect();
+        if let Err(error) = std::fs::write(path, numbers) {
+            return fail(format!("{}: {error}", path.display()));
+        }
+    }
+    let verdict = soak::check(&run, &outages, &sessions);
+    let kinds = |how: &str| outages.iter().filter(|o| o.how == how).count();
+    println!(
+        "soak: {} players, {:.0} s; outages: {} (kill {}, term {}, stop {}); shard sessions read: {}",
+        args.clients,
+        args.duration,
+        outages.len(),
+        kinds("kill"),
+        kinds("term"),
+        kinds("stop"),
+        sessions.len()
+    );
+    println!(
+        "lines {}  acknowledged {}  deliveries owed {}  missing {} (told of a gap {}, sender killed {})  \
+         gap notices {}  whispers {}  moves {}",
+        verdict.lines,
+        verdict.acknowledged,
+        verdict.deliveries_owed,
+        verdict.deliveries_missing,
+        verdict.missing_but_told,
+        verdict.missing_sender_killed,
+        verdict.gap_notices,
+        run.whispers,
+        run.moves
+    );
+    println!(
+        "shard lost {} times  back within {} ms at worst  late (> 10 s) {}  not back {}  in play twice {}",
+        verdict.losses,
+        verdict.back_max_ms,
+        verdict.back_late,
+        verdict.never_back,
+        verdict.in_play_twice
+    );
+    for (cause, (losses, slowest)) in &verdict.losses_by_cause {
+        println!("  lost to {cause}: {losses} times, back within {slowest} ms at worst");
+    }
+    for example in &verdict.examples {
+        println!("  {example}");
+    }
+    println!("{}", serde_json::to_string(&verdict).unwrap_or_default());
+    if verdict.passed() {
+        println!("soak: passed");
+        ExitCode::SUCCESS
+    } else {
+        println!("soak: FAILED");
+        ExitCode::FAILURE
     }
 }
 

@@ -18,6 +18,8 @@ use crate::report::{Report, quantile_ms};
 use crate::target::{Access, Kind, Target};
 use crate::token::{self, Auth, LoginResult};
 
+pub mod soak;
+
 /// What every scenario is given.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -42,6 +44,15 @@ fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn now_ms() -> u64 {
+    now_us() / 1000
+}
+
+/// Now, in Unix ms (the clock the soak's logs use).
+pub fn unix_ms_now() -> u64 {
+    now_ms()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,12 +95,27 @@ struct Sim {
     retry: Option<(Instant, Request)>,
     /// "Server busy" answers so far.
     busy: u64,
-    /// Token mode: the login server, and this player's session once logged in, to reconnect when its
-    /// shard goes (the session is dropped if that fails).
-    api: Option<ApiClient>,
+    /// Token mode: the login servers (every shard's, for the soak), and this player's session once
+    /// logged in, to reconnect when its shard goes (the session is dropped if that fails).
+    apis: Vec<ApiClient>,
     session: Option<String>,
     /// Times this player lost its shard and logged in again with its session (token mode).
     reconnects: u64,
+    /// The shard its connect token sends it to (token mode).
+    shard: Option<std::net::SocketAddr>,
+    /// Its times in play, for the soak's checks.
+    plays: Vec<Play>,
+    /// When it was told lines from other shards may be missing (Unix ms).
+    missed_notices: Vec<u64>,
+}
+
+/// One stretch of a player's time in play on one shard, in Unix ms, as the player saw it: from its
+/// LoggedIn to the moment it found the connection gone (`None`: still in play).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Play {
+    pub shard: Option<std::net::SocketAddr>,
+    pub from: u64,
+    pub until: Option<u64>,
 }
 
 /// How long a player waits before asking again after "Server busy, try again" (a busy server's queue
@@ -121,9 +147,12 @@ impl Sim {
             spawned_at: None,
             retry: None,
             busy: 0,
-            api: None,
+            apis: Vec::new(),
             session: None,
             reconnects: 0,
+            shard: None,
+            plays: Vec::new(),
+            missed_notices: Vec::new(),
         }
     }
 
@@ -157,7 +186,7 @@ impl Sim {
                     .map(|(name, login)| {
                         let mut sim = Sim::start(None, name, client_hz);
                         (sim.https, sim.stage) = (Some(login), Stage::Https);
-                        sim.api = Some(api.clone());
+                        sim.apis = vec![api.clone()];
                         sim
                     })
                     .collect()
@@ -167,6 +196,7 @@ impl Sim {
 
     /// Starts the UDP connection in secure mode.
     fn connect_with(&mut self, token: ConnectToken) {
+        self.shard = mmo::client::api::token_server(&token);
         let net = NetClient::connect_with_token(token, self.client_hz).expect("a client socket");
         self.net = Some(net);
         self.connect_started = Some(Instant::now());
@@ -202,15 +232,35 @@ impl Sim {
     /// One pass: receive (chat lines go to `on_line` as (sent_us, line number, from_me)), advance the
     /// login steps.
     fn pump(&mut self, kind: Kind, mut on_line: impl FnMut(u64, u64, bool)) {
-        // Token mode: a player whose shard went logs in again with its session, as the client does.
-        if self.stage == Stage::Ready
-            && self.is_disconnected()
-            && let (Some(api), Some(session)) = (&self.api, &self.session)
+        // Token mode: a player whose shard went (its connection ended, or the shard has been silent
+        // for `SERVER_SILENT_LIMIT`) logs in again with its session, as the client does; so does one
+        // whose new shard does not answer.
+        let gone = self.net.as_ref().is_some_and(|net| {
+            net.is_disconnected() || net.silent_for() > mmo::protocol::SERVER_SILENT_LIMIT
+        });
+        let trying = self.stage == Stage::Ready || self.reconnects > 0;
+        if trying
+            && gone
+            && let Some(session) = &self.session
+            && !self.apis.is_empty()
         {
-            self.https = Some(token::resume(api, &self.name, session.clone()));
+            let first = self.reconnects as usize + self.name.len();
+            let lost = self.shard;
+            self.https = Some(token::resume(
+                &self.apis,
+                first,
+                &self.name,
+                session.clone(),
+                lost,
+            ));
             self.net = None;
             self.stage = Stage::Https;
             self.reconnects += 1;
+            if let Some(play) = self.plays.last_mut()
+                && play.until.is_none()
+            {
+                play.until = Some(now_ms());
+            }
         }
         if self.stage == Stage::Https {
             match self.https.as_ref().map(mpsc::Receiver::try_recv) {
@@ -238,11 +288,12 @@ impl Sim {
         }
         let mut answers = Vec::new();
         let name = &self.name;
-        let (bytes_in, entered, left, spawned) = (
+        let (bytes_in, entered, left, spawned, missed) = (
             &mut self.reliable_bytes,
             &mut self.entered_view,
             &mut self.left_view,
             &mut self.spawned_at,
+            &mut self.missed_notices,
         );
         let Some(net) = self.net.as_mut() else {
             return;
@@ -263,6 +314,9 @@ impl Sim {
                         ServerMessage::EnteredView { .. } => *entered += 1,
                         ServerMessage::LeftView { .. } => *left += 1,
                         ServerMessage::Spawned { at, .. } => *spawned = Some(at),
+                        ServerMessage::System { text } if text == mmo::protocol::LINES_MISSED => {
+                            missed.push(now_ms())
+                        }
                         other => answers.push(other),
                     })
                 }
@@ -343,6 +397,11 @@ impl Sim {
 
     fn ready(&mut self) {
         self.stage = Stage::Ready;
+        self.plays.push(Play {
+            shard: self.shard,
+            from: now_ms(),
+            until: None,
+        });
         if self.reconnects > 0 {
             // Back after its shard went: the join figures stay those of the first login.
             return;

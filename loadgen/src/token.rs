@@ -137,16 +137,27 @@ const RECONNECT_FOR: Duration = Duration::from_secs(60);
 const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
 
 /// On a thread of its own: trades `session_token` for a new connect token (to the shard when it is
-/// back, or another), asking again while the login server cannot answer, for up to a minute; a
-/// refused session ends it at once.
-pub fn resume(api: &ApiClient, name: &str, session_token: String) -> mpsc::Receiver<LoginResult> {
+/// back, or another), asking again while no login server answers, for up to a minute; a refused
+/// session ends it at once. With several login servers (every shard serves logins) each try goes to
+/// the next, starting at `first`, as a client with several addresses for one name would. The shard it
+/// lost (`unreachable`) is named, so that the token sends it elsewhere.
+pub fn resume(
+    apis: &[ApiClient],
+    first: usize,
+    name: &str,
+    session_token: String,
+    unreachable: Option<SocketAddr>,
+) -> mpsc::Receiver<LoginResult> {
     let (tx, rx) = mpsc::channel();
-    let (api, name) = (api.clone(), name.to_owned());
+    let (apis, name) = (apis.to_vec(), name.to_owned());
     let job = move || {
         let deadline = Instant::now() + RECONNECT_FOR;
         let login_sent_at = Instant::now();
+        let mut at = first;
         let result = loop {
-            match api.resume(&session_token) {
+            let api = &apis[at % apis.len().max(1)];
+            at += 1;
+            match api.resume_avoiding(&session_token, unreachable) {
                 Ok(answer) => break Ok(answer),
                 Err(error) if matches!(error.status(), Some(400 | 401 | 403)) => break Err(error),
                 Err(error) if Instant::now() >= deadline => break Err(error),

@@ -56,7 +56,7 @@ pub const SHARD_EXPIRY: Duration = Duration::from_secs(6);
 const RESYNC_GRACE: Duration = Duration::from_secs(4);
 
 /// What players are told when this shard was away from the bus longer than its stream keeps.
-pub const MISSED: &str = "This server lost touch with the others for a while: some of what was said elsewhere may be missing";
+pub const MISSED: &str = crate::protocol::LINES_MISSED;
 
 /// A player logging in on shard after shard causes this line (`crate::logs`).
 static KICKED_HERE: Budget = Budget::new("logged in on another shard", 5, 60);

@@ -55,6 +55,8 @@ impl ApiError {
 pub struct ApiClient {
     agent: ureq::Agent,
     base: String,
+    /// Longest a request may take, when not [`REQUEST_TIMEOUT`] ([`ApiClient::with_timeout`]).
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -108,7 +110,16 @@ impl ApiClient {
         Ok(Self {
             agent,
             base: login_url.trim_end_matches('/').to_owned(),
+            timeout: None,
         })
+    }
+
+    /// The same client, giving up on a request after `timeout` instead of [`REQUEST_TIMEOUT`]: for
+    /// a client with several login servers to try, one that froze (it accepts the connection and
+    /// then says nothing) should not hold it for long.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
     }
 
     /// [`ApiClient::new`] with the CA certificate read from a PEM file.
@@ -153,8 +164,19 @@ impl ApiClient {
 
     /// Trades a session token for a fresh connect token.
     pub fn resume(&self, session_token: &str) -> Result<LoggedIn, ApiError> {
+        self.resume_avoiding(session_token, None)
+    }
+
+    /// [`ApiClient::resume`] after losing the shard at `unreachable`: the token sends the player to
+    /// another shard if one with room is known.
+    pub fn resume_avoiding(
+        &self,
+        session_token: &str,
+        unreachable: Option<SocketAddr>,
+    ) -> Result<LoggedIn, ApiError> {
         let body = api::SessionToken {
             session_token: session_token.into(),
+            unreachable,
         };
         self.post(api::SESSION, &body)
     }
@@ -163,6 +185,7 @@ impl ApiClient {
     pub fn logout(&self, session_token: &str) -> Result<(), ApiError> {
         let body = api::SessionToken {
             session_token: session_token.into(),
+            unreachable: None,
         };
         self.request(api::LOGOUT, Some(&body)).map(|_| ())
     }
@@ -234,9 +257,23 @@ impl ApiClient {
         body: Option<&B>,
     ) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
         let url = format!("{}{path}", self.base);
-        let result = match body {
-            Some(body) => self.agent.post(&url).send_json(body),
-            None => self.agent.get(&url).call(),
+        let result = match (body, self.timeout) {
+            (Some(body), None) => self.agent.post(&url).send_json(body),
+            (Some(body), Some(timeout)) => self
+                .agent
+                .post(&url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .send_json(body),
+            (None, None) => self.agent.get(&url).call(),
+            (None, Some(timeout)) => self
+                .agent
+                .get(&url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .call(),
         };
         let mut answer = result.map_err(|error| transport_error(&self.base, error))?;
         let status = answer.status().as_u16();

@@ -132,8 +132,13 @@ impl TokenIssuer {
     }
 
     /// A fresh connect token for the account, base64 as the API answers it, for the shard
-    /// [`crate::net::Routes::pick`] picks (this server without `--bus`).
-    pub fn connect_token(&self, account_id: i32, name: &str) -> Result<String, IssueError> {
+    /// [`crate::net::Routes::pick`] picks (this server without `--bus`), not `unreachable` if it can.
+    pub fn connect_token(
+        &self,
+        account_id: i32,
+        name: &str,
+        unreachable: Option<SocketAddr>,
+    ) -> Result<String, IssueError> {
         let user = TokenUser {
             account_id,
             name: name.to_owned(),
@@ -150,7 +155,7 @@ impl TokenIssuer {
             NETCODE_TIMEOUT_SECS,
             vec![
                 self.routes
-                    .pick(account_id, std::time::Instant::now())
+                    .pick(account_id, std::time::Instant::now(), unreachable)
                     .unwrap_or(self.public_addr),
             ],
             Some(&user),

@@ -202,10 +202,13 @@ fn refuse_impossible_login(username: &str, password: &str) -> Result<(), ApiErro
 }
 
 /// The answer to an opened (or resumed) session: a fresh connect token with it.
+/// The answer to a login that opened a session: a connect token (to a shard other than `unreachable`
+/// if one has room) and the session.
 fn logged_in(
     state: &ApiState,
     ip: IpAddr,
     outcome: AuthOutcome,
+    unreachable: Option<SocketAddr>,
 ) -> Result<Json<LoggedIn>, ApiError> {
     let AuthOutcome::SessionOpened {
         account_id,
@@ -221,7 +224,7 @@ fn logged_in(
     }
     let connect_token = state
         .issuer
-        .connect_token(account_id, &name)
+        .connect_token(account_id, &name, unreachable)
         .map_err(|error| {
             tracing::error!(%error, account_id, "cannot make a connect token");
             server_error()
@@ -283,7 +286,7 @@ pub async fn login(
     match run(&state, request).await? {
         opened @ AuthOutcome::SessionOpened { .. } => {
             state.names.forget(&body.username.to_ascii_lowercase());
-            logged_in(&state, ip, opened)
+            logged_in(&state, ip, opened, None)
         }
         AuthOutcome::Banned(text) => Err(ApiError::new(StatusCode::FORBIDDEN, text)),
         AuthOutcome::LoginDenied(LOGIN_FAILED) => {
@@ -314,6 +317,7 @@ pub async fn session(
         .resumptions
         .take(session, now)
         .map_err(|wait| ApiError::throttled(TOO_MANY_RESUMPTIONS, wait))?;
+    let unreachable = body.unreachable;
     let request = AuthRequest::ResumeSession {
         token: body.session_token,
     };
@@ -321,7 +325,7 @@ pub async fn session(
         AuthOutcome::SessionOpened { ref name, .. } if !state.allowed.admits(name) => {
             Err(ApiError::new(StatusCode::FORBIDDEN, PRIVATE))
         }
-        opened @ AuthOutcome::SessionOpened { .. } => logged_in(&state, ip, opened),
+        opened @ AuthOutcome::SessionOpened { .. } => logged_in(&state, ip, opened, unreachable),
         AuthOutcome::SessionDenied => {
             record_failure(&state, ip, None);
             Err(ApiError::new(StatusCode::UNAUTHORIZED, SESSION_INVALID))

@@ -61,6 +61,15 @@ pub const MAX_CHAT_CHARS: usize = 256;
 /// a client with a session to resume (token mode) reconnects rather than going back to its login.
 pub const SHUTTING_DOWN: &str = "Server is shutting down";
 
+/// A `System` line: this player's shard was away from the others longer than the bus keeps, so lines
+/// said elsewhere meanwhile may be missing (clients and tools recognise it by this text).
+pub const LINES_MISSED: &str = "This server lost touch with the others for a while: some of what was said elsewhere may be missing";
+
+/// How long a client hears nothing from its server before it gives up on it and reconnects (token
+/// mode), well before netcode's 15 s timeout: a live server's netcode sends a keep-alive every 250 ms
+/// even when its tick is busy, so a few seconds of silence means it died or froze.
+pub const SERVER_SILENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A position in the world as it travels: each axis in 1/[`POSITION_SCALE`] of a unit.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pos {

@@ -615,6 +615,7 @@ fn try_reconnecting(
     mut reconnecting: ResMut<Reconnecting>,
     mut login: ResMut<TokenLogin>,
     link: Res<net::Link>,
+    lost: Res<net::ServerAddress>,
     mut next: ResMut<NextState<Screen>>,
     mut alerts: MessageWriter<ShowAlert>,
 ) {
@@ -636,7 +637,9 @@ fn try_reconnecting(
         return;
     };
     reconnecting.next_try = now + RETRY_EVERY;
-    match in_background(move || api.resume(&token)) {
+    // The shard it lost (or could not reach) is named, so the new token sends it to another.
+    let unreachable = Some(lost.0);
+    match in_background(move || api.resume_avoiding(&token, unreachable)) {
         Ok(job) => {
             login.in_flight = Some(InFlight::Login {
                 job,
