@@ -125,7 +125,7 @@ while true; do
             log cont "$(udp "$i")"
             ;;
         redis-keep | redis-lose)
-            log kill redis
+            if [ "$action" = redis-lose ]; then log wipe redis; else log kill redis; fi
             kill -9 $redis
             wait $redis 2>/dev/null || true
             if [ "$action" = redis-lose ]; then rm -rf "${dir:?}"/redis/*; fi

@@ -60,6 +60,8 @@ pub mod shutdown;
 #[cfg(feature = "server")]
 pub mod stats;
 #[cfg(feature = "server")]
+pub mod tcp;
+#[cfg(feature = "server")]
 pub mod time;
 #[cfg(feature = "server")]
 pub mod transport;

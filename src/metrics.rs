@@ -393,7 +393,7 @@ impl MetricsServer {
         health: crate::probes::Health,
     ) -> Result<Self, MetricsBindError> {
         let error = |source| MetricsBindError { addr, source };
-        let listener = std::net::TcpListener::bind(addr).map_err(error)?;
+        let listener = crate::tcp::listen(addr).map_err(error)?;
         listener.set_nonblocking(true).map_err(error)?;
         let bound = listener.local_addr().map_err(error)?;
         let runtime = tokio::runtime::Builder::new_current_thread()

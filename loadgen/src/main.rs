@@ -432,7 +432,7 @@ fn soak(args: &SoakArgs) -> ExitCode {
         },
         Err(error) => return fail(error),
     };
-    let mut sessions = Vec::new();
+    let mut shards = Vec::new();
     for (shard, path) in &shard_logs {
         let kills: Vec<u64> = outages
             .iter()
@@ -440,7 +440,7 @@ fn soak(args: &SoakArgs) -> ExitCode {
             .map(|o| o.from)
             .collect();
         match read(path).map(|text| soak::read_sessions(*shard, &text, &kills, end)) {
-            Ok(Ok(found)) => sessions.extend(found),
+            Ok(Ok(found)) => shards.push(found),
             Ok(Err(error)) => return fail(format!("{}: {error}", path.display())),
             Err(error) => return fail(error),
         }
@@ -451,17 +451,24 @@ fn soak(args: &SoakArgs) -> ExitCode {
             return fail(format!("{}: {error}", path.display()));
         }
     }
-    let verdict = soak::check(&run, &outages, &sessions);
-    let kinds = |how: &str| outages.iter().filter(|o| o.how == how).count();
+    let verdict = soak::check(&run, &outages, &shards);
+    let sessions: usize = shards.iter().map(|s| s.sessions.len()).sum();
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for outage in &outages {
+        let part = match outage.part {
+            soak::Part::Shard(_) => "shard",
+            soak::Part::Redis => "redis",
+            soak::Part::Postgres => "postgres",
+        };
+        *kinds.entry(format!("{} {part}", outage.how)).or_default() += 1;
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!(
-        "soak: {} players, {:.0} s; outages: {} (kill {}, term {}, stop {}); shard sessions read: {}",
+        "soak: {} players, {:.0} s; outages: {} ({}); shard sessions read: {sessions}",
         args.clients,
         args.duration,
         outages.len(),
-        kinds("kill"),
-        kinds("term"),
-        kinds("stop"),
-        sessions.len()
+        kinds.join(", "),
     );
     println!(
         "lines {}  acknowledged {}  deliveries owed {}  missing {} (told of a gap {}, sender killed {})  \
@@ -477,12 +484,14 @@ fn soak(args: &SoakArgs) -> ExitCode {
         run.moves
     );
     println!(
-        "shard lost {} times  back within {} ms at worst  late (> 10 s) {}  not back {}  in play twice {}",
+        "shard lost {} times  back within {} ms at worst  late (> 10 s) {}  not back {}  in play twice {}  \
+         session lines left out of the shards' logs {}",
         verdict.losses,
         verdict.back_max_ms,
         verdict.back_late,
         verdict.never_back,
-        verdict.in_play_twice
+        verdict.in_play_twice,
+        verdict.session_lines_left_out
     );
     for (cause, (losses, slowest)) in &verdict.losses_by_cause {
         println!("  lost to {cause}: {losses} times, back within {slowest} ms at worst");

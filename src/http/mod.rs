@@ -188,17 +188,6 @@ pub struct BoundHttps {
     pub info: HttpsInfo,
 }
 
-/// A listening socket on `addr` that a restarted server can bind again at once: with `SO_REUSEADDR`,
-/// the connections the last run closed (waiting out TIME_WAIT) do not hold the port.
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
-}
-
 /// Binds the HTTPS address and loads (or makes) the certificate. Done before the first tick, so a
 /// busy port or a bad certificate stops the start with a clear error.
 pub fn bind(config: &Config, issuer: TokenIssuer) -> Result<BoundHttps, HttpError> {
@@ -207,7 +196,7 @@ pub fn bind(config: &Config, issuer: TokenIssuer) -> Result<BoundHttps, HttpErro
         addr: wanted,
         source,
     };
-    let listener = listen(wanted).map_err(bind_error)?;
+    let listener = crate::tcp::listen(wanted).map_err(bind_error)?;
     listener.set_nonblocking(true).map_err(bind_error)?;
     let addr = listener.local_addr().map_err(bind_error)?;
     let tls = tls::load_or_create(config, addr)?;

@@ -245,7 +245,7 @@ pub enum Part {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outage {
     pub part: Part,
-    /// `kill`, `term` or `stop`.
+    /// `kill`, `term`, `stop`, or `wipe` (killed, and started again without its data).
     pub how: String,
     pub from: u64,
     pub until: u64,
@@ -261,8 +261,8 @@ pub struct LogError {
 }
 
 /// Reads the driver's log: one action a line, `UNIX_MS ACTION PART`, ACTION one of `kill`, `term`,
-/// `stop` (down) or `start`, `cont` (up again), PART a shard's UDP address, `redis` or `postgres`. An
-/// outage still open at the end lasts until `end`.
+/// `stop`, `wipe` (down) or `start`, `cont` (up again), PART a shard's UDP address, `redis` or
+/// `postgres`. An outage still open at the end lasts until `end`.
 pub fn read_outages(text: &str, end: u64) -> Result<Vec<Outage>, LogError> {
     let mut open: HashMap<Part, (String, u64)> = HashMap::new();
     let mut outages = Vec::new();
@@ -286,7 +286,7 @@ pub fn read_outages(text: &str, end: u64) -> Result<Vec<Outage>, LogError> {
             addr => Part::Shard(addr.parse().map_err(|_| error("not a part"))?),
         };
         match action {
-            "kill" | "term" | "stop" => {
+            "kill" | "term" | "stop" | "wipe" => {
                 open.entry(part).or_insert((action.to_owned(), at));
             }
             "start" | "cont" => {
@@ -322,6 +322,15 @@ pub struct Session {
     pub until: u64,
 }
 
+/// What a shard's log says of its sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardSessions {
+    pub sessions: Vec<Session>,
+    /// `logged in` and `logged out` lines its log budget left out (its summaries say how many): then
+    /// the sessions are not all there, and no check of them can pass.
+    pub left_out: u64,
+}
+
 /// Reads a shard's JSON log (`--log-format json`, appended to across restarts): its sessions. One still
 /// open when the shard was killed (`kills`, Unix ms) ends there; one still open at the end of the log
 /// ends at `end`.
@@ -330,7 +339,8 @@ pub fn read_sessions(
     text: &str,
     kills: &[u64],
     end: u64,
-) -> Result<Vec<Session>, LogError> {
+) -> Result<ShardSessions, LogError> {
+    let mut left_out = 0;
     let mut open: HashMap<i64, u64> = HashMap::new();
     let mut sessions = Vec::new();
     let close = |sessions: &mut Vec<Session>, account_id, from, until| {
@@ -352,6 +362,11 @@ pub fn read_sessions(
                 .or_else(|| value.get("fields").and_then(|f| f.get(name)))
                 .cloned()
         };
+        // A budget's summary: "N more \"logged in\" lines in the last minute".
+        if let Some("logged in" | "logged out") = field("line").as_ref().and_then(|l| l.as_str()) {
+            left_out += field("more").and_then(|n| n.as_u64()).unwrap_or(1);
+            continue;
+        }
         let message = field("message");
         let event = match message.as_ref().and_then(|m| m.as_str()) {
             Some("logged in") => true,
@@ -396,7 +411,7 @@ pub fn read_sessions(
         let until = kills.iter().copied().find(|&k| k >= from).unwrap_or(end);
         close(&mut sessions, id, from, until);
     }
-    Ok(sessions)
+    Ok(ShardSessions { sessions, left_out })
 }
 
 /// Unix ms of an RFC 3339 UTC time (`2026-12-06T20:50:01.123456Z`, as tracing writes it).
@@ -448,6 +463,8 @@ pub struct Verdict {
     pub never_back: u64,
     /// Pairs of sessions of one account overlapping on live shards past [`KICK_GRACE`].
     pub in_play_twice: u64,
+    /// Session lines the shards' log budgets left out (the check of sessions is incomplete).
+    pub session_lines_left_out: u64,
     /// A few of the failures, in words.
     pub examples: Vec<String>,
 }
@@ -459,6 +476,7 @@ impl Verdict {
             && self.back_late == 0
             && self.never_back == 0
             && self.in_play_twice == 0
+            && self.session_lines_left_out == 0
     }
 
     fn example(&mut self, text: String) {
@@ -469,8 +487,10 @@ impl Verdict {
 }
 
 /// Holds the players' logs against the outages and the shards' sessions.
-pub fn check(run: &SoakRun, outages: &[Outage], sessions: &[Session]) -> Verdict {
+pub fn check(run: &SoakRun, outages: &[Outage], shards: &[ShardSessions]) -> Verdict {
+    let sessions: Vec<&Session> = shards.iter().flat_map(|s| &s.sessions).collect();
     let mut verdict = Verdict {
+        session_lines_left_out: shards.iter().map(|s| s.left_out).sum(),
         lines: run.lines.len() as u64,
         gap_notices: run
             .players
@@ -801,8 +821,9 @@ mod tests {
             ("03", "logged out", 8),
         ]);
         let a = read_sessions(addr(1), &a, &[5_000], 60_000).unwrap();
+        assert_eq!(a.left_out, 0);
         assert_eq!(
-            a,
+            a.sessions,
             vec![
                 Session {
                     shard: addr(1),
@@ -828,7 +849,7 @@ mod tests {
         let b = read_sessions(addr(2), &b, &[], 60_000).unwrap();
         let c = log(&[("08", "logged in", 9), ("20", "logged out", 9)]);
         let c = read_sessions(addr(1), &c, &[], 60_000).unwrap();
-        let all: Vec<Session> = a.into_iter().chain(b).chain(c).collect();
+        let all = [a, b, c];
         let verdict = check(&SoakRun::default(), &[], &all);
         assert_eq!(verdict.in_play_twice, 1, "{verdict:?}");
         assert!(
@@ -840,5 +861,10 @@ mod tests {
         let frozen =
             read_outages("9000 stop 127.0.0.1:1\n19500 cont 127.0.0.1:1\n", 60_000).unwrap();
         assert_eq!(check(&SoakRun::default(), &frozen, &all).in_play_twice, 0);
+        // A log whose budget left session lines out cannot pass.
+        let summary = r#"{"timestamp":"1970-01-01T00:01:00Z","level":"WARN","message":"3 more \"logged out\" lines in the last minute","line":"logged out","more":3}"#;
+        let d = read_sessions(addr(3), summary, &[], 60_000).unwrap();
+        assert_eq!(d.left_out, 3);
+        assert!(!check(&SoakRun::default(), &frozen, &[d]).passed());
     }
 }
