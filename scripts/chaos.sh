@@ -4,7 +4,8 @@
 # down and brings it back, in a shuffled round of: a shard killed (SIGKILL), a shard stopped (SIGTERM),
 # a shard frozen (SIGSTOP) for 8-12 s (past the 6 s presence expiry), Redis killed and restarted with
 # its data (append-only file, fsync on every write), Redis killed and restarted empty, PostgreSQL
-# killed. Each stays down 2-6 s. Players reconnect by themselves over any shard's HTTPS endpoint.
+# killed. Each stays down 2-6 s; the first is always a frozen shard. Players reconnect by themselves over
+# any shard's HTTPS endpoint.
 # The driver starts nothing in the last 30 s of play, so everything runs again before the players stop.
 # Then `mmo-loadgen soak` checks from the players' own logs, the driver's and the shards' logs: every
 # acknowledged line reached every player in play on a live shard while it crossed (or the player was
@@ -96,7 +97,9 @@ done
 chaos_end=$(($(date +%s) + minutes * 60 - 30))
 
 actions=(kill term stop redis-keep redis-lose postgres)
-round=()
+# The first outage is a frozen shard, the one its players can only notice by its silence (so that even
+# the one-minute run has it), then shuffled rounds of all six.
+round=(stop)
 while true; do
     pause 5 15
     [ "$(date +%s)" -lt "$chaos_end" ] || break

@@ -36,6 +36,8 @@ fn sixty_players_on_three_shards_lose_nothing_through_a_minute_of_chaos() {
         "{stdout}\n{stderr}\nplayers' errors:\n{soak_err}"
     );
     assert!(stdout.contains("soak: passed"), "{stdout}");
+    // The first outage froze a shard: its players noticed by its silence alone, and were back.
+    assert!(stdout.contains("lost to stop"), "{stdout}");
     assert!(
         stdout.contains("acknowledged lines missing from it: 0"),
         "{stdout}"

@@ -5,7 +5,11 @@
 
 mod common;
 
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use bevy_renet::RenetClient;
@@ -129,6 +133,116 @@ fn a_server_that_stops_and_comes_back_is_reconnected_to_with_the_session() {
         "bob's line",
         || bob.pump(),
         |app| log_has(app, "bob says: \"welcome back\""),
+    );
+}
+
+/// A UDP relay in front of a server that can go silent: not a packet more either way, not even a
+/// disconnect, as a shard that froze or died looks to its players. Each client address gets its own
+/// socket towards the server, so a reconnecting client is a new peer there.
+struct Relay {
+    silent: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(front: UdpSocket, server: SocketAddr) -> Self {
+        front.set_nonblocking(true).unwrap();
+        let (silent, stop) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (quiet, done) = (silent.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut backs: Vec<(SocketAddr, UdpSocket)> = Vec::new();
+            let mut buf = [0u8; 2048];
+            while !done.load(Ordering::SeqCst) {
+                while let Ok((n, client)) = front.recv_from(&mut buf) {
+                    if !backs.iter().any(|(c, _)| *c == client) {
+                        let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+                        back.connect(server).unwrap();
+                        back.set_nonblocking(true).unwrap();
+                        backs.push((client, back));
+                    }
+                    if !quiet.load(Ordering::SeqCst) {
+                        let (_, back) = backs.iter().find(|(c, _)| *c == client).unwrap();
+                        let _ = back.send(&buf[..n]);
+                    }
+                }
+                for (client, back) in &backs {
+                    while let Ok(n) = back.recv(&mut buf) {
+                        if !quiet.load(Ordering::SeqCst) {
+                            let _ = front.send_to(&buf[..n], client);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        Self {
+            silent,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn a_server_gone_silent_is_given_up_on_within_seconds_and_reconnected_to() {
+    let dir = tempfile::tempdir().unwrap();
+    // Players reach the server through the relay: its address is the one connect tokens name.
+    let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut config = Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().join("db.sqlite3"),
+    );
+    config.auth = AuthMode::Token;
+    config.http_bind = Some("127.0.0.1:0".parse().unwrap());
+    config.public_addr = Some(front.local_addr().unwrap());
+    let server = ServerHandle::spawn(config).expect("server starts");
+    let relay = Relay::start(front, server.addr());
+    api(&server).register("alice", PASSWORD).unwrap();
+    let mut app = token_client(&server, &dir.path().join("conf"));
+    log_in(&mut app, "alice", PASSWORD);
+    wait_for_chat(&mut app);
+
+    // Silence: the client gives up on the server after SERVER_SILENT_LIMIT (3 s), not at netcode's
+    // timeout (15 s), and says it is reconnecting.
+    relay.silent.store(true, Ordering::SeqCst);
+    let cut = Instant::now();
+    run_until(
+        &mut app,
+        "the reconnecting notice",
+        || {},
+        |app| log_has(app, RECONNECTING),
+    );
+    assert!(
+        cut.elapsed() < Duration::from_secs(10),
+        "noticed after {:?}",
+        cut.elapsed()
+    );
+    assert_eq!(screen(&app), Screen::Chat);
+
+    // The server answers again: the client is back in by itself, with its session.
+    relay.silent.store(false, Ordering::SeqCst);
+    run_until(
+        &mut app,
+        "the reconnection",
+        || {},
+        |app| app.world().resource::<Link>().is_online() && !log_has(app, RECONNECTING),
+    );
+    assert_eq!(
+        app.world().resource::<ChatLog>().me.as_deref(),
+        Some("alice")
     );
 }
 

@@ -29,7 +29,7 @@ pub const CROSSING_GRACE: Duration = Duration::from_secs(2);
 /// carry the kick from the shard of the newer login to the shard of the older one.
 pub const KICK_GRACE: Duration = Duration::from_secs(1);
 /// After the chat stops, how long the players keep listening for lines on their way.
-const DRAIN: Duration = Duration::from_secs(10);
+pub const DRAIN: Duration = Duration::from_secs(10);
 /// How long a reconnecting player waits for one login server before it tries the next: a frozen
 /// shard accepts the connection and says nothing (its first logins wait on password hashing, so
 /// they keep the default).
