@@ -417,8 +417,7 @@ fn receive_messages(
 fn close_kicked_connections(mut server: Outbox, closing: Query<(&Connection, &Closing)>) {
     let now = Instant::now();
     for (connection, closing) in &closing {
-        let delivered = server.channel_available_memory(connection.client_id, CHANNEL)
-            == protocol::SERVER_CHANNEL_MEMORY;
+        let delivered = server.delivered(connection.client_id, CHANNEL);
         if delivered || now >= closing.deadline {
             server.disconnect(connection.client_id);
         }

@@ -1,14 +1,14 @@
-//! [`Outbox`]: the renet server as the game's systems use it. It is the [`RenetServer`] (it derefs to
-//! it) and it notes who was sent something this tick, so that the transport hands renet's packets out
-//! for those clients, the clients with something unacknowledged and the clients whose ack turn it is,
-//! and does not look at every other connection every tick (at 4,000 idle players, asking renet whether
-//! each of them owed anything cost a millisecond and a half a tick in cache misses alone).
+//! [`Outbox`]: the connections as the game's systems use them: send, receive, ask, close. Today they
+//! are all renet's (the [`RenetServer`] underneath); these few methods are the whole surface the game
+//! uses, so a second transport (a WebSocket, say) has one place to join. It notes who was sent something
+//! this tick, so that the transport hands renet's packets out for those clients, the clients with
+//! something unacknowledged and the clients whose ack turn it is, and does not look at every other
+//! connection every tick (at 4,000 idle players, asking renet whether each of them owed anything cost a
+//! millisecond and a half a tick in cache misses alone).
 //!
 //! A system that sends through `ResMut<RenetServer>` directly still has its message delivered: every
 //! client is looked at on its ack turn, every [`super::ACK_EVERY`] ticks (100 ms at 60 Hz); only the
 //! "at once" is lost.
-
-use std::ops::{Deref, DerefMut};
 
 use bevy::ecs::system::SystemParam;
 use bevy::platform::collections::HashSet;
@@ -20,8 +20,8 @@ use bevy_renet::renet::{Bytes, ClientId};
 #[derive(Resource, Default, Debug)]
 pub struct Sent(pub(super) HashSet<ClientId>);
 
-/// The renet server, for systems that send: `outbox.send_message(..)` queues the message and tells the
-/// transport; everything else is [`RenetServer`]'s own (`is_connected`, `disconnect`, ...).
+/// The connections, for systems that send, read or close them: `outbox.send_message(..)` queues the
+/// message and tells the transport.
 #[derive(SystemParam)]
 pub struct Outbox<'w> {
     server: ResMut<'w, RenetServer>,
@@ -40,18 +40,38 @@ impl Outbox<'_> {
         self.sent.0.insert(client_id);
         self.server.send_message(client_id, channel_id, message);
     }
-}
 
-impl Deref for Outbox<'_> {
-    type Target = RenetServer;
-
-    fn deref(&self) -> &RenetServer {
-        &self.server
+    /// The next message `client_id` sent on `channel_id`, if any.
+    pub fn receive_message(
+        &mut self,
+        client_id: ClientId,
+        channel_id: impl Into<u8>,
+    ) -> Option<Bytes> {
+        self.server.receive_message(client_id, channel_id)
     }
-}
 
-impl DerefMut for Outbox<'_> {
-    fn deref_mut(&mut self) -> &mut RenetServer {
-        &mut self.server
+    pub fn is_connected(&self, client_id: ClientId) -> bool {
+        self.server.is_connected(client_id)
+    }
+
+    /// Whether everything sent to `client_id` on `channel_id` was acknowledged (nothing waits in the
+    /// channel's memory).
+    pub fn delivered(&self, client_id: ClientId, channel_id: u8) -> bool {
+        self.server.channel_available_memory(client_id, channel_id)
+            == crate::protocol::SERVER_CHANNEL_MEMORY
+    }
+
+    /// Closes the connection (the transport says so to the client).
+    pub fn disconnect(&mut self, client_id: ClientId) {
+        self.server.disconnect(client_id);
+    }
+
+    /// How many connections there are.
+    pub fn connected_clients(&self) -> usize {
+        self.server.connected_clients()
+    }
+
+    pub fn has_connections(&self) -> bool {
+        self.server.has_connections()
     }
 }
