@@ -32,12 +32,18 @@ use mmo_client::token::{LOGGED_OUT, LogoutButton, RECONNECTING, RememberMe, Toke
 
 const PASSWORD: &str = "alice's password";
 
-/// A server in token mode on loopback, HTTPS on an ephemeral port with its self-signed certificate.
-fn token_server(dir: &Path) -> ServerHandle {
+/// The configuration of a server in token mode on loopback, HTTPS on an ephemeral port with its
+/// self-signed certificate.
+fn token_config_of_server(dir: &Path) -> Config {
     let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.join("db.sqlite3"));
     config.auth = AuthMode::Token;
     config.http_bind = Some("127.0.0.1:0".parse().unwrap());
-    ServerHandle::spawn(config).expect("server starts")
+    config
+}
+
+/// A server of [`token_config_of_server`], started.
+fn token_server(dir: &Path) -> ServerHandle {
+    ServerHandle::spawn(token_config_of_server(dir)).expect("server starts")
 }
 
 /// The server's login URL and the certificate to trust.
@@ -201,12 +207,7 @@ fn a_server_gone_silent_is_given_up_on_within_seconds_and_reconnected_to() {
     let dir = tempfile::tempdir().unwrap();
     // Players reach the server through the relay: its address is the one connect tokens name.
     let front = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut config = Config::new(
-        "127.0.0.1:0".parse().unwrap(),
-        dir.path().join("db.sqlite3"),
-    );
-    config.auth = AuthMode::Token;
-    config.http_bind = Some("127.0.0.1:0".parse().unwrap());
+    let mut config = token_config_of_server(dir.path());
     config.public_addr = Some(front.local_addr().unwrap());
     let server = ServerHandle::spawn(config).expect("server starts");
     let relay = Relay::start(front, server.addr());

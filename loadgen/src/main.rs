@@ -421,7 +421,7 @@ fn soak(args: &SoakArgs) -> ExitCode {
         apis,
     };
     let run = soak::run(&options);
-    let end = mmo_loadgen::scenario::unix_ms_now();
+    let end = mmo_loadgen::scenario::now_ms();
     let read = |path: &PathBuf| {
         std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
     };

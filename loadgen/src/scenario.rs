@@ -53,13 +53,9 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-fn now_ms() -> u64 {
-    now_us() / 1000
-}
-
 /// Now, in Unix ms (the clock the soak's logs use).
-pub fn unix_ms_now() -> u64 {
-    now_ms()
+pub fn now_ms() -> u64 {
+    now_us() / 1000
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
