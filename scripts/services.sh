@@ -4,7 +4,8 @@
 # tests/common/postgres.rs); this only makes sure the programs are there.
 #   redis:    redis-server (the bus, `--bus redis://…`)
 #   postgres: the PostgreSQL server (initdb, postgres) and libpq-dev, which `--features postgres` links
-# Usage: scripts/services.sh install [redis|postgres]
+#   chromium: headless Chromium and its WebDriver (chromedriver), which tests/browser.rs drives
+# Usage: scripts/services.sh install [redis|postgres|chromium]
 set -euo pipefail
 what=${2:-redis}
 
@@ -32,8 +33,13 @@ case "${1:-}" in
                 # Debian creates and starts a system cluster on 5432; the tests do not use it.
                 ls /usr/lib/postgresql/*/bin/initdb
                 ;;
+            chromium)
+                if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi
+                apt_install chromium chromium-driver
+                command -v chromium chromedriver
+                ;;
             *) echo "unknown service: $what" >&2; exit 2 ;;
         esac
         ;;
-    *) echo "usage: $0 install [redis|postgres]" >&2; exit 2 ;;
+    *) echo "usage: $0 install [redis|postgres|chromium]" >&2; exit 2 ;;
 esac

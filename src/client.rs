@@ -1,6 +1,7 @@
 //! A small renet/netcode client for the mmo protocol without Bevy, pumped by its owner's loop: for
 //! tools, tests, load generators and terminal clients. (The Bevy client uses bevy_renet instead.)
-//! [`api`] (feature `https-client`) is token mode's HTTPS login, which hands it a connect token.
+//! [`api`] (feature `https-client`) is token mode's HTTPS login, which hands it a connect token;
+//! [`ws`] is the same connection over a WebSocket, as a browser makes it.
 //!
 //! It behaves like a game client: it receives on every [`NetClient::pump`] but sends its packets at a
 //! frame rate (and at once after a new message), because renet queues an ack packet on every flush and a
@@ -23,6 +24,8 @@ pub const MAX_KEPT_SNAPSHOTS: usize = 64;
 
 #[cfg(feature = "https-client")]
 pub mod api;
+#[cfg(feature = "https-client")]
+pub mod ws;
 
 /// What can go wrong with a connection.
 #[derive(Debug, thiserror::Error)]

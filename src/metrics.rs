@@ -95,6 +95,11 @@ pub struct Handles {
     pub players_elsewhere: Gauge,
     /// Connections on each transport lane (`lane="0"`, …).
     pub lane_connections: Family<Vec<(&'static str, String)>, Gauge>,
+    /// Connections and players by transport (`udp`, `ws`).
+    pub transport_connections: Family<[(&'static str, &'static str); 1], Gauge>,
+    pub transport_players: Family<[(&'static str, &'static str); 1], Gauge>,
+    /// WebSocket upgrades refused before a connection existed, by reason (`crate::http::ws`).
+    pub ws_refused: Family<[(&'static str, &'static str); 1], Counter>,
 }
 
 /// `mmo_queue_depth{queue=…}`: what waits for each writer thread.
@@ -342,6 +347,33 @@ impl Metrics {
                 registry.register(
                     "transport_lane_connections",
                     "Connections on each transport lane (socket and netcode thread)",
+                    family.clone(),
+                );
+                family
+            },
+            transport_connections: {
+                let family = Family::default();
+                registry.register(
+                    "transport_connections",
+                    "Connections, logged in or not, by transport (udp, ws)",
+                    family.clone(),
+                );
+                family
+            },
+            transport_players: {
+                let family = Family::default();
+                registry.register(
+                    "transport_players",
+                    "Players logged in, by transport (udp, ws)",
+                    family.clone(),
+                );
+                family
+            },
+            ws_refused: {
+                let family = Family::default();
+                registry.register(
+                    "ws_refused",
+                    "WebSocket connections refused or closed before play, by reason",
                     family.clone(),
                 );
                 family

@@ -16,13 +16,13 @@ use bevy_renet::{RenetServer, RenetServerEvent, RenetServerPlugin};
 use renetcode::{ServerAuthentication, ServerConfig};
 
 use crate::access::IpBans;
-use crate::api::TokenUser;
+use crate::api::{TokenUser, UserDataError};
 use crate::config::{AuthMode, Config, NETCODE_MAX_CLIENTS};
 use crate::logs::Budget;
 use crate::protocol::{self, CHANNEL, ClientMessage, Request, ServerMessage};
 use crate::schedule::ServerSystems;
 pub use crate::transport::outbox::Outbox;
-use crate::transport::{self, Transport, gate::Limits};
+use crate::transport::{self, Transport, gate::Limits, ws};
 
 /// What a client past `--max-clients` is told.
 pub const SERVER_FULL: &str = "Server is full, try again later";
@@ -47,6 +47,7 @@ pub(crate) fn plugin(app: &mut App) {
         .init_resource::<Connections>()
         .add_message::<Inbound>()
         .add_observer(on_server_event)
+        .add_systems(PreUpdate, ws_events.after(bevy_renet::RenetReceive))
         .add_systems(Update, receive_messages.in_set(ServerSystems::Receive))
         .add_systems(Update, close_kicked_connections.in_set(ServerSystems::Send));
 }
@@ -227,6 +228,34 @@ impl Routes {
 pub struct Connection {
     pub client_id: ClientId,
     pub connected_at: Instant,
+    /// Where it connected from (renet may not know it once netcode dropped the client).
+    pub addr: Option<SocketAddr>,
+    pub via: Via,
+}
+
+/// The transport a connection came over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// netcode over UDP (the bundled client, the load generator).
+    Udp,
+    /// A WebSocket on the HTTPS port (the web client; [`crate::transport::ws`]).
+    WebSocket,
+}
+
+impl Via {
+    /// As `list` and the metrics label it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Via::Udp => "udp",
+            Via::WebSocket => "ws",
+        }
+    }
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
 }
 
 /// A connection that has not logged in yet (the LOGIN state): it may register and log in, nothing else.
@@ -327,47 +356,133 @@ fn on_server_event(
     match **event {
         ServerEvent::ClientConnected { client_id } => {
             let addr = transport.client_addr(client_id);
-            let full = connections.0.len() >= capacity.0;
-            let mut entity = commands.spawn((
-                Connection {
-                    client_id,
-                    connected_at: Instant::now(),
-                },
-                AwaitingLogin,
-            ));
-            match transport.token_user(client_id) {
-                None => {}
-                Some(Ok(user)) => {
-                    if CONNECTED.allow(addr.map(|a| a.ip())) {
-                        info!(client_id, ?addr, account_id = user.account_id, name = %user.name, "connected with a token");
-                    }
-                    entity.insert(TokenLogin(user));
-                }
-                Some(Err(error)) => {
-                    // Only the server seals tokens, so this is a bug or a leaked key: refuse it.
-                    error!(client_id, ?addr, %error, "connect token with unreadable user data");
-                    server.disconnect(client_id);
-                }
-            }
-            let entity = entity.id();
-            connections
-                .0
-                .insert(client_id, (entity, addr.map(|a| a.ip())));
-            if full {
-                // Each lane holds netcode's 1,024; the process holds --max-clients.
-                kick(&mut commands, &mut server, entity, client_id, SERVER_FULL);
-            }
-            if CONNECTED.allow(addr.map(|a| a.ip())) {
-                info!(client_id, ?addr, ?entity, "connected");
-            }
+            let user = transport.token_user(client_id);
+            let new = NewConnection {
+                client_id,
+                addr,
+                via: Via::Udp,
+            };
+            connected(
+                &mut commands,
+                &mut connections,
+                &mut server,
+                &capacity,
+                new,
+                user,
+            );
         }
         ServerEvent::ClientDisconnected { client_id, reason } => {
-            let ip = connections.0.remove(&client_id).and_then(|(entity, ip)| {
-                commands.entity(entity).despawn();
-                ip
-            });
-            if DISCONNECTED.allow(ip) {
-                info!(client_id, %reason, "disconnected");
+            disconnected(&mut commands, &mut connections, client_id, &reason);
+        }
+    }
+}
+
+/// A connection as a transport reports it.
+struct NewConnection {
+    client_id: ClientId,
+    addr: Option<SocketAddr>,
+    via: Via,
+}
+
+/// Spawns a new connection's entity (with the account its connect token speaks for, in token mode),
+/// or kicks it if the server is full.
+fn connected(
+    commands: &mut Commands,
+    connections: &mut Connections,
+    server: &mut Outbox,
+    capacity: &Capacity,
+    new: NewConnection,
+    user: Option<Result<TokenUser, UserDataError>>,
+) {
+    let NewConnection {
+        client_id,
+        addr,
+        via,
+    } = new;
+    let full = connections.0.len() >= capacity.0;
+    let mut entity = commands.spawn((
+        Connection {
+            client_id,
+            connected_at: Instant::now(),
+            addr,
+            via,
+        },
+        AwaitingLogin,
+    ));
+    match user {
+        None => {}
+        Some(Ok(user)) => {
+            if CONNECTED.allow(addr.map(|a| a.ip())) {
+                info!(client_id, ?addr, %via, account_id = user.account_id, name = %user.name, "connected with a token");
+            }
+            entity.insert(TokenLogin(user));
+        }
+        Some(Err(error)) => {
+            // Only the server seals tokens, so this is a bug or a leaked key: refuse it.
+            error!(client_id, ?addr, %error, "connect token with unreadable user data");
+            server.disconnect(client_id);
+        }
+    }
+    let entity = entity.id();
+    connections
+        .0
+        .insert(client_id, (entity, addr.map(|a| a.ip())));
+    if full {
+        // Each lane holds netcode's 1,024; the process holds --max-clients.
+        kick(commands, server, entity, client_id, SERVER_FULL);
+    }
+    if CONNECTED.allow(addr.map(|a| a.ip())) {
+        info!(client_id, ?addr, %via, ?entity, "connected");
+    }
+}
+
+/// Despawns a closed connection's entity.
+fn disconnected(
+    commands: &mut Commands,
+    connections: &mut Connections,
+    client_id: ClientId,
+    reason: &dyn std::fmt::Display,
+) {
+    let ip = connections.0.remove(&client_id).and_then(|(entity, ip)| {
+        commands.entity(entity).despawn();
+        ip
+    });
+    if DISCONNECTED.allow(ip) {
+        info!(client_id, %reason, "disconnected");
+    }
+}
+
+/// The WebSocket transport's connections and disconnections ([`crate::transport::ws`]), as renet's
+/// events are for UDP. Their messages are stashed for [`receive_messages`].
+fn ws_events(
+    mut commands: Commands,
+    mut connections: ResMut<Connections>,
+    mut server: Outbox,
+    capacity: Res<Capacity>,
+) {
+    for change in server.ws().take_events() {
+        match change {
+            ws::Change::Connected {
+                client_id,
+                addr,
+                user,
+            } => {
+                let new = NewConnection {
+                    client_id,
+                    addr: Some(addr),
+                    via: Via::WebSocket,
+                };
+                connected(
+                    &mut commands,
+                    &mut connections,
+                    &mut server,
+                    &capacity,
+                    new,
+                    Some(Ok(user)),
+                );
+            }
+            ws::Change::Disconnected { client_id, reason } => {
+                disconnected(&mut commands, &mut connections, client_id, &reason);
             }
         }
     }
@@ -408,6 +523,21 @@ fn receive_messages(
                     server.disconnect(client_id);
                     break;
                 }
+            }
+        }
+    }
+    // WebSocket messages come decoded (their sockets' tasks decoded them with the same limits).
+    for client_id in server.ws().take_arrived() {
+        let Some(entity) = connections.entity(client_id) else {
+            continue;
+        };
+        while let Some(message) = server.ws().receive(client_id) {
+            if !closing.contains(entity) {
+                inbound.write(Inbound {
+                    entity,
+                    client_id,
+                    message,
+                });
             }
         }
     }

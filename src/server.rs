@@ -212,7 +212,11 @@ fn run_loop(mut app: App, tick: Duration, idle_tick: Duration) -> AppExit {
         let busy = app
             .world()
             .get_resource::<RenetServer>()
-            .is_some_and(|server| server.has_connections());
+            .is_some_and(|server| server.has_connections())
+            || app
+                .world()
+                .get_resource::<crate::transport::ws::WsPeers>()
+                .is_some_and(|peers| !peers.is_empty());
         let wait = if busy { tick } else { idle_tick };
         // Until the next tick, the transport takes in what arrives (renet's share of it, off the tick).
         let until = started + wait;

@@ -220,6 +220,7 @@ fn drive_shutdown(
         }
         Phase::Draining(deadline) if !server.has_connections() || Instant::now() >= deadline => {
             transport.disconnect_all();
+            server.ws().disconnect_all(SHUTTING_DOWN);
             commands.trigger(ServerStopping);
             exit.write(AppExit::Success);
             info!("all clients disconnected; flushing pending work");

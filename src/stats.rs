@@ -7,6 +7,7 @@
 //! because the tick's queue was full). It also feeds the [`Metrics`]: each tick's duration, and once a
 //! second the gauges and the transport's counters.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
@@ -16,7 +17,7 @@ use crate::auth::worker::AuthWorkers;
 use crate::config::Config;
 use crate::load::TickLoad;
 use crate::metrics::Metrics;
-use crate::net::Connection;
+use crate::net::{Connection, Via};
 use crate::players::OnlineAccounts;
 use crate::players::Player;
 use crate::transport::Transport;
@@ -141,6 +142,8 @@ fn sample(
     transport: Res<Transport>,
     online: Res<OnlineAccounts>,
     workers: Res<AuthWorkers>,
+    ws: Res<crate::transport::ws::WsPeers>,
+    connections: Query<(&Connection, Has<Player>)>,
 ) {
     if last.at.is_some_and(|at| at.elapsed() < SAMPLE_EVERY) {
         return;
@@ -149,7 +152,24 @@ fn sample(
     last.at = Some(now);
     crate::logs::summarize(now);
     metrics.players_online.set(online.len() as i64);
-    metrics.connections.set(server.connected_clients() as i64);
+    metrics
+        .connections
+        .set((server.connected_clients() + ws.len()) as i64);
+    let mut by_via: HashMap<Via, (i64, i64)> =
+        HashMap::from([(Via::Udp, (0, 0)), (Via::WebSocket, (0, 0))]);
+    for (connection, player) in &connections {
+        let count = by_via.entry(connection.via).or_default();
+        count.0 += 1;
+        count.1 += i64::from(player);
+    }
+    for (via, (open, playing)) in by_via {
+        let label = [("transport", via.label())];
+        metrics
+            .transport_connections
+            .get_or_create(&label)
+            .set(open);
+        metrics.transport_players.get_or_create(&label).set(playing);
+    }
     for (lane, load) in transport.lane_loads().into_iter().enumerate() {
         metrics
             .lane_connections

@@ -14,6 +14,7 @@
 pub mod limits;
 pub mod routes;
 pub mod tls;
+pub mod ws;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -41,7 +42,8 @@ use crate::players::OnlineAccounts;
 use crate::protocol;
 use crate::worker::{Stop, Threads, stop_at_shutdown};
 
-/// Connections open at once, at most (each costs a task and a TLS session).
+/// API connections open at once, at most (each costs a task and a TLS session); players' WebSockets
+/// may hold `--max-clients` more.
 pub const MAX_CONNECTIONS: usize = 512;
 /// How long a client may take to send a request's headers, from their first byte.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -131,6 +133,11 @@ impl TokenIssuer {
         self
     }
 
+    /// Opens the tokens this issuer makes (the WebSocket transport's check).
+    pub fn opener(&self) -> crate::transport::token::TokenOpener {
+        crate::transport::token::TokenOpener::new(&self.private_key, protocol::PROTOCOL_ID)
+    }
+
     /// A fresh connect token for the account, base64 as the API answers it, for the shard
     /// [`crate::net::Routes::pick`] picks (this server without `--bus`), not `unreachable` if it can.
     pub fn connect_token(
@@ -151,7 +158,8 @@ impl TokenIssuer {
             now,
             protocol::PROTOCOL_ID,
             CONNECT_TOKEN_SECS,
-            rand::random(),
+            // WebSocket connections' ids have the top bit set: a netcode id never has.
+            rand::random::<u64>() & !crate::transport::ws::WS_ID_BIT,
             NETCODE_TIMEOUT_SECS,
             vec![
                 self.routes
@@ -235,6 +243,8 @@ pub struct ApiState {
     pub allowed: AllowList,
     /// Set while the tick is over budget (`crate::load`): account work is refused, 503.
     pub shedding: Arc<std::sync::atomic::AtomicBool>,
+    /// The WebSocket transport's sockets (`GET /ws`).
+    pub ws: Option<Arc<ws::WsHub>>,
 }
 
 /// The running endpoint: its runtime thread, stopped gracefully with the server (it stops accepting,
@@ -261,6 +271,11 @@ pub(crate) fn plugin(app: &mut App) {
     let registrations = limits::PerAddress::new(config.registrations_per_minute);
     let logins = limits::PerAddress::new(config.logins_per_minute);
     let online = Arc::new(AtomicUsize::new(0));
+    let max_clients = usize::from(config.max_clients);
+    // The WebSocket transport: the sockets' tasks report to the tick's `WsPeers`.
+    let (ws_events, from_sockets) = crossbeam_channel::unbounded();
+    let hub = ws::WsHub::new(ws_events, bound.issuer.opener(), max_clients);
+    app.insert_resource(crate::transport::ws::WsPeers::new(from_sockets));
     let state = ApiState {
         queue: app.world().resource::<AuthWorkers>().queue(),
         names: app.world().resource::<NameFailures>().clone(),
@@ -274,11 +289,12 @@ pub(crate) fn plugin(app: &mut App) {
         metrics: app.world().resource::<crate::metrics::Metrics>().clone(),
         allowed: app.world().resource::<AllowList>().clone(),
         shedding: app.world().resource::<crate::load::TickLoad>().flag(),
+        ws: Some(Arc::new(hub)),
     };
     let bans = app.world().resource::<IpBans>().clone();
     let info = bound.info.clone();
     let health = app.world().resource::<crate::probes::Health>().clone();
-    let server = match serve(bound, state, online, health, bans) {
+    let server = match serve(bound, state, online, health, bans, max_clients) {
         Ok(server) => server,
         Err(error) => {
             error!(%error, "cannot start the HTTPS endpoint");
@@ -303,6 +319,7 @@ fn router(state: ApiState, health: crate::probes::Health, bans: IpBans) -> Route
         .route(api::LOGOUT, post(routes::logout))
         .route(api::PASSWORD, post(routes::password))
         .route(api::HEALTH, get(routes::health))
+        .route(protocol::WS_PATH, get(ws::upgrade))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
@@ -330,6 +347,7 @@ fn serve(
     online: Arc<AtomicUsize>,
     health: crate::probes::Health,
     bans: IpBans,
+    max_clients: usize,
 ) -> Result<HttpServer, HttpError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -341,7 +359,11 @@ fn serve(
     let handle = Handle::new();
     let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(bound.tls))
         .handshake_timeout(HANDSHAKE_TIMEOUT)
-        .acceptor(limits::Capped::new(MAX_CONNECTIONS, IDLE_TIMEOUT));
+        // Players' WebSockets are connections too, beside the API's.
+        .acceptor(limits::Capped::new(
+            MAX_CONNECTIONS + max_clients,
+            IDLE_TIMEOUT,
+        ));
     let app = router(state, health, bans).into_make_service_with_connect_info::<SocketAddr>();
     let serving = handle.clone();
     let listener = bound.listener;

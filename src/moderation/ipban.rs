@@ -22,7 +22,6 @@ use crate::db::{self, Database, DbConn, DbPool};
 use crate::net::{self, Connection, Outbox};
 use crate::schedule::ServerSystems;
 use crate::time::{format_duration, now_ms};
-use crate::transport::Transport;
 use crate::{on_backend, write_transaction};
 
 pub(super) fn plugin(app: &mut App) {
@@ -192,7 +191,6 @@ fn enforce(
     mut here: MessageReader<Changed>,
     mut elsewhere: MessageReader<ChangedElsewhere>,
     bans: Res<IpBans>,
-    transport: Res<Transport>,
     connections: Query<(Entity, &Connection)>,
     mut commands: Commands,
     mut server: Outbox,
@@ -206,7 +204,7 @@ fn enforce(
             Change::IpBanned { net, ban } => {
                 bans.insert(*net, ban.clone());
                 for (entity, connection) in &connections {
-                    let from = transport.client_addr(connection.client_id);
+                    let from = connection.addr;
                     if from.is_some_and(|addr| net.contains(addr.ip())) {
                         let text = ban.text();
                         net::kick(

@@ -17,7 +17,6 @@ use crate::db::{self, DbPool};
 use crate::net::Connection;
 use crate::players::Player;
 use crate::time::{format_duration, format_utc};
-use crate::transport::Transport;
 
 pub(super) fn plugin(app: &mut App) {
     app.add_command(
@@ -49,25 +48,21 @@ pub(super) fn plugin(app: &mut App) {
 /// Most audit entries one `audit` shows.
 pub const MAX_AUDIT: i64 = 1_000;
 
-fn list(
-    In(_): In<Call>,
-    players: Query<(&Connection, &Player)>,
-    roles: Res<Roles>,
-    transport: Res<Transport>,
-) -> Outcome {
+fn list(In(_): In<Call>, players: Query<(&Connection, &Player)>, roles: Res<Roles>) -> Outcome {
     let now = Instant::now();
     let mut rows: Vec<_> = players.iter().collect();
     rows.sort_unstable_by_key(|(_, p)| p.name.to_ascii_lowercase());
     let mut text = format!("{} online", rows.len());
     for (connection, player) in rows {
-        let addr = transport
-            .client_addr(connection.client_id)
+        let addr = connection
+            .addr
             .map_or_else(|| "?".into(), |a| a.to_string());
         text += &format!(
-            "\n  {} {} {} {}",
+            "\n  {} {} {} {} {}",
             player.name,
             roles.role(player.account_id),
             format_duration(now.saturating_duration_since(connection.connected_at)),
+            connection.via,
             addr
         );
     }

@@ -70,6 +70,20 @@ pub const LINES_MISSED: &str = "This server lost touch with the others for a whi
 /// even when its tick is busy, so a few seconds of silence means it died or froze.
 pub const SERVER_SILENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// Where token mode's HTTPS listener takes WebSocket connections (browsers play there; `wss://HOST/ws`).
+///
+/// The WebSocket wire: the client's first binary frame is its connect token (the bytes of the base64
+/// `connect_token` `POST /api/login` answers); then each binary frame it sends is one [`ClientMessage`].
+/// Each binary frame the server sends starts with a tag byte: [`CHANNEL`] then one [`ServerMessage`],
+/// [`SNAPSHOT_CHANNEL`] then one [`Snapshot`], or [`WS_KEEP_ALIVE`] alone. Text frames are refused.
+pub const WS_PATH: &str = "/ws";
+/// The WebSocket subprotocol a client must ask for: `mmo.` and [`PROTOCOL_VERSION`] (a page from
+/// before a wire change is refused, as netcode refuses an old client's protocol id).
+pub const WS_SUBPROTOCOL: &str = "mmo.5";
+/// A server frame holding only this tag: the server is alive. Sent after a second without other frames,
+/// so a client can apply [`SERVER_SILENT_LIMIT`].
+pub const WS_KEEP_ALIVE: u8 = 0xFF;
+
 /// A position in the world as it travels: each axis in 1/[`POSITION_SCALE`] of a unit.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pos {

@@ -32,6 +32,8 @@ fn messages_round_trip() {
 #[test]
 fn wire_format_is_pinned() {
     assert_eq!(PROTOCOL_ID, 0x006d_6d6f_0000_0005);
+    // The web client (web/app.js) names the same version and decodes the same bytes by hand.
+    assert_eq!(WS_SUBPROTOCOL, format!("mmo.{PROTOCOL_VERSION}"));
     let chat = ClientMessage::Chat { text: "hi".into() }.encode();
     assert_eq!(chat, [2, 2, b'h', b'i']);
     let denied = ServerMessage::Denied {

@@ -26,6 +26,8 @@ pub mod gate;
 pub mod netcode;
 pub mod outbox;
 pub mod sockets;
+pub mod token;
+pub mod ws;
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -92,7 +94,8 @@ pub(crate) fn plugin(app: &mut App) {
     )
     .init_resource::<Sent>()
     .add_systems(PostUpdate, send.in_set(RenetSend))
-    .add_systems(Last, disconnect_on_exit);
+    .add_systems(Last, disconnect_on_exit)
+    .add_plugins(ws::plugin);
 }
 
 /// A connected client as the tick knows it.
@@ -561,8 +564,13 @@ fn send(mut transport: ResMut<Transport>, mut server: ResMut<RenetServer>, mut s
     transport.send_packets(&mut server, &mut sent.0);
 }
 
-fn disconnect_on_exit(exit: MessageReader<AppExit>, transport: Res<Transport>) {
+fn disconnect_on_exit(
+    exit: MessageReader<AppExit>,
+    transport: Res<Transport>,
+    mut ws: ResMut<ws::WsPeers>,
+) {
     if !exit.is_empty() {
         transport.disconnect_all();
+        ws.disconnect_all(crate::protocol::SHUTTING_DOWN);
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use mmo::client::NetClient;
 use mmo::client::api::{ApiClient, decode_connect_token};
+use mmo::client::ws::{WsClient, WsOptions};
 use mmo::config::{AuthMode, Config, DbLocation};
 use mmo::protocol::{ChatLine, ClientMessage, Request, ServerMessage};
 use mmo::server::ServerHandle;
@@ -190,6 +191,22 @@ impl TestServer {
         client
     }
 
+    /// Token mode: a player registered and logged in over HTTPS, playing over the WebSocket as a
+    /// browser does, with everything sent to it on login already read.
+    pub fn ws_player(&self, name: &str) -> TestClient {
+        let api = self.api();
+        api.register(name, PASSWORD).expect("register over https");
+        let login = api.login(name, PASSWORD).expect("login over https");
+        let mut client = TestClient::connect_ws(&self.https(), &login.connect_token);
+        client.expect("logged in after connecting", |m| {
+            matches!(m, ServerMessage::LoggedIn { .. }).then_some(())
+        });
+        client.expect("chat history after login", |m| {
+            matches!(m, ServerMessage::ChatHistory { .. }).then_some(())
+        });
+        client
+    }
+
     /// Another server on the same database (a second shard, for `--bus`), with this one's configuration
     /// adjusted by `tweak`.
     pub fn another(&self, tweak: impl Fn(&mut Config)) -> Self {
@@ -267,9 +284,10 @@ fn config(db: DbLocation) -> Config {
 
 pub const PASSWORD: &str = "correct horse battery";
 
-/// A real renet/netcode client over UDP ([`NetClient`]), with what it received kept for assertions.
+/// A real client, over UDP ([`NetClient`]) or a WebSocket ([`WsClient`], as a browser plays), with
+/// what it received kept for assertions.
 pub struct TestClient {
-    net: NetClient,
+    net: Link,
     /// Every message received, in order.
     pub received: Vec<ServerMessage>,
     /// Every world snapshot received, in order of arrival.
@@ -303,7 +321,19 @@ impl TestClient {
         Self::over(NetClient::connect_with_token(token, 60).expect("client"))
     }
 
-    fn over(net: NetClient) -> Self {
+    /// Token mode: connects over the HTTPS listener's WebSocket with a connect token.
+    pub fn connect_ws(https: &mmo::http::HttpsInfo, connect_token: &str) -> Self {
+        let pem = std::fs::read(&https.cert_path).expect("the server's certificate");
+        let options = WsOptions {
+            ca_pem: Some(&pem),
+            ..Default::default()
+        };
+        let ws = WsClient::connect(&https.url, connect_token, options).expect("websocket");
+        Self::over(Link::Ws(Box::new(ws)))
+    }
+
+    fn over(net: impl Into<Link>) -> Self {
+        let net = net.into();
         Self {
             net,
             received: Vec::new(),
@@ -342,9 +372,9 @@ impl TestClient {
 
     /// One pass of the client's loop.
     pub fn pump(&mut self) {
-        self.net
-            .pump(&mut self.received)
-            .expect("the server sent an undecodable message");
+        if let Err(error) = self.net.pump(&mut self.received) {
+            panic!("the server sent an undecodable message: {error}");
+        }
         self.snapshots.extend(self.net.take_snapshots());
     }
 
@@ -569,6 +599,16 @@ impl TestClient {
         self.net.is_disconnected()
     }
 
+    /// Why the connection ended (a WebSocket's close reason and code), if it has.
+    pub fn disconnect_reason(&self) -> Option<String> {
+        self.net.disconnect_reason()
+    }
+
+    /// The transport underneath.
+    pub fn link(&mut self) -> &mut Link {
+        &mut self.net
+    }
+
     /// Pumps until the server closes the connection.
     pub fn expect_disconnected(&mut self) {
         let deadline = Instant::now() + PATIENCE;
@@ -580,6 +620,91 @@ impl TestClient {
             );
             self.pump();
             std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// The transport under a [`TestClient`].
+pub enum Link {
+    Udp(Box<NetClient>),
+    Ws(Box<WsClient>),
+}
+
+impl From<NetClient> for Link {
+    fn from(net: NetClient) -> Self {
+        Link::Udp(Box::new(net))
+    }
+}
+
+impl Link {
+    pub fn pump(&mut self, inbox: &mut Vec<ServerMessage>) -> Result<(), String> {
+        match self {
+            Link::Udp(net) => net.pump(inbox).map_err(|e| e.to_string()),
+            Link::Ws(ws) => ws.pump(inbox).map_err(|e| e.to_string()),
+        }
+    }
+
+    pub fn pump_raw(&mut self, on_message: impl FnMut(&[u8])) {
+        match self {
+            Link::Udp(net) => net.pump_raw(on_message),
+            Link::Ws(ws) => ws.pump_raw(on_message),
+        }
+    }
+
+    pub fn take_snapshots(&mut self) -> Vec<mmo::protocol::Snapshot> {
+        match self {
+            Link::Udp(net) => net.take_snapshots(),
+            Link::Ws(ws) => ws.take_snapshots(),
+        }
+    }
+
+    pub fn send(&mut self, message: &ClientMessage) {
+        match self {
+            Link::Udp(net) => net.send(message),
+            Link::Ws(ws) => ws.send(message),
+        }
+    }
+
+    pub fn send_raw(&mut self, bytes: Vec<u8>) {
+        match self {
+            Link::Udp(net) => net.send_raw(bytes),
+            Link::Ws(ws) => ws.send_raw(bytes),
+        }
+    }
+
+    /// UDP: sends a packet now; a WebSocket sends as it goes.
+    pub fn flush(&mut self) {
+        if let Link::Udp(net) = self {
+            net.flush();
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        match self {
+            Link::Udp(net) => net.is_connected(),
+            Link::Ws(ws) => ws.is_connected(),
+        }
+    }
+
+    pub fn is_disconnected(&self) -> bool {
+        match self {
+            Link::Udp(net) => net.is_disconnected(),
+            Link::Ws(ws) => ws.is_disconnected(),
+        }
+    }
+
+    pub fn disconnect_reason(&self) -> Option<String> {
+        match self {
+            Link::Udp(net) => net.disconnect_reason(),
+            Link::Ws(ws) => ws.disconnect_reason(),
+        }
+    }
+
+    /// The WebSocket client (panics on UDP).
+    pub fn ws(&mut self) -> &mut WsClient {
+        match self {
+            Link::Ws(ws) => ws,
+            Link::Udp(_) => panic!("a UDP client"),
         }
     }
 }
