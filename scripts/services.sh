@@ -5,7 +5,8 @@
 #   redis:    redis-server (the bus, `--bus redis://…`)
 #   postgres: the PostgreSQL server (initdb, postgres) and libpq-dev, which `--features postgres` links
 #   chromium: headless Chromium and its WebDriver (chromedriver), which tests/browser.rs drives
-# Usage: scripts/services.sh install [redis|postgres|chromium]
+#   node:     Node.js, which runs the web client's codec vectors (web/codec-test.mjs, from tests/browser.rs)
+# Usage: scripts/services.sh install [redis|postgres|chromium|node]
 set -euo pipefail
 what=${2:-redis}
 
@@ -38,8 +39,13 @@ case "${1:-}" in
                 apt_install chromium chromium-driver
                 command -v chromium chromedriver
                 ;;
+            node)
+                if command -v node >/dev/null; then exit 0; fi
+                apt_install nodejs
+                command -v node
+                ;;
             *) echo "unknown service: $what" >&2; exit 2 ;;
         esac
         ;;
-    *) echo "usage: $0 install [redis|postgres|chromium]" >&2; exit 2 ;;
+    *) echo "usage: $0 install [redis|postgres|chromium|node]" >&2; exit 2 ;;
 esac

@@ -241,3 +241,60 @@ fn a_stopping_server_tells_websocket_players_why() {
     web.expect_disconnected();
     stopping.join().unwrap();
 }
+
+/// `GET path` with curl (as a browser would fetch it), trusting the server's certificate: the status
+/// line and headers (lowercased names), and the body.
+fn curl_get(server: &TestServer, path: &str) -> (String, String) {
+    let https = server.https();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-D", "-", "--cacert"])
+        .arg(&https.cert_path)
+        .arg(format!("{}{path}", https.url))
+        .output()
+        .expect("curl runs (Debian's curl package)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[test]
+fn the_web_client_is_served_under_a_strict_policy() {
+    let server = TestServer::start_token();
+    let policy = format!(
+        "content-security-policy: {}",
+        mmo::http::web::CONTENT_SECURITY_POLICY.to_ascii_lowercase()
+    );
+    for (path, kind, file) in [
+        ("/", "text/html", "web/index.html"),
+        ("/app.js", "text/javascript", "web/app.js"),
+        ("/style.css", "text/css", "web/style.css"),
+    ] {
+        let (head, body) = curl_get(&server, path);
+        assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
+        assert!(
+            head.contains(&format!("content-type: {kind}")),
+            "{path}: {head}"
+        );
+        for header in [
+            policy.as_str(),
+            "x-content-type-options: nosniff",
+            "referrer-policy: no-referrer",
+            "cache-control: no-cache",
+            "x-frame-options: deny",
+        ] {
+            assert!(head.contains(header), "{path} lacks {header}: {head}");
+        }
+        let shipped = std::fs::read_to_string(file).unwrap();
+        assert_eq!(body, shipped, "{path} is {file}, embedded");
+    }
+    assert!(
+        curl_get(&server, "/favicon.ico")
+            .0
+            .starts_with("http/1.1 204")
+    );
+    assert!(
+        curl_get(&server, "/nothing-here")
+            .0
+            .starts_with("http/1.1 404")
+    );
+}

@@ -14,6 +14,7 @@
 pub mod limits;
 pub mod routes;
 pub mod tls;
+pub mod web;
 pub mod ws;
 
 use std::net::{SocketAddr, TcpListener};
@@ -313,6 +314,7 @@ pub(crate) fn plugin(app: &mut App) {
 fn router(state: ApiState, health: crate::probes::Health, bans: IpBans) -> Router {
     Router::new()
         .merge(crate::probes::routes(health))
+        .merge(web::routes())
         .route(api::REGISTER, post(routes::register))
         .route(api::LOGIN, post(routes::login))
         .route(api::SESSION, post(routes::session))

@@ -8,6 +8,7 @@ pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod redis;
+pub mod webdriver;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
