@@ -25,6 +25,8 @@ pub const MAX_KEPT_SNAPSHOTS: usize = 64;
 #[cfg(feature = "https-client")]
 pub mod api;
 #[cfg(feature = "https-client")]
+pub mod link;
+#[cfg(feature = "https-client")]
 pub mod ws;
 
 /// What can go wrong with a connection.

@@ -89,7 +89,7 @@ fn a_websocket_player_plays_with_a_udp_player() {
     }
 
     // Leaving: the UDP player is told, as for any player.
-    web.link().ws().disconnect();
+    web.link().ws().unwrap().disconnect();
     assert_eq!(
         udp.expect("the browser player leaving", |m| match m {
             ServerMessage::PlayerLeft { name } => Some(name.clone()),
@@ -163,7 +163,7 @@ fn a_socket_that_misbehaves_is_closed_with_its_reason() {
 
     // A message that does not decode.
     first.send_raw(vec![200, 1, 2]);
-    let reason = closed_with(first.link().ws());
+    let reason = closed_with(first.link().ws().unwrap());
     assert!(
         reason.starts_with("Undecodable message") && reason.ends_with("(1007)"),
         "{reason}"

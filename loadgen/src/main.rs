@@ -13,7 +13,7 @@ use mmo_loadgen::error_chain;
 use mmo_loadgen::relay::Relay;
 use mmo_loadgen::report::Report;
 use mmo_loadgen::scenario::{self, Options};
-use mmo_loadgen::target::{Access, Kind, Target, default_server_bin};
+use mmo_loadgen::target::{Access, Kind, Target, WsTarget, default_server_bin};
 use mmo_loadgen::token::{self, Auth};
 
 /// Drives simulated players against an mmo server on loopback and reports latency, loss, CPU, memory.
@@ -156,6 +156,10 @@ struct Args {
     /// With --login-url: the certificate to trust (a self-signed server's `cert.pem`).
     #[arg(long, requires = "login_url")]
     ca_cert: Option<PathBuf>,
+    /// Token mode: of --clients, this many play over a WebSocket on the HTTPS port (as browsers do),
+    /// the rest over UDP; all of them for a WebSocket-only run.
+    #[arg(long, default_value_t = 0)]
+    ws_clients: u16,
 }
 
 fn main() -> ExitCode {
@@ -236,6 +240,10 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    if args.ws_clients > 0 && (args.auth != Auth::Token || args.ws_clients > args.clients) {
+        eprintln!("--ws-clients needs --auth token and at most --clients players");
+        return ExitCode::FAILURE;
+    }
     let options = Options {
         clients: usize::from(args.clients),
         rate: args.rate,
@@ -272,9 +280,16 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             };
-            match ApiClient::with_ca_file(url, args.ca_cert.as_deref()) {
-                Ok(api) => Target::external(Kind::Mmo, addr, args.server_pid)
-                    .with_access(Access::Https(api)),
+            let ws = WsTarget::new(url, args.ca_cert.as_deref());
+            match ApiClient::with_ca_file(url, args.ca_cert.as_deref())
+                .and_then(|api| Ok((api, ws?)))
+            {
+                Ok((api, ws)) => {
+                    let mut target = Target::external(Kind::Mmo, addr, args.server_pid)
+                        .with_access(Access::Https(api));
+                    target.ws = Some(ws);
+                    target
+                }
                 Err(error) => {
                     eprintln!("{error}");
                     return ExitCode::FAILURE;
@@ -298,6 +313,8 @@ fn main() -> ExitCode {
             }
         },
     };
+    let mut mmo = mmo;
+    mmo.ws_players = usize::from(args.ws_clients);
     let mut reports = vec![run(&mmo)];
     drop(mmo);
     if args.floor {
@@ -312,6 +329,12 @@ fn main() -> ExitCode {
     if args.auth == Auth::Token {
         println!(
             "auth: token (mmo: HTTPS login, then netcode secure mode; floor: secure-mode relay)"
+        );
+    }
+    if args.ws_clients > 0 {
+        println!(
+            "transport: {} of {} mmo players over a WebSocket on the HTTPS port, the rest over UDP",
+            args.ws_clients, args.clients
         );
     }
     println!("{}", Report::HEADER);

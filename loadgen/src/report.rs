@@ -15,6 +15,9 @@ pub struct Report {
     /// secure-mode relay); absent in-band.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<Auth>,
+    /// Token mode: how many of the players played over a WebSocket (`--ws-clients`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_clients: Option<usize>,
     pub clients: usize,
     pub rate: f64,
     pub duration_s: f64,

@@ -8,16 +8,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use mmo::client::NetClient;
 use mmo::client::api::ApiClient;
+use mmo::client::link::Link;
+use mmo::client::ws::{WsClient, WsError, WsOptions};
 use mmo::protocol::{ClientMessage, Pos, Request, ServerMessage};
 use renet_netcode::ConnectToken;
 
 use crate::report::{Report, quantile_ms};
-use crate::target::{Access, Kind, Target};
+use crate::target::{Access, Kind, Target, WsTarget};
 use crate::token::{self, Auth, LoginResult};
 
 pub mod soak;
@@ -70,8 +72,13 @@ enum Stage {
 
 /// One simulated player.
 struct Sim {
-    /// `None` until the HTTPS login has given a connect token (token mode).
-    net: Option<NetClient>,
+    /// `None` until the HTTPS login has given a connect token (token mode), and while a WebSocket
+    /// player's socket is being opened.
+    net: Option<Link>,
+    /// A WebSocket player: where it connects, and its socket while the handshake runs (on a thread:
+    /// TLS and the upgrade block).
+    ws: Option<Arc<WsTarget>>,
+    opening: Option<mpsc::Receiver<Result<WsClient, WsError>>>,
     /// Token mode: where the HTTPS login's result arrives.
     https: Option<mpsc::Receiver<LoginResult>>,
     name: String,
@@ -133,7 +140,9 @@ impl Sim {
     fn start(net: Option<NetClient>, name: String, client_hz: u32) -> Self {
         let now = Instant::now();
         Self {
-            net,
+            net: net.map(Link::from),
+            ws: None,
+            opening: None,
             https: None,
             name,
             client_hz,
@@ -183,13 +192,18 @@ impl Sim {
                 .collect(),
             Access::Https(api) => {
                 let logins = token::start_logins(api, &names, PASSWORD);
+                let ws = target.ws.clone().map(Arc::new);
                 names
                     .into_iter()
                     .zip(logins)
-                    .map(|(name, login)| {
+                    .enumerate()
+                    .map(|(i, (name, login))| {
                         let mut sim = Sim::start(None, name, client_hz);
                         (sim.https, sim.stage) = (Some(login), Stage::Https);
                         sim.apis = vec![api.clone()];
+                        if i < target.ws_players {
+                            sim.ws = ws.clone();
+                        }
                         sim
                     })
                     .collect()
@@ -197,17 +211,51 @@ impl Sim {
         }
     }
 
-    /// Starts the UDP connection in secure mode.
+    /// Starts the UDP connection in secure mode, or opens the WebSocket with the token.
     fn connect_with(&mut self, token: ConnectToken) {
         self.shard = mmo::client::api::token_server(&token);
-        let net = NetClient::connect_with_token(token, self.client_hz).expect("a client socket");
-        self.net = Some(net);
         self.connect_started = Some(Instant::now());
         self.stage = Stage::Connecting;
+        if let Some(ws) = self.ws.clone() {
+            let (done, opening) = mpsc::channel();
+            std::thread::Builder::new()
+                .name("ws-open".into())
+                .spawn(move || {
+                    let options = WsOptions {
+                        ca_pem: ws.ca_pem.as_deref(),
+                        ..Default::default()
+                    };
+                    let _ = done.send(WsClient::connect_with_token(&ws.url, &token, options));
+                })
+                .expect("a thread to open a WebSocket");
+            self.opening = Some(opening);
+            return;
+        }
+        let net = NetClient::connect_with_token(token, self.client_hz).expect("a client socket");
+        self.net = Some(net.into());
+    }
+
+    /// A WebSocket player: takes its socket once open. Whether it has a connection to pump.
+    fn opened(&mut self) -> bool {
+        let Some(opening) = &self.opening else {
+            return self.net.is_some();
+        };
+        match opening.try_recv() {
+            Ok(Ok(ws)) => {
+                self.opening = None;
+                self.net = Some(ws.into());
+                true
+            }
+            Ok(Err(error)) => panic!("{} could not open its WebSocket: {error}", self.name),
+            Err(mpsc::TryRecvError::Empty) => false,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                panic!("{}'s WebSocket thread ended without an answer", self.name)
+            }
+        }
     }
 
     /// The connection; a player past its HTTPS login has one.
-    fn net(&mut self) -> &mut NetClient {
+    fn net(&mut self) -> &mut Link {
         self.net.as_mut().expect("the player is connected")
     }
 
@@ -216,7 +264,7 @@ impl Sim {
     fn is_disconnected(&self) -> bool {
         self.net
             .as_ref()
-            .map_or(self.stage == Stage::Ready, NetClient::is_disconnected)
+            .map_or(self.stage == Stage::Ready, Link::is_disconnected)
     }
 
     fn ask(&mut self, request: Request) {
@@ -288,6 +336,9 @@ impl Sim {
                 }
                 Some(Err(mpsc::TryRecvError::Empty)) => return,
             }
+        }
+        if !self.opened() {
+            return;
         }
         let mut answers = Vec::new();
         let name = &self.name;
@@ -541,7 +592,7 @@ fn run_until_ready(sims: &mut [Sim], kind: Kind, joining: &AtomicUsize) {
                 panic!(
                     "{} was disconnected: {:?}",
                     sim.name,
-                    sim.net.as_ref().and_then(NetClient::disconnect_reason)
+                    sim.net.as_ref().and_then(Link::disconnect_reason)
                 );
             }
         }
@@ -587,6 +638,7 @@ fn base_report(name: &str, target: &Target, options: &Options) -> Report {
             Auth::InBand => None,
             auth => Some(auth),
         },
+        ws_clients: (target.ws_players > 0).then_some(target.ws_players.min(options.clients)),
         ..Report::default()
     }
 }

@@ -81,10 +81,38 @@ pub struct Target {
     /// More shards of the same world (in-band players are spread over `addr` and these).
     pub shards: Vec<SocketAddr>,
     pub access: Access,
+    /// Token mode: the WebSocket players' endpoint (the HTTPS login server's `/ws`).
+    pub ws: Option<WsTarget>,
+    /// Of each group of players, how many play over the WebSocket (the first ones; `--ws-clients`).
+    pub ws_players: usize,
     child: Option<Child>,
     pid: Option<u32>,
     logs: Arc<Mutex<Vec<String>>>,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// Where WebSocket players connect: the login server's URL and the certificate to trust.
+#[derive(Debug, Clone)]
+pub struct WsTarget {
+    pub url: String,
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl WsTarget {
+    pub fn new(url: &str, ca_cert: Option<&Path>) -> Result<Self, ApiError> {
+        let ca_pem = ca_cert
+            .map(|path| {
+                std::fs::read(path).map_err(|error| ApiError::CaCert {
+                    path: path.display().to_string(),
+                    detail: error.to_string(),
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            url: url.to_owned(),
+            ca_pem,
+        })
+    }
 }
 
 /// Where the `mmo` server binary is: beside this executable (both built by `cargo build --release`).
@@ -187,6 +215,8 @@ impl Target {
             addr,
             shards: Vec::new(),
             access: Access::InBand,
+            ws: None,
+            ws_players: 0,
             child: None,
             pid,
             logs: Arc::default(),
@@ -265,6 +295,8 @@ impl Target {
             addr: ([127, 0, 0, 1], 0).into(),
             shards: Vec::new(),
             access: Access::InBand,
+            ws: None,
+            ws_players: 0,
             pid: Some(child.id()),
             child: Some(child),
             logs,
@@ -277,6 +309,7 @@ impl Target {
             .map_err(|_| StartError::BadAddress { kind, addr })?;
         if let Some((url, cert)) = endpoint {
             target.access = Access::Https(ApiClient::with_ca_file(&url, Some(&cert))?);
+            target.ws = Some(WsTarget::new(&url, Some(&cert))?);
         }
         Ok(target)
     }

@@ -8,7 +8,7 @@ use mmo::config::{AuthMode, Config};
 use mmo::server::ServerHandle;
 use mmo_loadgen::relay::Relay;
 use mmo_loadgen::scenario::{self, Options};
-use mmo_loadgen::target::{Access, Kind, Target};
+use mmo_loadgen::target::{Access, Kind, Target, WsTarget};
 use mmo_loadgen::token::{self, Auth};
 
 fn options(clients: usize) -> Options {
@@ -140,6 +140,61 @@ fn token_mode_logs_in_over_https_and_counts_every_line() {
             && storm.login_p99_ms.is_some()
             && storm.connect_p99_ms.is_some(),
         "{storm:?}"
+    );
+    server.stop();
+}
+
+#[test]
+fn websocket_players_chat_and_walk_with_udp_players() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().join("db.sqlite3"),
+    );
+    config.auth = AuthMode::Token;
+    config.http_bind = Some("127.0.0.1:0".parse().unwrap());
+    config.move_speed = mmo_loadgen::target::MOVE_SPEED;
+    (config.chat_burst, config.chat_per_second) = (1000, 1000.0);
+    let server = ServerHandle::spawn(config).expect("server starts");
+    let https = server.https().expect("token mode serves HTTPS");
+    let api = ApiClient::with_ca_file(&https.url, Some(&https.cert_path)).unwrap();
+    let mut target = Target::external(Kind::Mmo, server.addr(), Some(std::process::id()))
+        .with_access(Access::Https(api));
+    target.ws = Some(WsTarget::new(&https.url, Some(&https.cert_path)).unwrap());
+    target.ws_players = 2;
+
+    // Two of four players over the WebSocket: every line reaches everyone, either way.
+    let report = scenario::chat(
+        &target,
+        &Options {
+            per_line: true,
+            ..options(4)
+        },
+    );
+    assert_eq!(report.ws_clients, Some(2), "{report:?}");
+    assert!(report.sent >= 4, "{report:?}");
+    assert_eq!(report.acknowledged, Some(report.sent), "{report:?}");
+    assert_eq!(
+        (report.delivered, report.lost),
+        (report.expected, 0),
+        "{report:?}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+    assert_eq!(json["ws_clients"], 2, "{json}");
+
+    // All over the WebSocket: snapshots arrive as on UDP.
+    target.ws_players = 3;
+    let walk = scenario::wander(
+        &target,
+        &Options {
+            duration: Duration::from_secs(2),
+            ..options(3)
+        },
+    );
+    assert_eq!(walk.disconnected, Some(0), "{walk:?}");
+    assert!(
+        walk.snapshots_per_player_per_s.is_some_and(|s| s > 0.0),
+        "{walk:?}"
     );
     server.stop();
 }

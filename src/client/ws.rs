@@ -80,6 +80,25 @@ impl WsClient {
         let token = base64::engine::general_purpose::STANDARD
             .decode(connect_token)
             .map_err(|_| WsError::Token)?;
+        Self::connect_bytes(login_url, token, options)
+    }
+
+    /// [`WsClient::connect`] with a connect token already decoded.
+    pub fn connect_with_token(
+        login_url: &str,
+        token: &renet_netcode::ConnectToken,
+        options: WsOptions<'_>,
+    ) -> Result<Self, WsError> {
+        let mut bytes = Vec::new();
+        token.write(&mut bytes).map_err(|_| WsError::Token)?;
+        Self::connect_bytes(login_url, bytes, options)
+    }
+
+    fn connect_bytes(
+        login_url: &str,
+        token: Vec<u8>,
+        options: WsOptions<'_>,
+    ) -> Result<Self, WsError> {
         let mut client = Self::open(login_url, options)?;
         client.send_raw(token);
         Ok(client)

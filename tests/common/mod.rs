@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use mmo::client::NetClient;
 use mmo::client::api::{ApiClient, decode_connect_token};
+use mmo::client::link::Link;
 use mmo::client::ws::{WsClient, WsOptions};
 use mmo::config::{AuthMode, Config, DbLocation};
 use mmo::protocol::{ChatLine, ClientMessage, Request, ServerMessage};
@@ -330,7 +331,7 @@ impl TestClient {
             ..Default::default()
         };
         let ws = WsClient::connect(&https.url, connect_token, options).expect("websocket");
-        Self::over(Link::Ws(Box::new(ws)))
+        Self::over(ws)
     }
 
     fn over(net: impl Into<Link>) -> Self {
@@ -621,91 +622,6 @@ impl TestClient {
             );
             self.pump();
             std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
-/// The transport under a [`TestClient`].
-pub enum Link {
-    Udp(Box<NetClient>),
-    Ws(Box<WsClient>),
-}
-
-impl From<NetClient> for Link {
-    fn from(net: NetClient) -> Self {
-        Link::Udp(Box::new(net))
-    }
-}
-
-impl Link {
-    pub fn pump(&mut self, inbox: &mut Vec<ServerMessage>) -> Result<(), String> {
-        match self {
-            Link::Udp(net) => net.pump(inbox).map_err(|e| e.to_string()),
-            Link::Ws(ws) => ws.pump(inbox).map_err(|e| e.to_string()),
-        }
-    }
-
-    pub fn pump_raw(&mut self, on_message: impl FnMut(&[u8])) {
-        match self {
-            Link::Udp(net) => net.pump_raw(on_message),
-            Link::Ws(ws) => ws.pump_raw(on_message),
-        }
-    }
-
-    pub fn take_snapshots(&mut self) -> Vec<mmo::protocol::Snapshot> {
-        match self {
-            Link::Udp(net) => net.take_snapshots(),
-            Link::Ws(ws) => ws.take_snapshots(),
-        }
-    }
-
-    pub fn send(&mut self, message: &ClientMessage) {
-        match self {
-            Link::Udp(net) => net.send(message),
-            Link::Ws(ws) => ws.send(message),
-        }
-    }
-
-    pub fn send_raw(&mut self, bytes: Vec<u8>) {
-        match self {
-            Link::Udp(net) => net.send_raw(bytes),
-            Link::Ws(ws) => ws.send_raw(bytes),
-        }
-    }
-
-    /// UDP: sends a packet now; a WebSocket sends as it goes.
-    pub fn flush(&mut self) {
-        if let Link::Udp(net) = self {
-            net.flush();
-        }
-    }
-
-    pub fn is_connected(&self) -> bool {
-        match self {
-            Link::Udp(net) => net.is_connected(),
-            Link::Ws(ws) => ws.is_connected(),
-        }
-    }
-
-    pub fn is_disconnected(&self) -> bool {
-        match self {
-            Link::Udp(net) => net.is_disconnected(),
-            Link::Ws(ws) => ws.is_disconnected(),
-        }
-    }
-
-    pub fn disconnect_reason(&self) -> Option<String> {
-        match self {
-            Link::Udp(net) => net.disconnect_reason(),
-            Link::Ws(ws) => ws.disconnect_reason(),
-        }
-    }
-
-    /// The WebSocket client (panics on UDP).
-    pub fn ws(&mut self) -> &mut WsClient {
-        match self {
-            Link::Ws(ws) => ws,
-            Link::Udp(_) => panic!("a UDP client"),
         }
     }
 }
