@@ -13,6 +13,8 @@
 //! | `POST /api/logout` [`SessionToken`] | 204 | 400, 503 |
 //! | `POST /api/password` [`PasswordChange`] | 200 [`Registered`] (every session revoked) | 400, 401, 429, 503 |
 //! | `GET /api/health` | 200 [`Health`] | |
+//! | `GET /` | the web client (`web/`, embedded) | |
+//! | `GET /ws` (WebSocket) | the WebSocket transport ([`crate::protocol::WS_PATH`] has the wire) | 400, 403, 429, 503 |
 //!
 //! Compiled without the `server` feature: the bundled client, the load generator and third-party tools
 //! share these types.
