@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the BENCHMARKS.md sets against mmo (and the floor relay, in the same invocation).
-# Usage: scripts/bench.sh [OUT_FILE] [capacity|token|abuse|world|npcs|scale|all]   (default: all)
+# Usage: scripts/bench.sh [OUT_FILE] [capacity|token|abuse|world|ws|npcs|scale|all]   (default: all)
 #   capacity: every scenario, mmo and floor (about 7 minutes on 2 cores)
 #   token:    the capacity rows in token mode: HTTPS login, secure netcode, the floor secure too (7 minutes)
 #   abuse:    50 players chatting beside each kind of abuse (about 5 minutes)
+#   ws:       500 players in token mode over UDP, 100 of them over WebSocket, all over WebSocket (4 minutes)
 #   world:    players wandering (snapshot age, bytes per player), mmo and the all-to-all floor (4 minutes,
 #             most of it the 1,000 logins)
 #   npcs:     1,000 players idle at the spawn point (no character in view) and 1,000 wandering (among
@@ -20,7 +21,12 @@ cargo build --release -p mmo -p mmo-loadgen
 lg=target/release/mmo-loadgen
 run() { echo "\$ mmo-loadgen $*"; "$lg" "$@" || true; echo; }
 # The server the load generator starts inherits its environment: every flag has an env twin.
-with_npcs() { local n=$1; shift; echo "\$ MMO_NPCS=$n mmo-loadgen $*"; MMO_NPCS=$n "$lg" "$@" || true; echo; }
+with_ws() {
+    # Browser players (issue 25): the same 500, all over UDP, 100 over WebSocket, all over WebSocket.
+    for ws in 0 100 500; do run chat --clients 500 --rate 1 --duration 20 --auth token --ws-clients $ws; done
+    for ws in 0 100; do run move --clients 500 --duration 20 --auth token --ws-clients $ws; done
+}
+npcs() { local n=$1; shift; echo "\$ MMO_NPCS=$n mmo-loadgen $*"; MMO_NPCS=$n "$lg" "$@" || true; echo; }
 capacity() {
     run chat --clients 10 --rate 1 --duration 20 --floor
     run chat --clients 50 --rate 1 --duration 20 --floor
@@ -56,6 +62,11 @@ world() {
     run move --clients 500 --duration 20 --floor
     run move --clients 1000 --duration 20 --floor
 }
+ws() {
+    # Browser players (issue 25): the same 500, all over UDP, 100 over WebSocket, all over WebSocket.
+    for ws in 0 100 500; do run chat --clients 500 --rate 1 --duration 20 --auth token --ws-clients $ws; done
+    for ws in 0 100; do run move --clients 500 --duration 20 --auth token --ws-clients $ws; done
+}
 npcs() {
     with_npcs 0 idle --clients 1000 --duration 20
     with_npcs 50 idle --clients 1000 --duration 20
@@ -76,8 +87,9 @@ scale() {
     token) token ;;
     abuse) abuse ;;
     world) world ;;
+    ws) ws ;;
     npcs) npcs ;;
     scale) scale ;;
-    *) capacity; token; abuse; world; npcs; scale ;;
+    *) capacity; token; abuse; world; ws; npcs; scale ;;
     esac
 } >"$out" 2>&1

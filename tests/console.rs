@@ -461,3 +461,56 @@ fn in_token_mode_a_ban_refuses_https_login_and_connect_tokens_handed_out_before_
             .any(|m| matches!(m, ServerMessage::LoggedIn { .. }))
     );
 }
+
+#[test]
+fn in_token_mode_list_shows_browser_players_and_banip_closes_their_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(
+        &DbLocation::Sqlite(dir.path().join("mmo.sqlite3")),
+        &["--auth", "token", "--http-bind", "127.0.0.1:0"],
+    );
+    let url = server.logged("url").expect("the https url is logged");
+    let cert = server
+        .logged("cert")
+        .expect("the certificate path is logged");
+    let api = ApiClient::with_ca_file(&url, Some(Path::new(&cert))).unwrap();
+    for name in ["Brow", "Udpo"] {
+        api.register(name, PASSWORD).unwrap();
+    }
+    let login = api.login("Brow", PASSWORD).unwrap();
+    let mut web = TestClient::connect_ws_to(&url, Path::new(&cert), &login.connect_token);
+    web.expect("logged in over the websocket", |m| {
+        matches!(m, ServerMessage::LoggedIn { .. }).then_some(())
+    });
+    let login = api.login("Udpo", PASSWORD).unwrap();
+    let mut udp = TestClient::connect_with_token(&login.connect_token);
+    udp.expect("logged in over UDP", |m| {
+        matches!(m, ServerMessage::LoggedIn { .. }).then_some(())
+    });
+
+    let list = server.run_long("list");
+    assert_eq!(list[0], "2 online", "{list:#?}");
+    assert!(
+        list[1].starts_with("  Brow player ") && list[1].contains(" ws 127.0.0.1:"),
+        "{list:#?}"
+    );
+    assert!(
+        list[2].starts_with("  Udpo player ") && list[2].contains(" udp 127.0.0.1:"),
+        "{list:#?}"
+    );
+
+    // Banning the address closes the browser's socket with the ban's reason, and refuses a new one.
+    assert!(server.run("banip 127.0.0.1 1h bots").contains("127.0.0.1"));
+    let reason = web.kicked();
+    assert!(reason.contains("bots"), "{reason}");
+    web.expect_disconnected();
+    let again = mmo::client::ws::WsClient::open(
+        &url,
+        mmo::client::ws::WsOptions {
+            ca_pem: Some(&std::fs::read(&cert).unwrap()),
+            ..Default::default()
+        },
+    );
+    let refused = again.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(refused.contains("403") && refused.contains("bots"), "{refused}");
+}

@@ -65,6 +65,8 @@ pub enum StartError {
 pub const REGISTRATIONS_ENV: &str = "MMO_REGISTRATIONS_PER_MINUTE";
 /// The same for `--logins-per-minute` (every simulated player logs in from 127.0.0.1).
 pub const LOGINS_ENV: &str = "MMO_LOGINS_PER_MINUTE";
+/// The same for `--ws-per-address` (every WebSocket player connects from 127.0.0.1).
+pub const WS_PER_ADDRESS_ENV: &str = "MMO_WS_PER_ADDRESS";
 
 /// World units a second the mmo this tool starts walks its players (`--move-speed`): fast, so that
 /// `move`'s players spread over their region within seconds.
@@ -173,6 +175,7 @@ impl Target {
             // `--registrations-per-minute`, which a server without that flag ignores.
             command.env(REGISTRATIONS_ENV, "1000000");
             command.env(LOGINS_ENV, "1000000");
+            command.env(WS_PER_ADDRESS_ENV, "1000000");
         }
         let mut target = Self::spawn(Kind::Mmo, command, auth == Auth::Token)?;
         target._dir = Some(dir);

@@ -229,6 +229,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub logins_per_minute: u32,
 
+    /// Token mode: WebSockets (browser players) one client IP address may hold open at once; past it,
+    /// 429. Raise it behind a reverse proxy (every player then comes from the proxy's address).
+    #[arg(long, env = "MMO_WS_PER_ADDRESS", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub ws_per_address: u32,
+
     /// Serve Prometheus metrics (OpenMetrics text) over plain HTTP at http://ADDR/metrics; off unless
     /// given. Bind it to loopback or a private network: it tells anyone who reaches it how busy you are.
     #[arg(long, env = "MMO_METRICS_BIND")]

@@ -275,7 +275,12 @@ pub(crate) fn plugin(app: &mut App) {
     let max_clients = usize::from(config.max_clients);
     // The WebSocket transport: the sockets' tasks report to the tick's `WsPeers`.
     let (ws_events, from_sockets) = crossbeam_channel::unbounded();
-    let hub = ws::WsHub::new(ws_events, bound.issuer.opener(), max_clients);
+    let hub = ws::WsHub::new(
+        ws_events,
+        bound.issuer.opener(),
+        max_clients,
+        config.ws_per_address as usize,
+    );
     app.insert_resource(crate::transport::ws::WsPeers::new(from_sockets));
     let state = ApiState {
         queue: app.world().resource::<AuthWorkers>().queue(),

@@ -4,7 +4,7 @@
 //! Before the upgrade (answered as JSON errors, like every other path): the address must not be banned
 //! (the router's layer), the page asking must be this server's (`Origin`, when a browser sends one,
 //! names this host), the client must speak this wire ([`protocol::WS_SUBPROTOCOL`]), and an address
-//! may hold [`PER_ADDRESS`] sockets, the server `--max-clients`.
+//! may hold `--ws-per-address` sockets (8: a household's browsers), the server `--max-clients`.
 //!
 //! After it, a socket must present a connect token within [`TOKEN_WITHIN`] (sealed by this server's
 //! key, unexpired, not used before), then may send [`MESSAGES_PER_SECOND`] messages a second (twice that
@@ -35,8 +35,6 @@ use crate::protocol::{self, ClientMessage, WS_KEEP_ALIVE};
 use crate::transport::token::{Redeemed, TokenError, TokenOpener};
 use crate::transport::ws::{Out, WS_ID_BIT, WsEvent, WsLink};
 
-/// Sockets one address may hold at once (a household's browsers; a script opening hundreds is refused).
-pub const PER_ADDRESS: usize = 8;
 /// How long a new socket may take to send its connect token.
 pub const TOKEN_WITHIN: Duration = Duration::from_secs(5);
 /// Messages a second a socket may send (a player clicks and types far less); twice this at once.
@@ -77,10 +75,17 @@ pub struct WsHub {
     per_address: Mutex<HashMap<IpAddr, usize>>,
     open: AtomicUsize,
     max_open: usize,
+    max_per_address: usize,
 }
 
 impl WsHub {
-    pub fn new(events: Sender<WsEvent>, opener: TokenOpener, max_open: usize) -> Self {
+    /// A hub for at most `max_open` sockets, `max_per_address` from one address.
+    pub fn new(
+        events: Sender<WsEvent>,
+        opener: TokenOpener,
+        max_open: usize,
+        max_per_address: usize,
+    ) -> Self {
         Self {
             events,
             opener,
@@ -89,6 +94,7 @@ impl WsHub {
             per_address: Mutex::default(),
             open: AtomicUsize::new(0),
             max_open,
+            max_per_address,
         }
     }
 
@@ -96,7 +102,7 @@ impl WsHub {
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, &'static str> {
         let mut per_address = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
         let here = per_address.entry(ip).or_default();
-        if *here >= PER_ADDRESS {
+        if *here >= self.max_per_address {
             return Err("per-address");
         }
         if self.open.fetch_add(1, Ordering::Relaxed) >= self.max_open {

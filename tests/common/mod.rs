@@ -325,12 +325,17 @@ impl TestClient {
 
     /// Token mode: connects over the HTTPS listener's WebSocket with a connect token.
     pub fn connect_ws(https: &mmo::http::HttpsInfo, connect_token: &str) -> Self {
-        let pem = std::fs::read(&https.cert_path).expect("the server's certificate");
+        Self::connect_ws_to(&https.url, &https.cert_path, connect_token)
+    }
+
+    /// [`TestClient::connect_ws`] to the login server at `url`, trusting the certificate at `cert`.
+    pub fn connect_ws_to(url: &str, cert: &Path, connect_token: &str) -> Self {
+        let pem = std::fs::read(cert).expect("the server's certificate");
         let options = WsOptions {
             ca_pem: Some(&pem),
             ..Default::default()
         };
-        let ws = WsClient::connect(&https.url, connect_token, options).expect("websocket");
+        let ws = WsClient::connect(url, connect_token, options).expect("websocket");
         Self::over(ws)
     }
 
