@@ -91,12 +91,7 @@ impl NetClient {
     /// message was just queued, or a frame has passed ([`protocol::QUIET_ACK_EVERY`] if only acks are
     /// owed).
     pub fn pump(&mut self, inbox: &mut Vec<ServerMessage>) -> Result<(), ClientError> {
-        let mut result = Ok(());
-        self.pump_raw(|bytes| match ServerMessage::decode(bytes) {
-            Ok(message) => message.unbatch(|message| inbox.push(message)),
-            Err(error) => result = Err(error.into()),
-        });
-        result
+        Ok(decode_into(inbox, |on_message| self.pump_raw(on_message))?)
     }
 
     /// [`NetClient::pump`], handing each message's bytes to `on_message` undecoded (for peers that
@@ -198,6 +193,20 @@ impl Drop for NetClient {
     fn drop(&mut self) {
         self.transport.disconnect();
     }
+}
+
+/// Runs `pump_raw` with a handler that decodes each message into `inbox` (a batch of chat lines as one
+/// [`ServerMessage::Chat`] each); the last decoding error, if any (the other messages are kept).
+fn decode_into(
+    inbox: &mut Vec<ServerMessage>,
+    pump_raw: impl FnOnce(&mut dyn FnMut(&[u8])),
+) -> Result<(), DecodeError> {
+    let mut result = Ok(());
+    pump_raw(&mut |bytes| match ServerMessage::decode(bytes) {
+        Ok(message) => message.unbatch(|message| inbox.push(message)),
+        Err(error) => result = Err(error),
+    });
+    result
 }
 
 /// A netcode client transport for in-band mode (unsecure netcode, random client id) on a fresh socket.

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
+use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use bevy_renet::renet::{Bytes, ClientId, ServerEvent};
 use bevy_renet::{RenetServer, RenetServerEvent, RenetServerPlugin};
@@ -347,143 +348,112 @@ pub fn kick(
 
 fn on_server_event(
     event: On<RenetServerEvent>,
-    mut commands: Commands,
-    mut connections: ResMut<Connections>,
     transport: Res<Transport>,
-    mut server: Outbox,
-    capacity: Res<Capacity>,
+    mut lifecycle: Lifecycle,
 ) {
     match **event {
         ServerEvent::ClientConnected { client_id } => {
             let addr = transport.client_addr(client_id);
             let user = transport.token_user(client_id);
-            let new = NewConnection {
-                client_id,
-                addr,
-                via: Via::Udp,
-            };
-            connected(
-                &mut commands,
-                &mut connections,
-                &mut server,
-                &capacity,
-                new,
-                user,
-            );
+            lifecycle.connected(client_id, addr, Via::Udp, user);
         }
         ServerEvent::ClientDisconnected { client_id, reason } => {
-            disconnected(&mut commands, &mut connections, client_id, &reason);
+            lifecycle.disconnected(client_id, &reason);
         }
-    }
-}
-
-/// A connection as a transport reports it.
-struct NewConnection {
-    client_id: ClientId,
-    addr: Option<SocketAddr>,
-    via: Via,
-}
-
-/// Spawns a new connection's entity (with the account its connect token speaks for, in token mode),
-/// or kicks it if the server is full.
-fn connected(
-    commands: &mut Commands,
-    connections: &mut Connections,
-    server: &mut Outbox,
-    capacity: &Capacity,
-    new: NewConnection,
-    user: Option<Result<TokenUser, UserDataError>>,
-) {
-    let NewConnection {
-        client_id,
-        addr,
-        via,
-    } = new;
-    let full = connections.0.len() >= capacity.0;
-    let mut entity = commands.spawn((
-        Connection {
-            client_id,
-            connected_at: Instant::now(),
-            addr,
-            via,
-        },
-        AwaitingLogin,
-    ));
-    match user {
-        None => {}
-        Some(Ok(user)) => {
-            if CONNECTED.allow(addr.map(|a| a.ip())) {
-                info!(client_id, ?addr, %via, account_id = user.account_id, name = %user.name, "connected with a token");
-            }
-            entity.insert(TokenLogin(user));
-        }
-        Some(Err(error)) => {
-            // Only the server seals tokens, so this is a bug or a leaked key: refuse it.
-            error!(client_id, ?addr, %error, "connect token with unreadable user data");
-            server.disconnect(client_id);
-        }
-    }
-    let entity = entity.id();
-    connections
-        .0
-        .insert(client_id, (entity, addr.map(|a| a.ip())));
-    if full {
-        // Each lane holds netcode's 1,024; the process holds --max-clients.
-        kick(commands, server, entity, client_id, SERVER_FULL);
-    }
-    if CONNECTED.allow(addr.map(|a| a.ip())) {
-        info!(client_id, ?addr, %via, ?entity, "connected");
-    }
-}
-
-/// Despawns a closed connection's entity.
-fn disconnected(
-    commands: &mut Commands,
-    connections: &mut Connections,
-    client_id: ClientId,
-    reason: &dyn std::fmt::Display,
-) {
-    let ip = connections.0.remove(&client_id).and_then(|(entity, ip)| {
-        commands.entity(entity).despawn();
-        ip
-    });
-    if DISCONNECTED.allow(ip) {
-        info!(client_id, %reason, "disconnected");
     }
 }
 
 /// The WebSocket transport's connections and disconnections ([`crate::transport::ws`]), as renet's
 /// events are for UDP. Their messages are stashed for [`receive_messages`].
-fn ws_events(
-    mut commands: Commands,
-    mut connections: ResMut<Connections>,
-    mut server: Outbox,
-    capacity: Res<Capacity>,
-) {
-    for change in server.ws().take_events() {
+fn ws_events(mut lifecycle: Lifecycle) {
+    for change in lifecycle.server.ws().take_events() {
         match change {
             ws::Change::Connected {
                 client_id,
                 addr,
                 user,
-            } => {
-                let new = NewConnection {
-                    client_id,
-                    addr: Some(addr),
-                    via: Via::WebSocket,
-                };
-                connected(
-                    &mut commands,
-                    &mut connections,
-                    &mut server,
-                    &capacity,
-                    new,
-                    Some(Ok(user)),
-                );
-            }
+            } => lifecycle.connected(client_id, Some(addr), Via::WebSocket, Some(Ok(user))),
             ws::Change::Disconnected { client_id, reason } => {
-                disconnected(&mut commands, &mut connections, client_id, &reason);
+                lifecycle.disconnected(client_id, &reason)
             }
+        }
+    }
+}
+
+/// What a connection's coming and going touches, whichever transport reports it.
+#[derive(SystemParam)]
+struct Lifecycle<'w, 's> {
+    commands: Commands<'w, 's>,
+    connections: ResMut<'w, Connections>,
+    server: Outbox<'w>,
+    capacity: Res<'w, Capacity>,
+}
+
+impl Lifecycle<'_, '_> {
+    /// Spawns a new connection's entity (with the account its connect token speaks for, in token
+    /// mode), or kicks it if the server is full.
+    fn connected(
+        &mut self,
+        client_id: ClientId,
+        addr: Option<SocketAddr>,
+        via: Via,
+        user: Option<Result<TokenUser, UserDataError>>,
+    ) {
+        let full = self.connections.0.len() >= self.capacity.0;
+        let mut entity = self.commands.spawn((
+            Connection {
+                client_id,
+                connected_at: Instant::now(),
+                addr,
+                via,
+            },
+            AwaitingLogin,
+        ));
+        match user {
+            None => {}
+            Some(Ok(user)) => {
+                if CONNECTED.allow(addr.map(|a| a.ip())) {
+                    info!(client_id, ?addr, %via, account_id = user.account_id, name = %user.name, "connected with a token");
+                }
+                entity.insert(TokenLogin(user));
+            }
+            Some(Err(error)) => {
+                // Only the server seals tokens, so this is a bug or a leaked key: refuse it.
+                error!(client_id, ?addr, %error, "connect token with unreadable user data");
+                self.server.disconnect(client_id);
+            }
+        }
+        let entity = entity.id();
+        self.connections
+            .0
+            .insert(client_id, (entity, addr.map(|a| a.ip())));
+        if full {
+            // Each lane holds netcode's 1,024; the process holds --max-clients.
+            kick(
+                &mut self.commands,
+                &mut self.server,
+                entity,
+                client_id,
+                SERVER_FULL,
+            );
+        }
+        if CONNECTED.allow(addr.map(|a| a.ip())) {
+            info!(client_id, ?addr, %via, ?entity, "connected");
+        }
+    }
+
+    /// Despawns a closed connection's entity.
+    fn disconnected(&mut self, client_id: ClientId, reason: &dyn std::fmt::Display) {
+        let ip = self
+            .connections
+            .0
+            .remove(&client_id)
+            .and_then(|(entity, ip)| {
+                self.commands.entity(entity).despawn();
+                ip
+            });
+        if DISCONNECTED.allow(ip) {
+            info!(client_id, %reason, "disconnected");
         }
     }
 }

@@ -94,14 +94,7 @@ fn a_browser_player_logs_in_chats_walks_returns_and_logs_out() {
     browser.wait_for("a whisper", LINES, has_line("Udpy whispers: \"just you\""));
 
     // Walk: click right of the player; the UDP player sees it arrive where the page says it is.
-    let seen_as = udp
-        .received
-        .iter()
-        .find_map(|m| match m {
-            ServerMessage::EnteredView { id, name, .. } if name == "Webby" => Some(*id),
-            _ => None,
-        })
-        .expect("the browser player in view");
+    let seen_as = udp.in_view("Webby");
     let start = xy(&browser.wait_for("a position", ME, |m| xy(m).is_some())).unwrap();
     browser.click_at("#world", 80, 0);
     let deadline = Instant::now() + Duration::from_secs(15);

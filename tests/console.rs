@@ -31,6 +31,21 @@ fn login(client: &mut TestClient, name: &str) -> Result<String, String> {
     Ok(name)
 }
 
+/// The binary in token mode on SQLite in `dir` (whatever MMO_TEST_DB says: the self-signed certificate
+/// goes beside the file), and an HTTPS client trusting it.
+fn start_token(dir: &Path) -> (ServerProcess, ApiClient) {
+    let mut server = ServerProcess::start(
+        &DbLocation::Sqlite(dir.join("mmo.sqlite3")),
+        &["--auth", "token", "--http-bind", "127.0.0.1:0"],
+    );
+    let url = server.logged("url").expect("the https url is logged");
+    let cert = server
+        .logged("cert")
+        .expect("the certificate path is logged");
+    let api = ApiClient::with_ca_file(&url, Some(Path::new(&cert))).unwrap();
+    (server, api)
+}
+
 /// The binary on `db`, with a chat limit these tests do not reach (commands count against it).
 fn start(db: &DbLocation) -> ServerProcess {
     let server = ServerProcess::start(db, &["--chat-burst", "1000", "--chat-per-second", "1000"]);
@@ -419,16 +434,7 @@ fn backup_copies_the_live_database_while_players_play() {
 #[test]
 fn in_token_mode_a_ban_refuses_https_login_and_connect_tokens_handed_out_before_it() {
     let dir = tempfile::tempdir().unwrap();
-    // SQLite whatever MMO_TEST_DB says: the self-signed certificate goes beside the file, in `dir`.
-    let mut server = ServerProcess::start(
-        &DbLocation::Sqlite(dir.path().join("mmo.sqlite3")),
-        &["--auth", "token", "--http-bind", "127.0.0.1:0"],
-    );
-    let url = server.logged("url").expect("the https url is logged");
-    let cert = server
-        .logged("cert")
-        .expect("the certificate path is logged");
-    let api = ApiClient::with_ca_file(&url, Some(Path::new(&cert))).unwrap();
+    let (mut server, api) = start_token(dir.path());
     api.register("mallory", PASSWORD).unwrap();
     let early = api.login("mallory", PASSWORD).unwrap();
 
@@ -465,20 +471,13 @@ fn in_token_mode_a_ban_refuses_https_login_and_connect_tokens_handed_out_before_
 #[test]
 fn in_token_mode_list_shows_browser_players_and_banip_closes_their_sockets() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(
-        &DbLocation::Sqlite(dir.path().join("mmo.sqlite3")),
-        &["--auth", "token", "--http-bind", "127.0.0.1:0"],
-    );
-    let url = server.logged("url").expect("the https url is logged");
-    let cert = server
-        .logged("cert")
-        .expect("the certificate path is logged");
-    let api = ApiClient::with_ca_file(&url, Some(Path::new(&cert))).unwrap();
+    let (mut server, api) = start_token(dir.path());
+    let (url, cert) = (api.base().to_owned(), dir.path().join("mmo-cert.pem"));
     for name in ["Brow", "Udpo"] {
         api.register(name, PASSWORD).unwrap();
     }
     let login = api.login("Brow", PASSWORD).unwrap();
-    let mut web = TestClient::connect_ws_to(&url, Path::new(&cert), &login.connect_token);
+    let mut web = TestClient::connect_ws_to(&url, &cert, &login.connect_token);
     web.expect("logged in over the websocket", |m| {
         matches!(m, ServerMessage::LoggedIn { .. }).then_some(())
     });
@@ -512,5 +511,8 @@ fn in_token_mode_list_shows_browser_players_and_banip_closes_their_sockets() {
         },
     );
     let refused = again.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(refused.contains("403") && refused.contains("bots"), "{refused}");
+    assert!(
+        refused.contains("403") && refused.contains("bots"),
+        "{refused}"
+    );
 }

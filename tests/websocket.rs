@@ -58,14 +58,7 @@ fn a_websocket_player_plays_with_a_udp_player() {
 
     // The world: the UDP player sees the browser player walk.
     let (web_id, start) = web.spawned();
-    let seen_as = udp
-        .received
-        .iter()
-        .find_map(|m| match m {
-            ServerMessage::EnteredView { id, name, .. } if name == "Webby" => Some(*id),
-            _ => None,
-        })
-        .expect("the browser player in view");
+    let seen_as = udp.in_view("Webby");
     let target = Pos {
         x: start.x + 3 * 32,
         y: start.y,

@@ -342,6 +342,16 @@ fn main() -> ExitCode {
         println!("{}", report.row());
     }
     for report in &reports {
+        if let Some(by) = report.by_transport {
+            let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+            println!(
+                "chat latency at UDP players: p50 {} ms  p99 {} ms; at WebSocket players: p50 {} ms  p99 {} ms",
+                ms(by.udp_p50_ms),
+                ms(by.udp_p99_ms),
+                ms(by.ws_p50_ms),
+                ms(by.ws_p99_ms)
+            );
+        }
         if let (Some(p50), Some(p99)) = (report.connect_p50_ms, report.connect_p99_ms) {
             let what = match report.target {
                 Some(Kind::Mmo) => "mmo: UDP part of a login (connect token to LoggedIn)",

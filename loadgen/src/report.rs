@@ -18,6 +18,9 @@ pub struct Report {
     /// Token mode: how many of the players played over a WebSocket (`--ws-clients`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ws_clients: Option<usize>,
+    /// With WebSocket players: the chat latency at the players of each transport.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_transport: Option<ByTransport>,
     pub clients: usize,
     pub rate: f64,
     pub duration_s: f64,
@@ -119,6 +122,15 @@ pub struct Report {
 }
 
 /// Nearest-rank quantile of sorted microsecond samples, in milliseconds.
+/// Chat latency at UDP players and at WebSocket players (ms).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ByTransport {
+    pub udp_p50_ms: Option<f64>,
+    pub udp_p99_ms: Option<f64>,
+    pub ws_p50_ms: Option<f64>,
+    pub ws_p99_ms: Option<f64>,
+}
+
 pub fn quantile_ms(sorted_us: &[u64], q: f64) -> Option<f64> {
     if sorted_us.is_empty() {
         return None;

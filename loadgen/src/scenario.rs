@@ -693,7 +693,9 @@ struct ChatTally {
     sent: u64,
     expected: u64,
     delivered: u64,
+    /// Delivery latencies at UDP players, and at WebSocket players.
     latencies_us: Vec<u64>,
+    ws_latencies_us: Vec<u64>,
     /// `overload`: each line's receivers, and the lines their senders heard back.
     book: Option<LineBook>,
 }
@@ -713,15 +715,21 @@ impl ChatTally {
             expected: 0,
             delivered: 0,
             latencies_us: Vec::new(),
+            ws_latencies_us: Vec::new(),
             book: per_line.then(LineBook::default),
         }
     }
 
-    /// A player heard line `seq`, sent at `sent` (µs), its own if `mine`.
-    fn heard(&mut self, sent: u64, seq: u64, mine: bool) {
+    /// A player heard line `seq`, sent at `sent` (µs), its own if `mine`, over a WebSocket if `ws`.
+    fn heard(&mut self, sent: u64, seq: u64, mine: bool, ws: bool) {
         if !mine {
             self.delivered += 1;
-            self.latencies_us.push(now_us().saturating_sub(sent));
+            let latency = now_us().saturating_sub(sent);
+            if ws {
+                self.ws_latencies_us.push(latency);
+            } else {
+                self.latencies_us.push(latency);
+            }
         }
         if let Some(book) = &mut self.book {
             if mine {
@@ -748,7 +756,19 @@ impl ChatTally {
         (report.sent, report.expected, report.delivered) =
             (self.sent, self.expected, self.delivered);
         report.lost = self.expected.saturating_sub(self.delivered);
-        report.set_latencies(self.latencies_us);
+        let (mut udp, mut ws) = (self.latencies_us, self.ws_latencies_us);
+        if !ws.is_empty() {
+            udp.sort_unstable();
+            ws.sort_unstable();
+            report.by_transport = Some(crate::report::ByTransport {
+                udp_p50_ms: quantile_ms(&udp, 0.50),
+                udp_p99_ms: quantile_ms(&udp, 0.99),
+                ws_p50_ms: quantile_ms(&ws, 0.50),
+                ws_p99_ms: quantile_ms(&ws, 0.99),
+            });
+        }
+        udp.append(&mut ws);
+        report.set_latencies(udp);
     }
 }
 
@@ -769,7 +789,8 @@ fn chat_between(
         .collect();
     let receive = |sims: &mut [Sim], tally: &mut ChatTally| {
         for sim in sims.iter_mut() {
-            sim.pump(kind, |sent, seq, mine| tally.heard(sent, seq, mine));
+            let ws = sim.ws.is_some();
+            sim.pump(kind, |sent, seq, mine| tally.heard(sent, seq, mine, ws));
         }
     };
     while keep_going(sims) {
@@ -899,7 +920,8 @@ pub fn overload(target: &Target, options: &Options) -> Report {
     let deadline = Instant::now() + SETUP_LIMIT;
     while late.iter().any(|s| s.stage != Stage::Ready) && Instant::now() < deadline {
         for sim in sims.iter_mut() {
-            sim.pump(target.kind, |sent, seq, mine| tally.heard(sent, seq, mine));
+            let ws = sim.ws.is_some();
+            sim.pump(target.kind, |sent, seq, mine| tally.heard(sent, seq, mine, ws));
         }
         for sim in late.iter_mut() {
             sim.pump(target.kind, |_, _, _| {});

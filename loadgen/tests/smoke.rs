@@ -21,6 +21,24 @@ fn options(clients: usize) -> Options {
     }
 }
 
+/// A server in token mode (chat limit lifted, `tweak` applied) on a database in `dir`, and a target
+/// whose players log in over its HTTPS endpoint (and play over its WebSocket, as many as
+/// `ws_players` says: none unless set).
+fn token_server(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> (ServerHandle, Target) {
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.join("db.sqlite3"));
+    config.auth = AuthMode::Token;
+    config.http_bind = Some("127.0.0.1:0".parse().unwrap());
+    (config.chat_burst, config.chat_per_second) = (1000, 1000.0);
+    tweak(&mut config);
+    let server = ServerHandle::spawn(config).expect("server starts");
+    let https = server.https().expect("token mode serves HTTPS");
+    let api = ApiClient::with_ca_file(&https.url, Some(&https.cert_path)).unwrap();
+    let mut target = Target::external(Kind::Mmo, server.addr(), Some(std::process::id()))
+        .with_access(Access::Https(api));
+    target.ws = Some(WsTarget::new(&https.url, Some(&https.cert_path)).unwrap());
+    (server, target)
+}
+
 #[test]
 fn chat_and_login_storm_count_every_line_against_mmo() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,18 +119,7 @@ fn chat_counts_every_line_on_the_floor_relay() {
 #[test]
 fn token_mode_logs_in_over_https_and_counts_every_line() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new(
-        "127.0.0.1:0".parse().unwrap(),
-        dir.path().join("db.sqlite3"),
-    );
-    config.auth = AuthMode::Token;
-    config.http_bind = Some("127.0.0.1:0".parse().unwrap());
-    (config.chat_burst, config.chat_per_second) = (1000, 1000.0);
-    let server = ServerHandle::spawn(config).expect("server starts");
-    let https = server.https().expect("token mode serves HTTPS");
-    let api = ApiClient::with_ca_file(&https.url, Some(&https.cert_path)).unwrap();
-    let target = Target::external(Kind::Mmo, server.addr(), Some(std::process::id()))
-        .with_access(Access::Https(api));
+    let (server, target) = token_server(dir.path(), |_| {});
 
     let report = scenario::chat(
         &target,
@@ -147,20 +154,9 @@ fn token_mode_logs_in_over_https_and_counts_every_line() {
 #[test]
 fn websocket_players_chat_and_walk_with_udp_players() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new(
-        "127.0.0.1:0".parse().unwrap(),
-        dir.path().join("db.sqlite3"),
-    );
-    config.auth = AuthMode::Token;
-    config.http_bind = Some("127.0.0.1:0".parse().unwrap());
-    config.move_speed = mmo_loadgen::target::MOVE_SPEED;
-    (config.chat_burst, config.chat_per_second) = (1000, 1000.0);
-    let server = ServerHandle::spawn(config).expect("server starts");
-    let https = server.https().expect("token mode serves HTTPS");
-    let api = ApiClient::with_ca_file(&https.url, Some(&https.cert_path)).unwrap();
-    let mut target = Target::external(Kind::Mmo, server.addr(), Some(std::process::id()))
-        .with_access(Access::Https(api));
-    target.ws = Some(WsTarget::new(&https.url, Some(&https.cert_path)).unwrap());
+    let (server, mut target) = token_server(dir.path(), |config| {
+        config.move_speed = mmo_loadgen::target::MOVE_SPEED;
+    });
     target.ws_players = 2;
 
     // Two of four players over the WebSocket: every line reaches everyone, either way.
@@ -181,6 +177,8 @@ fn websocket_players_chat_and_walk_with_udp_players() {
     );
     let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
     assert_eq!(json["ws_clients"], 2, "{json}");
+    let by = report.by_transport.expect("latency by transport");
+    assert!(by.udp_p99_ms.is_some() && by.ws_p99_ms.is_some(), "{by:?}");
 
     // All over the WebSocket: snapshots arrive as on UDP.
     target.ws_players = 3;

@@ -114,6 +114,11 @@ impl ApiClient {
         })
     }
 
+    /// The login server's URL (`https://HOST:PORT`, as given).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// The same client, giving up on a request after `timeout` instead of [`REQUEST_TIMEOUT`]: for
     /// a client with several login servers to try, one that froze (it accepts the connection and
     /// then says nothing) should not hold it for long.

@@ -195,12 +195,9 @@ impl WsClient {
     /// Reads whatever arrived, appending the decoded messages to `inbox` (batches unbatched), keeping
     /// snapshots for [`WsClient::take_snapshots`]; sends what is queued.
     pub fn pump(&mut self, inbox: &mut Vec<ServerMessage>) -> Result<(), WsError> {
-        let mut result = Ok(());
-        self.pump_raw(|bytes| match ServerMessage::decode(bytes) {
-            Ok(message) => message.unbatch(|message| inbox.push(message)),
-            Err(error) => result = Err(error.into()),
-        });
-        result
+        Ok(super::decode_into(inbox, |on_message| {
+            self.pump_raw(on_message)
+        })?)
     }
 
     /// [`WsClient::pump`], handing each message's bytes to `on_message` undecoded.

@@ -1,8 +1,8 @@
 //! [`Outbox`]: the connections as the game's systems use them: send, receive, ask, close, whether they
 //! came over UDP (renet's, the [`RenetServer`] underneath) or over a WebSocket ([`super::ws::WsPeers`],
 //! ids with [`super::ws::WS_ID_BIT`] set); these few methods are the whole surface the game uses, and
-//! they route by the id. For renet's connections it notes who was sent something
-//! this tick, so that the transport hands renet's packets out for those clients, the clients with
+//! they route each id to the transport that holds it. For renet's connections it notes who was sent
+//! something this tick, so that the transport hands renet's packets out for those clients, the clients with
 //! something unacknowledged and the clients whose ack turn it is, and does not look at every other
 //! connection every tick (at 4,000 idle players, asking renet whether each of them owed anything cost a
 //! millisecond and a half a tick in cache misses alone).
@@ -17,7 +17,7 @@ use bevy::prelude::*;
 use bevy_renet::RenetServer;
 use bevy_renet::renet::{Bytes, ClientId};
 
-use super::ws::{WsPeers, is_ws};
+use super::ws::WsPeers;
 
 /// The clients sent something since the transport last handed out packets.
 #[derive(Resource, Default, Debug)]
@@ -41,7 +41,7 @@ impl Outbox<'_> {
         channel_id: impl Into<u8>,
         message: impl Into<Bytes>,
     ) {
-        if is_ws(client_id) {
+        if self.ws.holds(client_id) {
             self.ws.send(client_id, channel_id.into(), message.into());
             return;
         }
@@ -60,7 +60,7 @@ impl Outbox<'_> {
     }
 
     pub fn is_connected(&self, client_id: ClientId) -> bool {
-        if is_ws(client_id) {
+        if self.ws.holds(client_id) {
             return self.ws.is_connected(client_id);
         }
         self.server.is_connected(client_id)
@@ -74,7 +74,7 @@ impl Outbox<'_> {
     /// Whether everything sent to `client_id` on `channel_id` was acknowledged (nothing waits in the
     /// channel's memory).
     pub fn delivered(&self, client_id: ClientId, channel_id: u8) -> bool {
-        if is_ws(client_id) {
+        if self.ws.holds(client_id) {
             return self.ws.delivered(client_id);
         }
         self.server.channel_available_memory(client_id, channel_id)
@@ -83,7 +83,7 @@ impl Outbox<'_> {
 
     /// Closes the connection (the transport says so to the client).
     pub fn disconnect(&mut self, client_id: ClientId) {
-        if is_ws(client_id) {
+        if self.ws.holds(client_id) {
             self.ws.disconnect(client_id, "Disconnected by the server");
             return;
         }

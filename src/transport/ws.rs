@@ -28,7 +28,8 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::api::TokenUser;
 use crate::protocol::{SERVER_CHANNEL_MEMORY, SNAPSHOT_CHANNEL};
 
-/// Set in every WebSocket connection's client id (netcode ids are issued with it clear).
+/// Set in every WebSocket connection's client id; the connect tokens token mode issues have it clear,
+/// so the two never meet (in-band mode, whose clients choose their ids, has no WebSocket).
 pub const WS_ID_BIT: ClientId = 1 << 63;
 /// A socket's messages that may wait for the tick at once; its task reads no more until some are taken.
 pub const INFLIGHT: usize = 64;
@@ -41,11 +42,6 @@ const MAX_EVENTS_PER_TICK: usize = super::MAX_PER_TICK;
 /// Log lines any peer can cause.
 static STALLED: crate::logs::Budget =
     crate::logs::Budget::new("websocket not reading; closed", 10, 120);
-
-/// Whether `client_id` is a WebSocket connection's.
-pub fn is_ws(client_id: ClientId) -> bool {
-    client_id & WS_ID_BIT != 0
-}
 
 /// What the tick asks of a socket's task.
 #[derive(Debug)]
@@ -188,6 +184,12 @@ impl WsPeers {
             }
         }
         changes
+    }
+
+    /// Whether `client_id` is one of these sockets (else it is renet's). Asked by membership, not by
+    /// [`WS_ID_BIT`]: in-band clients choose their own ids, any of them (there are no sockets then).
+    pub fn holds(&self, client_id: ClientId) -> bool {
+        !self.peers.is_empty() && self.peers.contains_key(&client_id)
     }
 
     /// The peers with messages to take since the last call.
@@ -339,8 +341,13 @@ mod tests {
                 message: message.clone(),
             })
             .unwrap();
+        assert!(
+            !peers.holds(id),
+            "an in-band client may pick any id: renet's until connected here"
+        );
         let changes = peers.take_events();
         assert!(matches!(changes[..], [Change::Connected { client_id, .. }] if client_id == id));
+        assert!(peers.holds(id) && !peers.holds(id ^ WS_ID_BIT));
         assert_eq!(peers.take_arrived(), vec![id]);
         assert_eq!(link.inflight.available_permits(), INFLIGHT - 1);
         assert_eq!(peers.receive(id), Some(message));

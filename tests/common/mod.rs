@@ -564,6 +564,24 @@ impl TestClient {
         }
     }
 
+    /// The world id under which `name` came into this player's view (waits for it; whatever the
+    /// expectations consumed).
+    pub fn in_view(&mut self, name: &str) -> u32 {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let found = self.received.iter().find_map(|m| match m {
+                ServerMessage::EnteredView { id, name: seen, .. } if seen == name => Some(*id),
+                _ => None,
+            });
+            if let Some(id) = found {
+                return id;
+            }
+            assert!(Instant::now() < deadline, "{name} never came into view");
+            self.pump();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Walks to `at` and waits until this player's own snapshots put it there.
     pub fn walk_to(&mut self, at: mmo::protocol::Pos) {
         let (id, _) = self.spawned();
