@@ -921,7 +921,9 @@ pub fn overload(target: &Target, options: &Options) -> Report {
     while late.iter().any(|s| s.stage != Stage::Ready) && Instant::now() < deadline {
         for sim in sims.iter_mut() {
             let ws = sim.ws.is_some();
-            sim.pump(target.kind, |sent, seq, mine| tally.heard(sent, seq, mine, ws));
+            sim.pump(target.kind, |sent, seq, mine| {
+                tally.heard(sent, seq, mine, ws)
+            });
         }
         for sim in late.iter_mut() {
             sim.pump(target.kind, |_, _, _| {});
