@@ -53,11 +53,16 @@ impl<S> Accept<TcpStream, S> for Capped {
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
         ready(match self.permits.clone().try_acquire_owned() {
             Ok(permit) => Ok((
-                Permitted {
-                    stream,
-                    _permit: permit,
-                    idle: self.idle,
-                    quiet_until: Box::pin(tokio::time::sleep(self.idle)),
+                {
+                    // No Nagle: a WebSocket's frames (a tick's messages in one small TLS record)
+                    // must leave at once, not wait for the peer's delayed ack (40 ms on Linux).
+                    let _ = stream.set_nodelay(true);
+                    Permitted {
+                        stream,
+                        _permit: permit,
+                        idle: self.idle,
+                        quiet_until: Box::pin(tokio::time::sleep(self.idle)),
+                    }
                 },
                 service,
             )),
