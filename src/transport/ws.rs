@@ -137,7 +137,7 @@ impl WsPeers {
         }
     }
 
-    /// Takes what the sockets reported since the last call (at most [`MAX_EVENTS_PER_TICK`]): stashes
+    /// Takes what the sockets reported since the last call (at most [`super::MAX_PER_TICK`]): stashes
     /// messages, and answers connections and disconnections in order.
     pub fn take_events(&mut self) -> Vec<Change> {
         let mut changes = Vec::new();
