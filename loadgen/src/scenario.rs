@@ -246,12 +246,29 @@ impl Sim {
                 self.net = Some(ws.into());
                 true
             }
-            Ok(Err(error)) => panic!("{} could not open its WebSocket: {error}", self.name),
+            Ok(Err(error)) => {
+                // It stays out, counted as disconnected (as a player that cannot get back in).
+                eprintln!("{} could not open its WebSocket: {error}", self.name);
+                self.give_up();
+                false
+            }
             Err(mpsc::TryRecvError::Empty) => false,
             Err(mpsc::TryRecvError::Disconnected) => {
-                panic!("{}'s WebSocket thread ended without an answer", self.name)
+                eprintln!("{}'s WebSocket thread ended without an answer", self.name);
+                self.give_up();
+                false
             }
         }
+    }
+
+    /// Leaves the player out of the game for good: in play without a connection, which counts as
+    /// disconnected.
+    fn give_up(&mut self) {
+        self.opening = None;
+        self.https = None;
+        self.session = None;
+        self.net = None;
+        self.stage = Stage::Ready;
     }
 
     /// The connection; a player past its HTTPS login has one.
@@ -326,9 +343,7 @@ impl Sim {
                 Some(Ok(Err(error))) if self.reconnects > 0 => {
                     // Could not get back in: it stays out, counted as disconnected.
                     eprintln!("{}", crate::error_chain(&error));
-                    self.https = None;
-                    self.session = None;
-                    self.stage = Stage::Ready;
+                    self.give_up();
                 }
                 Some(Ok(Err(error))) => panic!("{}", crate::error_chain(&error)),
                 Some(Err(mpsc::TryRecvError::Disconnected)) | None => {
@@ -589,6 +604,8 @@ fn run_until_ready(sims: &mut [Sim], kind: Kind, joining: &AtomicUsize) {
         for sim in sims.iter_mut() {
             sim.pump(kind, |_, _, _| {});
             if sim.is_disconnected() {
+                // The other threads stop waiting for their parts: the setup failed.
+                joining.store(0, Ordering::SeqCst);
                 panic!(
                     "{} was disconnected: {:?}",
                     sim.name,

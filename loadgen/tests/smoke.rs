@@ -316,3 +316,24 @@ fn move_measures_snapshot_age_and_bytes_against_mmo_and_the_floor() {
     assert_eq!(report.snapshot_age_p50_ms, None);
     assert_eq!(report.disconnected, Some(0), "{report:?}");
 }
+
+#[test]
+fn a_player_refused_its_websocket_fails_the_setup_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut target) = token_server(dir.path(), |config| {
+        config.ws_per_address = 1;
+        (config.registrations_per_minute, config.logins_per_minute) = (1000, 1000);
+    });
+    target.ws_players = 40;
+    let started = std::time::Instant::now();
+    let setup = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        scenario::idle(&target, &options(40))
+    }));
+    // The player's thread says which player and why ("… could not open its WebSocket: … 429 …").
+    assert!(setup.is_err(), "39 players cannot open their sockets");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "the other threads stopped waiting"
+    );
+    server.stop();
+}
