@@ -586,11 +586,14 @@ fn pump_until(sims: &mut [Sim], kind: Kind, client_hz: u32, until: Instant) {
 /// other lost its 2,000 players, and the server spent the meantime resending to them).
 fn run_until_ready(sims: &mut [Sim], kind: Kind, joining: &AtomicUsize) {
     let deadline = Instant::now() + SETUP_LIMIT;
+    let _stop_others = StopOthersOnPanic(joining);
     let mut in_ = false;
     loop {
         if !in_ && sims.iter().all(|s| s.stage == Stage::Ready) {
             in_ = true;
-            joining.fetch_sub(1, Ordering::SeqCst);
+            let _ = joining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(1))
+            });
         }
         if in_ && joining.load(Ordering::SeqCst) == 0 {
             return;
@@ -604,8 +607,6 @@ fn run_until_ready(sims: &mut [Sim], kind: Kind, joining: &AtomicUsize) {
         for sim in sims.iter_mut() {
             sim.pump(kind, |_, _, _| {});
             if sim.is_disconnected() {
-                // The other threads stop waiting for their parts: the setup failed.
-                joining.store(0, Ordering::SeqCst);
                 panic!(
                     "{} was disconnected: {:?}",
                     sim.name,
@@ -615,6 +616,19 @@ fn run_until_ready(sims: &mut [Sim], kind: Kind, joining: &AtomicUsize) {
         }
         idle_pass();
         std::thread::sleep(JOIN_PASS.saturating_sub(pass_started.elapsed()));
+    }
+}
+
+/// Ends every part's wait when one part's thread panics (a player refused, a login that failed, the
+/// setup limit): the setup failed, and the others would otherwise wait out the setup limit (10
+/// minutes) before the panic is reported.
+struct StopOthersOnPanic<'a>(&'a AtomicUsize);
+
+impl Drop for StopOthersOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(0, Ordering::SeqCst);
+        }
     }
 }
 
