@@ -245,7 +245,7 @@ pub struct ApiState {
     /// Set while the tick is over budget (`crate::load`): account work is refused, 503.
     pub shedding: Arc<std::sync::atomic::AtomicBool>,
     /// The WebSocket transport's sockets (`GET /ws`).
-    pub ws: Option<Arc<ws::WsHub>>,
+    pub ws: Arc<ws::WsHub>,
 }
 
 /// The running endpoint: its runtime thread, stopped gracefully with the server (it stops accepting,
@@ -295,7 +295,7 @@ pub(crate) fn plugin(app: &mut App) {
         metrics: app.world().resource::<crate::metrics::Metrics>().clone(),
         allowed: app.world().resource::<AllowList>().clone(),
         shedding: app.world().resource::<crate::load::TickLoad>().flag(),
-        ws: Some(Arc::new(hub)),
+        ws: Arc::new(hub),
     };
     let bans = app.world().resource::<IpBans>().clone();
     let info = bound.info.clone();

@@ -98,18 +98,33 @@ impl WsHub {
         }
     }
 
-    /// Counts a socket from `ip`, or says why there is no room for it.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, &'static str> {
+    /// Counts a socket from `ip`, or says why there is no room for it: the metric's reason, the
+    /// status and the text.
+    fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+    ) -> Result<Admitted, (&'static str, StatusCode, &'static str)> {
         let mut per_address = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
-        let here = per_address.entry(ip).or_default();
-        if *here >= self.max_per_address {
-            return Err("per-address");
+        // Looked up, not entered: a refused address must leave nothing behind.
+        if per_address
+            .get(&ip)
+            .is_some_and(|&here| here >= self.max_per_address)
+        {
+            return Err((
+                "per-address",
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many connections from this address",
+            ));
         }
         if self.open.fetch_add(1, Ordering::Relaxed) >= self.max_open {
             self.open.fetch_sub(1, Ordering::Relaxed);
-            return Err("full");
+            return Err((
+                "full",
+                StatusCode::SERVICE_UNAVAILABLE,
+                crate::net::SERVER_FULL,
+            ));
         }
-        *here += 1;
+        *per_address.entry(ip).or_default() += 1;
         Ok(Admitted {
             hub: self.clone(),
             ip,
@@ -147,9 +162,7 @@ pub async fn upgrade(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let Some(hub) = state.ws.clone() else {
-        return refuse(&state, peer, "off", StatusCode::NOT_FOUND, "Not found");
-    };
+    let hub = state.ws.clone();
     if !same_origin(&headers) {
         return refuse(
             &state,
@@ -174,24 +187,7 @@ pub async fn upgrade(
     }
     let admitted = match hub.admit(peer.ip()) {
         Ok(admitted) => admitted,
-        Err(reason @ "per-address") => {
-            return refuse(
-                &state,
-                peer,
-                reason,
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many connections from this address",
-            );
-        }
-        Err(reason) => {
-            return refuse(
-                &state,
-                peer,
-                reason,
-                StatusCode::SERVICE_UNAVAILABLE,
-                crate::net::SERVER_FULL,
-            );
-        }
+        Err((reason, status, text)) => return refuse(&state, peer, reason, status, text),
     };
     let metrics = state.metrics.clone();
     upgrade
@@ -502,6 +498,33 @@ impl MessageBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sockets_are_counted_per_address_and_a_refusal_leaves_nothing_behind() {
+        let (events, _from_sockets) = crossbeam_channel::unbounded();
+        let hub = Arc::new(WsHub::new(
+            events,
+            TokenOpener::new(&[1; 32], protocol::PROTOCOL_ID),
+            2,
+            1,
+        ));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let first = hub.admit(a).expect("room");
+        assert_eq!(hub.admit(a).err().map(|e| e.0), Some("per-address"));
+        let second = hub.admit("10.0.0.2".parse().unwrap()).expect("room");
+        for stranger in 3..100 {
+            let refused = hub.admit(IpAddr::from([10, 0, 0, stranger]));
+            assert_eq!(refused.err().map(|e| e.0), Some("full"));
+        }
+        assert_eq!(
+            hub.per_address.lock().unwrap().len(),
+            2,
+            "only those admitted"
+        );
+        drop((first, second));
+        assert!(hub.per_address.lock().unwrap().is_empty());
+        assert_eq!(hub.open.load(Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn only_this_hosts_pages_may_open_sockets() {
