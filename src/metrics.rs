@@ -24,6 +24,16 @@ use prometheus_client::registry::Registry;
 
 type Labels = [(&'static str, &'static str); 1];
 
+/// A family of metrics with one label, registered under `name`.
+fn family<M>(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, M>
+where
+    Family<Labels, M>: prometheus_client::registry::Metric + Default + Clone,
+{
+    let family = Family::<Labels, M>::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
 /// The tick histogram's bucket bounds (seconds): fine where a 60 Hz tick's budget is decided (0.25 ms
 /// steps to 4 ms, 0.5 ms to 20 ms, 1 ms to 40 ms), coarser past it, so that a p99 read from it (the load
 /// generator's) is within half a millisecond where it matters.
@@ -96,10 +106,10 @@ pub struct Handles {
     /// Connections on each transport lane (`lane="0"`, …).
     pub lane_connections: Family<Vec<(&'static str, String)>, Gauge>,
     /// Connections and players by transport (`udp`, `ws`).
-    pub transport_connections: Family<[(&'static str, &'static str); 1], Gauge>,
-    pub transport_players: Family<[(&'static str, &'static str); 1], Gauge>,
-    /// WebSocket upgrades refused before a connection existed, by reason (`crate::http::ws`).
-    pub ws_refused: Family<[(&'static str, &'static str); 1], Counter>,
+    pub transport_connections: Family<Labels, Gauge>,
+    pub transport_players: Family<Labels, Gauge>,
+    /// WebSocket connections refused, or closed for what they sent, by reason (`crate::http::ws`).
+    pub ws_refused: Family<Labels, Counter>,
 }
 
 /// `mmo_queue_depth{queue=…}`: what waits for each writer thread.
@@ -167,13 +177,8 @@ impl Metrics {
             registry.register(name, help, histogram.clone());
             histogram
         };
-        let family = |registry: &mut Registry, name: &str, help: &str| {
-            let family = Family::<Labels, Counter>::default();
-            registry.register(name, help, family.clone());
-            family
-        };
-
-        let logins = family(&mut registry, "logins", "Login attempts, by result");
+        let logins: Family<Labels, Counter> =
+            family(&mut registry, "logins", "Login attempts, by result");
         let login = |result| logins.get_or_create(&[("result", result)]).clone();
         let logins = Outcomes {
             ok: login("ok"),
@@ -184,19 +189,19 @@ impl Metrics {
             shed: login("shed"),
             failed: login("error"),
         };
-        let registrations = family(&mut registry, "registrations", "Registrations, by result");
+        let registrations: Family<Labels, Counter> =
+            family(&mut registry, "registrations", "Registrations, by result");
         let registration = |result| registrations.get_or_create(&[("result", result)]).clone();
-        let dropped = family(
+        let dropped: Family<Labels, Counter> = family(
             &mut registry,
             "gate_dropped",
             "Datagrams the packet gate dropped, by reason",
         );
         let drop_reason = |reason| dropped.get_or_create(&[("reason", reason)]).clone();
-        let depths = Family::<Labels, Gauge>::default();
-        registry.register(
+        let depths: Family<Labels, Gauge> = family(
+            &mut registry,
             "queue_depth",
             "Jobs waiting in a bounded queue between the tick and a thread, by queue",
-            depths.clone(),
         );
         // One statement each: a family's read guard must be gone before it creates the next.
         let chat = depths.get_or_create(&[("queue", "chat")]).clone();
@@ -351,33 +356,21 @@ impl Metrics {
                 );
                 family
             },
-            transport_connections: {
-                let family = Family::default();
-                registry.register(
-                    "transport_connections",
-                    "Connections, logged in or not, by transport (udp, ws)",
-                    family.clone(),
-                );
-                family
-            },
-            transport_players: {
-                let family = Family::default();
-                registry.register(
-                    "transport_players",
-                    "Players logged in, by transport (udp, ws)",
-                    family.clone(),
-                );
-                family
-            },
-            ws_refused: {
-                let family = Family::default();
-                registry.register(
-                    "ws_refused",
-                    "WebSocket connections refused or closed before play, by reason",
-                    family.clone(),
-                );
-                family
-            },
+            transport_connections: family(
+                &mut registry,
+                "transport_connections",
+                "Connections, logged in or not, by transport (udp, ws)",
+            ),
+            transport_players: family(
+                &mut registry,
+                "transport_players",
+                "Players logged in, by transport (udp, ws)",
+            ),
+            ws_refused: family(
+                &mut registry,
+                "ws_refused",
+                "WebSocket connections refused, or closed for what they sent, by reason",
+            ),
             registry,
         };
         Self(Arc::new(handles))

@@ -7,7 +7,6 @@
 //! because the tick's queue was full). It also feeds the [`Metrics`]: each tick's duration, and once a
 //! second the gauges and the transport's counters.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
@@ -155,14 +154,17 @@ fn sample(
     metrics
         .connections
         .set((server.connected_clients() + ws.len()) as i64);
-    let mut by_via: HashMap<Via, (i64, i64)> =
-        HashMap::from([(Via::Udp, (0, 0)), (Via::WebSocket, (0, 0))]);
+    // (transport, connections, players)
+    let mut by_via = [(Via::Udp, 0, 0), (Via::WebSocket, 0, 0)];
     for (connection, player) in &connections {
-        let count = by_via.entry(connection.via).or_default();
-        count.0 += 1;
-        count.1 += i64::from(player);
+        let count = &mut by_via[match connection.via {
+            Via::Udp => 0,
+            Via::WebSocket => 1,
+        }];
+        count.1 += 1;
+        count.2 += i64::from(player);
     }
-    for (via, (open, playing)) in by_via {
+    for (via, open, playing) in by_via {
         let label = [("transport", via.label())];
         metrics
             .transport_connections

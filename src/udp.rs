@@ -390,6 +390,16 @@ pub mod connection_request {
     /// How far ahead netcode's unsecure client sets the expiry.
     pub const CLIENT_EXPIRY_SECS: u64 = 300;
 
+    /// What a connect token's private part is sealed with beside its key (the AEAD's additional
+    /// data): the version, the protocol id and the expiry (little-endian seconds), as netcode seals it.
+    pub fn additional_data(protocol_id: u64, expiry: [u8; 8]) -> [u8; 29] {
+        let mut additional = [0u8; 29];
+        additional[..13].copy_from_slice(VERSION_INFO);
+        additional[13..21].copy_from_slice(&protocol_id.to_le_bytes());
+        additional[21..].copy_from_slice(&expiry);
+        additional
+    }
+
     /// Seconds since the Unix epoch (0 if the clock is before it).
     pub fn unix_secs() -> u64 {
         SystemTime::now()

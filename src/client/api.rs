@@ -50,6 +50,21 @@ impl ApiError {
     }
 }
 
+/// The certificates in the PEM text `pem` (at least one), or why there are none.
+pub(super) fn pem_certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String> {
+    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+            Ok(_) => None,
+            Err(error) => Some(Err(error.to_string())),
+        })
+        .collect::<Result<_, _>>()?;
+    if certs.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    Ok(certs)
+}
+
 /// A login server, reached over HTTPS.
 #[derive(Clone)]
 pub struct ApiClient {
@@ -73,23 +88,10 @@ impl ApiClient {
     pub fn new(login_url: &str, ca_pem: Option<&[u8]>) -> Result<Self, ApiError> {
         let roots = match ca_pem {
             Some(pem) => {
-                let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(pem)
-                    .filter_map(|item| match item {
-                        Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
-                        Ok(_) => None,
-                        Err(error) => Some(Err(error)),
-                    })
-                    .collect::<Result<_, _>>()
-                    .map_err(|error| ApiError::CaCert {
-                        path: "(PEM)".into(),
-                        detail: error.to_string(),
-                    })?;
-                if certs.is_empty() {
-                    return Err(ApiError::CaCert {
-                        path: "(PEM)".into(),
-                        detail: "no certificate in it".into(),
-                    });
-                }
+                let certs = pem_certificates(pem).map_err(|detail| ApiError::CaCert {
+                    path: "(PEM)".into(),
+                    detail,
+                })?;
                 RootCerts::new_with_certs(&certs)
             }
             None => RootCerts::WebPki,

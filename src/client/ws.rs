@@ -317,17 +317,10 @@ fn tls_config(ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, WsError> {
     let mut roots = RootCertStore::empty();
     match ca_pem {
         Some(pem) => {
-            for item in ureq::tls::parse_pem(pem) {
-                match item {
-                    Ok(ureq::tls::PemItem::Certificate(cert)) => roots
-                        .add(CertificateDer::from(cert.der().to_vec()))
-                        .map_err(|e| WsError::CaCert(e.to_string()))?,
-                    Ok(_) => {}
-                    Err(error) => return Err(WsError::CaCert(error.to_string())),
-                }
-            }
-            if roots.is_empty() {
-                return Err(WsError::CaCert("no certificate in it".into()));
+            for cert in super::api::pem_certificates(pem).map_err(WsError::CaCert)? {
+                roots
+                    .add(CertificateDer::from(cert.der().to_vec()))
+                    .map_err(|e| WsError::CaCert(e.to_string()))?;
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),

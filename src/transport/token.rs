@@ -18,7 +18,7 @@ use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
 use renetcode::{ConnectToken, NETCODE_USER_DATA_BYTES};
 
 use crate::api::{TokenUser, UserDataError};
-use crate::udp::connection_request::VERSION_INFO;
+use crate::udp::connection_request::additional_data;
 
 /// netcode's MAC length (the end of the sealed part).
 const MAC_BYTES: usize = 16;
@@ -91,10 +91,7 @@ impl TokenOpener {
         if token.expire_timestamp <= now_secs {
             return Err(TokenError::Expired);
         }
-        let mut additional = [0u8; 29];
-        additional[..13].copy_from_slice(VERSION_INFO);
-        additional[13..21].copy_from_slice(&self.protocol_id.to_le_bytes());
-        additional[21..].copy_from_slice(&token.expire_timestamp.to_le_bytes());
+        let additional = additional_data(self.protocol_id, token.expire_timestamp.to_le_bytes());
         let mut private = token.private_data;
         let sealed = private.len() - MAC_BYTES;
         let (text, tag) = private.split_at_mut(sealed);

@@ -396,10 +396,10 @@ fn sealed_with(key: &XChaCha20Poly1305, protocol_id: u64, request_bytes: &[u8]) 
     let Some(sealed) = request_bytes.get(request::TOKEN) else {
         return false;
     };
-    let mut additional = [0u8; 29];
-    additional[..13].copy_from_slice(request::VERSION_INFO);
-    additional[13..21].copy_from_slice(&protocol_id.to_le_bytes());
-    additional[21..].copy_from_slice(&request_bytes[request::EXPIRY]);
+    let Ok(expiry) = request_bytes[request::EXPIRY].try_into() else {
+        return false;
+    };
+    let additional = request::additional_data(protocol_id, expiry);
     let (sealed_text, tag) = sealed.split_at(sealed.len() - 16);
     // Opened on the stack: this runs for every connection request within its sender's budget.
     let mut text = [0u8; request::BYTES - request::TOKEN.start - 16];
